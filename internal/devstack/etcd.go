@@ -1,0 +1,127 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// EtcdConfig configures an embedded etcd server.
+type EtcdConfig struct {
+	// ClientAddr is the host:port clients connect to. Empty means
+	// 127.0.0.1 with a free port.
+	ClientAddr string
+	// Dir holds the data. Empty means a new temporary directory, removed by
+	// Close.
+	Dir string
+	// StartTimeout bounds how long the server may take to become ready.
+	// Zero means 10 seconds.
+	StartTimeout time.Duration
+}
+
+// Etcd is a running single-node etcd server on loopback.
+type Etcd struct {
+	srv     *embed.Etcd
+	dir     string
+	ownsDir bool
+	client  string
+}
+
+// StartEtcd starts an etcd server and waits until it serves clients. The
+// server logs only errors. The caller must Close it.
+func StartEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
+	if cfg.ClientAddr == "" {
+		cfg.ClientAddr = "127.0.0.1:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	e := &Etcd{dir: cfg.Dir}
+	if e.dir == "" {
+		dir, err := os.MkdirTemp("", "herald-etcd-")
+		if err != nil {
+			return nil, fmt.Errorf("devstack: etcd data dir: %w", err)
+		}
+		e.dir, e.ownsDir = dir, true
+	}
+	// The peer port is bound by us and handed over, so InitialCluster can
+	// name it before the server starts.
+	peerAddr, err := freeAddr()
+	if err != nil {
+		e.removeDir()
+		return nil, err
+	}
+	ec := embed.NewConfig()
+	ec.Name = "herald-dev"
+	ec.Dir = e.dir
+	ec.LogLevel = "error"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	ec.UnsafeNoFsync = true // throw-away data: durability is not the point here
+	cu := url.URL{Scheme: "http", Host: cfg.ClientAddr}
+	pu := url.URL{Scheme: "http", Host: peerAddr}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	ec.InitialCluster = ec.Name + "=" + pu.String()
+
+	srv, err := embed.StartEtcd(ec)
+	if err != nil {
+		e.removeDir()
+		return nil, fmt.Errorf("devstack: start etcd: %w", err)
+	}
+	e.srv = srv
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	select {
+	case <-srv.Server.ReadyNotify():
+	case err := <-srv.Err():
+		e.Close()
+		return nil, fmt.Errorf("devstack: etcd failed while starting: %w", err)
+	case <-timer.C:
+		e.Close()
+		return nil, errors.New("devstack: etcd did not become ready in time")
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("devstack: start etcd: %w", ctx.Err())
+	}
+	e.client = "http://" + srv.Clients[0].Addr().String()
+	return e, nil
+}
+
+// Endpoint is the client URL, such as http://127.0.0.1:2379.
+func (e *Etcd) Endpoint() string { return e.client }
+
+// Close stops the server and removes a data directory it created.
+func (e *Etcd) Close() error {
+	if e.srv != nil {
+		e.srv.Close()
+		<-e.srv.Server.StopNotify()
+	}
+	return e.removeDir()
+}
+
+func (e *Etcd) removeDir() error {
+	if !e.ownsDir {
+		return nil
+	}
+	if err := os.RemoveAll(e.dir); err != nil {
+		return fmt.Errorf("devstack: remove etcd data dir: %w", err)
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("devstack: find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}

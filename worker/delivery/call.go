@@ -1,0 +1,177 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// errRetryPastDeadline stops a delivery whose next attempt would fall after
+// its context's deadline; waiting for it would only end in Aborted later.
+var errRetryPastDeadline = errors.New("delivery: next attempt would be past the context deadline")
+
+// snippetBytes is how much of a refusing response's body a Reason quotes.
+const snippetBytes = 160
+
+// call is the state of one Send while retryablehttp drives its attempts.
+// retryablehttp's hooks receive no per-request state of their own, so each
+// call carries a Client whose hooks are bound to it; calls are pooled by
+// the Sender and reused, hooks and all.
+type call struct {
+	s  *Sender
+	rc retryablehttp.Client
+
+	attempts int
+	verdict  verdict
+	status   int
+	err      error         // the last attempt's transport error
+	stopped  string        // why the context stopped the delivery, if it did
+	wait     time.Duration // the wait checkRetry chose, handed to retryablehttp by backoff
+
+	drain   io.LimitedReader
+	buf     [snippetBytes]byte
+	snippet []byte // the start of the last refusing response's body, in buf
+}
+
+func (s *Sender) getCall() *call {
+	if c, ok := s.calls.Get().(*call); ok {
+		return c
+	}
+	c := &call{s: s}
+	c.rc.HTTPClient = s.client
+	c.rc.RetryMax = s.cfg.MaxAttempts - 1
+	c.rc.CheckRetry = c.checkRetry
+	c.rc.Backoff = c.backoff
+	// Return the last response and error instead of a generic "giving up"
+	// error, so the Result can name them.
+	c.rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	// Logger stays nil: retryablehttp then logs nothing, and checkRetry
+	// logs retries through slog.
+	return c
+}
+
+func (s *Sender) putCall(c *call) {
+	c.attempts, c.verdict, c.status, c.err, c.stopped, c.wait = 0, 0, 0, nil, "", 0
+	c.snippet = nil
+	s.calls.Put(c)
+}
+
+// checkRetry runs after every attempt (retryablehttp's CheckRetry): it
+// counts the attempt, reads the response body so the connection goes back
+// to the pool before any wait, applies classify, and for a retry chooses
+// the wait and checks that the context allows it.
+func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	c.attempts++
+	c.status, c.err = 0, err
+	if resp != nil {
+		c.status = resp.StatusCode
+		c.consume(resp)
+	}
+	c.s.metrics.attempt(c.status)
+	c.verdict = classify(c.status, err)
+	if c.verdict == verdictDelivered || c.verdict == verdictPermanent {
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		// The worker lost this work (its claim, or its lease deadline):
+		// no further attempt may go out.
+		c.stopped = "context ended: " + context.Cause(ctx).Error()
+		return false, ctx.Err()
+	}
+	if c.attempts >= c.s.cfg.MaxAttempts {
+		return true, nil // retryablehttp gives up here: RetryMax is MaxAttempts-1
+	}
+	var retryAfter string
+	if resp != nil {
+		retryAfter = resp.Header.Get("Retry-After")
+	}
+	now := c.s.now()
+	wait := retryWait(c.s.cfg, c.verdict, retryAfter, c.attempts, now, c.s.randN)
+	if deadline, ok := ctx.Deadline(); ok && now.Add(wait).After(deadline) {
+		c.stopped = fmt.Sprintf("next attempt due in %v, after the context deadline", wait)
+		return false, errRetryPastDeadline
+	}
+	c.wait = c.s.sleepFor(wait)
+	c.s.metrics.retry()
+	if c.s.log.Enabled(ctx, slog.LevelDebug) {
+		c.s.log.Debug("delivery: retrying", "attempt", c.attempts, "answer", describe(c.status, err), "wait", wait)
+	}
+	return true, nil
+}
+
+// backoff hands retryablehttp the wait checkRetry chose; retryablehttp
+// sleeps it, waking early if the context ends.
+func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
+	return c.wait
+}
+
+// consume reads up to MaxResponseBytes of a response body, keeping the
+// start of a non-2xx one for the Reason. Reading to the end is what lets
+// net/http reuse the connection; a longer body costs the connection
+// instead, when the body is closed.
+func (c *call) consume(resp *http.Response) {
+	limit := c.s.cfg.MaxResponseBytes
+	c.snippet = nil
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		n, _ := io.ReadFull(resp.Body, c.buf[:min(int64(len(c.buf)), limit)])
+		c.snippet = c.buf[:n]
+		limit -= int64(n)
+	}
+	c.drain = io.LimitedReader{R: resp.Body, N: limit}
+	_, _ = io.Copy(io.Discard, &c.drain)
+	c.drain.R = nil
+}
+
+// result turns the finished call into a Result. err is what
+// retryablehttp's Do returned.
+func (c *call) result(ctx context.Context, err error) Result {
+	r := Result{Status: c.status, Attempts: c.attempts}
+	switch {
+	case c.verdict == verdictDelivered:
+		r.Outcome = Delivered
+	case c.verdict == verdictPermanent:
+		r.Outcome, r.Reason = Failed, c.answer()
+	case c.stopped != "":
+		r.Outcome, r.Reason = Aborted, c.stopped
+	case ctx.Err() != nil:
+		// Do returned from its wait between attempts.
+		r.Outcome = Aborted
+		r.Reason = "context ended while waiting to retry: " + context.Cause(ctx).Error()
+	case c.attempts == 0:
+		r.Outcome, r.Reason = Failed, "not sent: "+describe(0, err)
+	default:
+		r.Outcome = Failed
+		r.Reason = fmt.Sprintf("gave up after %d attempts: %s", c.attempts, c.answer())
+	}
+	return r
+}
+
+// answer describes the last attempt's answer, quoting the start of a
+// refusing response's body when it has one.
+func (c *call) answer() string {
+	d := describe(c.status, c.err)
+	if quote := printable(c.snippet); quote != "" {
+		d += ": " + quote
+	}
+	return d
+}
+
+// printable makes an endpoint's bytes safe to put in a one-line reason.
+func printable(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,18 @@
+// Package delivery sends rendered deliveries to a broadcast's endpoint and
+// records the ones that fail for good.
+//
+// A Sender POSTs one delivery (SPEC section 4) with its idempotency key,
+// retrying as the endpoint's answer asks (the policy table is on
+// classify), and reports one Result: Delivered, Failed, or Aborted when the
+// caller's context ended first. Aborted is not a failure: the message is
+// unfinished and the next owner of its work unit sends it again under the
+// same key. A Sender is safe for concurrent use; the worker calls it from a
+// fixed pool of max_in_flight goroutines and the Sender's connection pool is
+// sized to match.
+//
+// A DeadLetterWriter appends failed deliveries to the dead-letter topic
+// (herald.deadletters) and returns only once Kafka has acknowledged them.
+//
+// The package does not render, rate-limit, checkpoint or decide what to
+// send; those are the worker's.
+package delivery

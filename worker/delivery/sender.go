@@ -1,0 +1,175 @@
+package delivery
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcome is how a Send ended.
+type Outcome int
+
+const (
+	// Delivered: the endpoint answered 2xx, or 409 because it already had
+	// the key.
+	Delivered Outcome = iota + 1
+	// Failed: the endpoint refused the message for good, or every attempt
+	// failed. The caller counts it and writes a dead letter.
+	Failed
+	// Aborted: the caller's context ended before the delivery finished.
+	// Not a failure: the message is unfinished and its next owner sends it
+	// again under the same idempotency key.
+	Aborted
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case Failed:
+		return "failed"
+	case Aborted:
+		return "aborted"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Result reports one Send.
+type Result struct {
+	Outcome Outcome
+	// Status is the last HTTP status received, 0 when the last attempt got
+	// no response or nothing was sent.
+	Status int
+	// Attempts is how many requests were started, 0 when none was.
+	Attempts int
+	// Reason says why a delivery failed or aborted, naming the last status
+	// or error; empty when delivered.
+	Reason string
+	// Latency runs from Send's call to its return, retries and waits
+	// included.
+	Latency time.Duration
+}
+
+// maxKeyLen is SPEC section 4's limit on an idempotency key.
+const maxKeyLen = 200
+
+// Sender delivers messages over a pool of keep-alive connections, retrying
+// as classify decides. It is safe for concurrent use; Close it when done.
+type Sender struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *http.Transport
+	client  *http.Client
+	metrics *metrics
+	// calls recycles per-Send state, including a retryablehttp.Client whose
+	// hooks are bound to it, so a Send allocates none of that.
+	calls sync.Pool
+
+	// Hooks tests replace. now is the wall clock that Retry-After dates and
+	// context deadlines are read against; randN draws backoff jitter;
+	// sleepFor turns a planned wait into the one actually slept, so tests
+	// can record plans without sleeping through them.
+	now      func() time.Time
+	randN    func(n int64) int64
+	sleepFor func(planned time.Duration) time.Duration
+}
+
+// New returns a Sender with its own connection pool. log may be nil (no
+// logs); reg may be nil (no metrics), and registering twice with one
+// registerer fails, so give each Sender its own or a wrapped one.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	pool := newPool(cfg)
+	return &Sender{
+		cfg:  cfg,
+		log:  log,
+		pool: pool,
+		client: &http.Client{
+			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout},
+			// A redirect is an answer (classify fails it), not something to
+			// follow: net/http would turn the POST into a GET.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		metrics:  m,
+		now:      time.Now,
+		randN:    rand.Int64N,
+		sleepFor: func(d time.Duration) time.Duration { return d },
+	}, nil
+}
+
+// Close drops the pool's idle connections. Sends still running finish.
+func (s *Sender) Close() { s.pool.CloseIdleConnections() }
+
+// Send POSTs body to url with the headers SPEC section 4 requires,
+// identical in every attempt, and retries until the delivery is finished,
+// MaxAttempts is spent, or ctx ends. It never waits past ctx: a retry that
+// would fall after ctx's deadline is not waited for.
+func (s *Sender) Send(ctx context.Context, url, key string, body []byte) Result {
+	start := time.Now()
+	r := s.send(ctx, url, key, body)
+	r.Latency = time.Since(start)
+	s.metrics.result(r)
+	if r.Outcome != Delivered && s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("delivery: not delivered", "key", key, "outcome", r.Outcome.String(),
+			"attempts", r.Attempts, "status", r.Status, "reason", r.Reason)
+	}
+	return r
+}
+
+func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result {
+	if err := ctx.Err(); err != nil {
+		return Result{Outcome: Aborted, Reason: "not sent: " + context.Cause(ctx).Error()}
+	}
+	if !validKey(key) {
+		return Result{Outcome: Failed, Reason: "not sent: idempotency key must be 1 to 200 printable ASCII characters"}
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return Result{Outcome: Failed, Reason: "not sent: " + describe(0, err)}
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return Result{Outcome: Failed, Reason: "not sent: endpoint url must be http or https"}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+
+	c := s.getCall()
+	defer s.putCall(c)
+	resp, err := c.rc.Do(req)
+	if resp != nil {
+		// checkRetry has read what it wanted of the body already.
+		resp.Body.Close()
+	}
+	return c.result(ctx, err)
+}
+
+// validKey holds a key to SPEC section 4, which also keeps it a valid
+// header value: an invalid one would fail every attempt in the transport.
+func validKey(key string) bool {
+	if len(key) == 0 || len(key) > maxKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

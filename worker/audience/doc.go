@@ -1,0 +1,19 @@
+// Package audience streams the subscribers of a broadcast, one record at a
+// time, from a position in the stream on.
+//
+// A broadcast's audience is read once per work unit, in full, by every
+// worker that holds a unit of it; each worker keeps only the records whose
+// hash position falls in its unit's arcs. The package is built for that
+// pattern: Next finds a record's id without decoding the rest of it, so a
+// record another unit owns costs a scan of its bytes and one hash, and
+// Decode does the full parse only for the records the caller keeps. Memory
+// is bounded by the longest allowed line, never by the audience size.
+//
+// Two sources exist: "file", JSON Lines on a path every worker can read,
+// and "synthetic", a deterministic generated audience for demos and load
+// tests. A Cursor (from package sharding) marks where a stream resumes; it
+// is cheap to resume either source anywhere.
+//
+// The package does not decide ownership, render messages or count
+// anything; those are the worker's.
+package audience

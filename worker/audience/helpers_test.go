@@ -89,4 +89,5 @@ func readAll(tb testing.TB, s *Stream) []seen {
 }
 
 func lines(ls ...string) string { return strings.Join(ls, "\n") }
+
 var zeroCursor = sharding.Cursor{}

@@ -11,7 +11,9 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-func synthSpec(count, seed int64) Spec { return Spec{Source: SourceSynthetic, Count: count, Seed: seed} }
+func synthSpec(count, seed int64) Spec {
+	return Spec{Source: SourceSynthetic, Count: count, Seed: seed}
+}
 
 func TestSyntheticIDsAndCursor(t *testing.T) {
 	s := mustOpen(t, synthSpec(3, 42), sharding.Cursor{}, Limits{})

@@ -1,9 +1,6 @@
 package audience
 
-import (
-	"bytes"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // Reasons a record is invalid, as found in Record.Invalid. A line longer
 // than the limit has its own reason naming the limit.
@@ -52,13 +49,13 @@ func extractID(line, buf []byte) (id, outBuf []byte, reason string) {
 			if i >= len(line) || line[i] != '"' {
 				return nil, buf, ReasonMalformed
 			}
-			end := skipString(line, i)
+			end, escaped := scanKey(line, i)
 			if end < 0 {
 				return nil, buf, ReasonMalformed
 			}
 			key := line[i+1 : end]
 			isID := string(key) == "id"
-			if !isID && bytes.IndexByte(key, '\\') >= 0 {
+			if !isID && escaped {
 				// An escaped key such as "\u0069d" still names id.
 				var ok bool
 				isID, buf, ok = escapedKeyIsID(key, buf, idLen)
@@ -149,24 +146,33 @@ func skipWS(b []byte, i int) int {
 }
 
 // skipString returns the index of the quote closing the string that opens
-// at b[i], or -1. Escapes are only stepped over, not checked.
+// at b[i], or -1. Escapes are only stepped over, not checked. A plain loop
+// beats bytes.IndexByte here: most values are a few bytes long.
 func skipString(b []byte, i int) int {
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return -1
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j
+		case '\\':
+			j++
 		}
-		q := j + k
-		n := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q
-		}
-		j = q + 1
 	}
+	return -1
+}
+
+// scanKey is skipString that also reports whether the key has escapes, the
+// rare case where it must be unescaped to be compared with "id".
+func scanKey(b []byte, i int) (end int, escaped bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j, escaped
+		case '\\':
+			escaped = true
+			j++
+		}
+	}
+	return -1, escaped
 }
 
 // skipValue returns the index just after the value starting at b[i], or -1

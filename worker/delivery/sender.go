@@ -82,8 +82,9 @@ type Sender struct {
 }
 
 // New returns a Sender with its own connection pool. log may be nil (no
-// logs); reg may be nil (no metrics), and registering twice with one
-// registerer fails, so give each Sender its own or a wrapped one.
+// logs); reg may be nil (no metrics). The metric names are fixed, so
+// Senders sharing a registry each need a registerer wrapped with a
+// distinguishing label (prometheus.WrapRegistererWith).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -1,0 +1,63 @@
+package delivery
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	got := Config{}.withDefaults()
+	want := Config{
+		MaxInFlight: 64, Timeout: 5 * time.Second, MaxAttempts: 6,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second,
+		MaxRetryAfter: 60 * time.Second, MaxResponseBytes: 64 << 10,
+	}
+	if got != want {
+		t.Errorf("defaults %+v, want %+v", got, want)
+	}
+	set := Config{MaxInFlight: 3, Timeout: time.Second, MaxAttempts: 2, BackoffMin: time.Millisecond,
+		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10}
+	if got := set.withDefaults(); got != set {
+		t.Errorf("set fields changed: %+v, want %+v", got, set)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		valid bool
+	}{
+		{"zero value", Config{}, true},
+		{"all set", Config{MaxInFlight: 8, Timeout: time.Second, MaxAttempts: 1, BackoffMin: time.Second, BackoffMax: time.Second}, true},
+		{"MaxInFlight negative", Config{MaxInFlight: -1}, false},
+		{"MaxInFlight too large", Config{MaxInFlight: maxInFlightLimit + 1}, false},
+		{"Timeout negative", Config{Timeout: -time.Second}, false},
+		{"MaxAttempts negative", Config{MaxAttempts: -1}, false},
+		{"BackoffMin negative", Config{BackoffMin: -1}, false},
+		{"BackoffMax negative", Config{BackoffMax: -1}, false},
+		{"BackoffMin above BackoffMax", Config{BackoffMin: 2 * time.Second, BackoffMax: time.Second}, false},
+		{"BackoffMin above default BackoffMax", Config{BackoffMin: time.Minute}, false},
+		{"MaxRetryAfter negative", Config{MaxRetryAfter: -1}, false},
+		{"MaxResponseBytes negative", Config{MaxResponseBytes: -1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.valid != (err == nil) {
+				t.Fatalf("Validate() = %v, want valid %v", err, tt.valid)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("%v does not wrap ErrInvalidConfig", err)
+			}
+			s, err := New(tt.cfg, nil, nil)
+			if tt.valid != (err == nil) {
+				t.Errorf("New() = %v, want valid %v", err, tt.valid)
+			}
+			if s != nil {
+				s.Close()
+			}
+		})
+	}
+}

@@ -38,3 +38,6 @@ type Unit struct {
 	Arcs   Arcs
 	Cursor Cursor
 }
+
+// Empty reports whether u holds no position, as a carved child can.
+func (u Unit) Empty() bool { return len(u.Arcs) == 0 }

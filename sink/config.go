@@ -1,0 +1,83 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ErrConfig reports an invalid Config.
+var ErrConfig = errors.New("sink: invalid config")
+
+// DefaultMaxBody is the largest delivery body read when Config.MaxBody is
+// zero.
+const DefaultMaxBody = 1 << 20
+
+// Config configures a Sink. The zero value accepts every delivery at once.
+type Config struct {
+	// Latency delays every delivery answer. Zero means none.
+	Latency time.Duration
+	// Jitter adds a uniformly random extra delay in [0, Jitter) to
+	// Latency. Zero means none.
+	Jitter time.Duration
+	// Rate429 is the fraction of deliveries answered 429 Too Many
+	// Requests, in [0, 1].
+	Rate429 float64
+	// Rate5xx is the fraction of deliveries answered 500 or 503 (evenly
+	// split), in [0, 1]. Rate429 + Rate5xx must not exceed 1.
+	Rate5xx float64
+	// RetryAfter is announced in the Retry-After header of injected 429
+	// and 503 answers, in whole seconds rounded up. Zero means 1 second.
+	RetryAfter time.Duration
+	// Seed seeds the random choice of injected failures and jitter, so a
+	// run with the same request order injects the same failures.
+	Seed uint64
+	// Strict rejects (400) and counts bodies that are not valid JSON and
+	// keys that are not printable ASCII of at most 200 characters.
+	Strict bool
+	// MaxBody is the largest body accepted, in bytes. Zero means
+	// DefaultMaxBody (1 MiB).
+	MaxBody int64
+	// Logger receives the server's errors. Nil means no logs.
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Latency < 0:
+		return fmt.Errorf("%w: negative latency %v", ErrConfig, c.Latency)
+	case c.Jitter < 0:
+		return fmt.Errorf("%w: negative jitter %v", ErrConfig, c.Jitter)
+	case !(c.Rate429 >= 0 && c.Rate429 <= 1): // also refuses NaN
+		return fmt.Errorf("%w: 429 rate %v outside [0, 1]", ErrConfig, c.Rate429)
+	case !(c.Rate5xx >= 0 && c.Rate5xx <= 1):
+		return fmt.Errorf("%w: 5xx rate %v outside [0, 1]", ErrConfig, c.Rate5xx)
+	case c.Rate429+c.Rate5xx > 1:
+		return fmt.Errorf("%w: 429 rate %v plus 5xx rate %v exceed 1", ErrConfig, c.Rate429, c.Rate5xx)
+	case c.RetryAfter < 0:
+		return fmt.Errorf("%w: negative retry-after %v", ErrConfig, c.RetryAfter)
+	case c.MaxBody < 0:
+		return fmt.Errorf("%w: negative max body %d", ErrConfig, c.MaxBody)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// retryAfterSeconds is RetryAfter as the header wants it.
+func (c Config) retryAfterSeconds() int64 {
+	return int64((c.RetryAfter + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,32 @@
+// Package sink provides Herald's reference receiving endpoint: an HTTP
+// handler that accepts deliveries (SPEC section 4), counts requests,
+// distinct idempotency keys and duplicates, overall and per broadcast, and
+// serves the counts as JSON at GET /stats. It can inject latency, 429s and
+// 5xx answers to exercise a sender's retries.
+//
+// It keeps a 128-bit hash of every key it has delivered, nothing else per
+// request, so memory grows with distinct keys only. It does not store or
+// forward messages, and it is not meant to face the internet.
+//
+// Routes:
+//
+//	POST <any path>    a delivery (except the two control paths below)
+//	GET  /stats        Stats as JSON; with ?reset=1 the counters are
+//	                   cleared after the snapshot is taken
+//	POST /reset        clear every counter and the key set (204)
+//
+// A delivery is answered:
+//
+//	400  no Idempotency-Key header, an unreadable body, or (strict mode)
+//	     a body that is not JSON or a key that is not printable ASCII of
+//	     at most 200 characters
+//	413  a body larger than Config.MaxBody
+//	429  injected, with Retry-After
+//	500  injected
+//	503  injected, with Retry-After
+//	200  the key is new: it is now delivered
+//	409  the key was delivered before: a duplicate, still delivered as
+//	     far as the sender is concerned (SPEC section 4)
+//
+// Injected answers and abandoned requests never mark a key delivered.
+package sink

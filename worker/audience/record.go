@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 // ErrInvalid marks a record that cannot be delivered; the record's Invalid
 // field holds the reason.
 var ErrInvalid = errors.New("audience: invalid record")
+
+var errDataAfterObject = errors.New("data after the object")
 
 // Further reasons a record is invalid, found by Decode.
 const (
@@ -75,8 +78,11 @@ func (r *Record) Reachable() bool {
 
 // Decode parses the whole record into into, which is cleared first so that
 // one map can serve every record. It is the expensive step a worker takes
-// only for records it owns. A record found invalid here gets its Invalid
-// reason set and Decode returns an error wrapping ErrInvalid.
+// only for records it owns. Values are as package templates expects them:
+// string, json.Number, bool, nil, []any and map[string]any. A record found
+// invalid here (malformed JSON, a "locale" that is not a string, a
+// "reachable" that is not a boolean) gets its Invalid reason set, and Decode
+// returns an error wrapping ErrInvalid that also names the line.
 func (r *Record) Decode(into map[string]any) error {
 	if r.Invalid != "" {
 		return r.invalidError()
@@ -112,11 +118,36 @@ func (r *Record) Decode(into map[string]any) error {
 	return nil
 }
 
-// unmarshalObject decodes into m in place. It is a function of its own so
-// that taking m's address for encoding/json does not move the caller's
-// parameter to the heap on the synthetic path, which needs no parsing.
+// unmarshalObject decodes into m in place, with numbers as json.Number:
+// the convention of package templates, so that a number prints in a
+// message exactly as the audience file wrote it. It is a function of its
+// own so that taking m's address does not move Decode's parameter to the
+// heap on the synthetic path, which parses nothing.
 func unmarshalObject(data []byte, m map[string]any) error {
-	return json.Unmarshal(data, &m)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return err
+	}
+	// The id scan already refused data after the object; this keeps Decode
+	// sound on its own.
+	if skipWS(data, int(dec.InputOffset())) != len(data) {
+		return errDataAfterObject
+	}
+	return nil
+}
+
+// Locale is the "locale" of a record Decode filled m with, "" if absent.
+func Locale(m map[string]any) string {
+	s, _ := m["locale"].(string)
+	return s
+}
+
+// Reachable is the "reachable" of a record Decode filled m with; absent
+// means true.
+func Reachable(m map[string]any) bool {
+	b, ok := m["reachable"].(bool)
+	return b || !ok
 }
 
 // Attributes is Decode into a new map.
@@ -141,6 +172,3 @@ func decodeReason(err error) string {
 	}
 	return msg
 }
-
-// syntheticPoints is the "points" attribute of a synthetic record.
-func syntheticPoints(draw uint64) any { return float64(draw >> 48 % 100000) }

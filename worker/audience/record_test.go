@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -45,6 +46,14 @@ func TestDecodeFileRecord(t *testing.T) {
 			want:      map[string]any{"id": "été", "reachable": true},
 			reachable: true,
 		},
+		{
+			// Numbers stay as written (json.Number), as package templates
+			// expects: 20 digits survive and 1.50 keeps its zero.
+			name:      "numbers",
+			line:      `{"id":"u6","big":12345678901234567890,"price":1.50,"n":[-3e2]}`,
+			want:      map[string]any{"id": "u6", "big": json.Number("12345678901234567890"), "price": json.Number("1.50"), "n": []any{json.Number("-3e2")}},
+			reachable: true,
+		},
 		{name: "locale not a string", line: `{"id":"u3","locale":5}`, invalid: ReasonLocaleNotString},
 		{name: "reachable not a bool", line: `{"id":"u4","reachable":"no"}`, invalid: ReasonReachableNotBool},
 		{name: "reachable null", line: `{"id":"u4","reachable":null}`, invalid: ReasonReachableNotBool},
@@ -72,6 +81,9 @@ func TestDecodeFileRecord(t *testing.T) {
 			}
 			if !equalJSONValues(m, tt.want) {
 				t.Fatalf("Decode = %#v, want %#v", m, tt.want)
+			}
+			if Locale(m) != tt.locale || Reachable(m) != tt.reachable {
+				t.Fatalf("Locale(m), Reachable(m) = %q, %v; want %q, %v", Locale(m), Reachable(m), tt.locale, tt.reachable)
 			}
 			if r.Locale() != tt.locale || r.Reachable() != tt.reachable {
 				t.Fatalf("Locale, Reachable = %q, %v; want %q, %v", r.Locale(), r.Reachable(), tt.locale, tt.reachable)

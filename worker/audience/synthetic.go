@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -52,25 +53,26 @@ func syntheticLocale(draw uint64) string {
 // About one record in ten is unreachable.
 func syntheticReachable(draw uint64) bool { return (draw>>32)%10 != 0 }
 
-// fillSynthetic writes the record's fields into m with a fixed number of
-// allocations: one string for id and code, their boxing, and the points
-// number.
+// fillSynthetic writes the record's fields into m with four allocations
+// whatever the record: one string holding the id, the code and the points
+// digits, and the boxing of those three. Points is a json.Number, as a
+// number read from a file audience is.
 func fillSynthetic(m map[string]any, id []byte, draw uint64) {
-	// One string holds both the id and the code: one allocation, not two.
-	var b [MaxIDBytes + 6]byte
+	var b [MaxIDBytes + 6 + 20]byte
 	n := copy(b[:], id)
 	for k := range 6 {
 		b[n+k] = codeAlphabet[(draw>>(34+5*k))&31]
 	}
-	both := string(b[:n+6])
-	m["id"] = both[:n]
-	m["code"] = both[n:]
+	all := strconv.AppendUint(b[:n+6], draw>>44%100_000, 10)
+	s := string(all)
+	m["id"] = s[:n]
+	m["code"] = s[n : n+6]
+	m["points"] = json.Number(s[n+6:])
 	m["name"] = syntheticNames[draw%uint64(len(syntheticNames))]
 	m["locale"] = boxedLocales[(draw>>8)%uint64(len(boxedLocales))]
 	m["reachable"] = syntheticReachable(draw)
 	m["city"] = syntheticCities[(draw>>16)%uint64(len(syntheticCities))]
 	m["plan"] = syntheticPlans[(draw>>24)%uint64(len(syntheticPlans))]
-	m["points"] = syntheticPoints(draw)
 }
 
 type syntheticSource struct {

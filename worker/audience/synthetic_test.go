@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -109,6 +110,11 @@ func TestSyntheticFields(t *testing.T) {
 		}
 		if code := m["code"].(string); len(code) != 6 {
 			t.Fatalf("record %d: code %q", r.Seq, code)
+		}
+		if p, ok := m["points"].(json.Number); !ok {
+			t.Fatalf("record %d: points %#v is not a json.Number", r.Seq, m["points"])
+		} else if v, err := p.Int64(); err != nil || v < 0 || v >= 100_000 {
+			t.Fatalf("record %d: points %q", r.Seq, p)
 		}
 		if !r.Reachable() {
 			unreachable++

@@ -1,0 +1,251 @@
+package templates
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// ErrValue is the class of errors of a template function given a value it
+// cannot use, such as `number` given a name.
+var ErrValue = errors.New("templates: bad value")
+
+// valueError is a function's complaint about its arguments; it reads as
+// "number: want a number, got \"Ann\"".
+type valueError struct{ fn, msg string }
+
+func valueErrorf(fn, format string, args ...any) error {
+	return &valueError{fn: fn, msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *valueError) Error() string {
+	if e.fn == "" {
+		return e.msg
+	}
+	return e.fn + ": " + e.msg
+}
+
+func (e *valueError) Is(target error) bool { return target == ErrValue }
+
+// Names of the functions Compile inserts into a parse tree. A template that
+// names them itself is rejected (see allowed), so they are ours alone.
+const (
+	fnAttr     = "_attr"     // strict attribute lookup
+	fnOptAttr  = "_optattr"  // attribute lookup for default: missing is nil
+	fnOptIndex = "_optindex" // index for default: missing is nil
+	fnPrint    = "_print"    // refuses to print nothing
+	fnRange    = "_range"    // bounds a range
+)
+
+// userFuncs are the functions a template may call, with their argument
+// counts (max -1: any number). The builtins text/template always has but
+// that are missing here (call, print, printf, println) are refused at
+// compile time: call would reach functions we did not vet, and printf's
+// width and precision let a template allocate without bound.
+func userFunc(name string) (min, max int, ok bool) {
+	switch name {
+	case "upper", "lower", "title", "trim", "number", "not", "len":
+		return 1, 1, true
+	case "default", "truncate", "fixed", "date", "ne", "lt", "le", "gt", "ge":
+		return 2, 2, true
+	case "index", "eq":
+		return 2, -1, true
+	case "slice", "and", "or":
+		return 1, -1, true
+	case "html", "js", "urlquery":
+		return 0, -1, true
+	}
+	return 0, 0, false
+}
+
+// funcMap is the function table of one locale's templates. Casing and
+// number formatting follow the locale's language: Turkish upper of "i" is
+// "İ", German numbers read 1.234,5.
+func funcMap(tag language.Tag) template.FuncMap {
+	printer := message.NewPrinter(tag)
+	// A cases.Caser keeps state between calls, so each call makes its own.
+	caser := func(fn string, mk func() cases.Caser) func(any) (string, error) {
+		return func(v any) (string, error) {
+			s, err := text(fn, v)
+			if err != nil {
+				return "", err
+			}
+			return mk().String(s), nil
+		}
+	}
+	refuse := func(name string) func(...any) (string, error) {
+		return func(...any) (string, error) {
+			return "", valueErrorf(name, "not allowed in templates")
+		}
+	}
+	return template.FuncMap{
+		"default": defaultOf,
+		"upper":   caser("upper", func() cases.Caser { return cases.Upper(tag) }),
+		"lower":   caser("lower", func() cases.Caser { return cases.Lower(tag) }),
+		"title":   caser("title", func() cases.Caser { return cases.Title(tag, cases.NoLower) }),
+		"trim":    trim,
+		"truncate": truncate,
+		"number": func(v any) (string, error) {
+			return formatNumber(printer, "number", numberDigits, false, v)
+		},
+		"fixed": func(n, v any) (string, error) {
+			digits, err := count("fixed", n, maxFixedDigits)
+			if err != nil {
+				return "", err
+			}
+			return formatNumber(printer, "fixed", digits, true, v)
+		},
+		"date":  formatDate,
+		"index": index,
+		"eq":    eq,
+		"ne":    ne,
+		"lt":    lt,
+		"le":    le,
+		"gt":    gt,
+		"ge":    ge,
+
+		"call":    refuse("call"),
+		"print":   refuse("print"),
+		"printf":  refuse("printf"),
+		"println": refuse("println"),
+
+		fnAttr:     attr,
+		fnOptAttr:  optAttr,
+		fnOptIndex: optIndex,
+		fnPrint:    printable,
+		fnRange:    rangeOver,
+	}
+}
+
+// defaultOf is `default FALLBACK VALUE`: VALUE unless it is missing, null,
+// "" or an empty list or object.
+func defaultOf(fallback, v any) any {
+	if isEmpty(v) {
+		return fallback
+	}
+	return v
+}
+
+func trim(v any) (string, error) {
+	s, err := text("trim", v)
+	return strings.TrimSpace(s), err
+}
+
+// truncate keeps the first n characters (runes) of v. It does not add an
+// ellipsis: whether and how to mark the cut is the template's choice.
+func truncate(n, v any) (string, error) {
+	limit, err := count("truncate", n, 1<<30)
+	if err != nil {
+		return "", err
+	}
+	s, err := text("truncate", v)
+	if err != nil {
+		return "", err
+	}
+	for i := range s {
+		if limit == 0 {
+			return s[:i], nil
+		}
+		limit--
+	}
+	return s, nil
+}
+
+// attr is what {{.a.b}} becomes: a lookup whose failure names the attribute.
+func attr(dot any, path ...string) (any, error) {
+	if v, ok := lookup(dot, path); ok {
+		return v, nil
+	}
+	return nil, &MissingAttributeError{Attr: joinPath(path)}
+}
+
+// optAttr is what a field reference becomes as an argument of default.
+func optAttr(dot any, path ...string) any {
+	v, _ := lookup(dot, path)
+	return v
+}
+
+// index is `index ITEM KEY...` over JSON values: a string key into an
+// object, a whole number into a list. A key the object lacks is a missing
+// attribute, as for {{.a.b}}.
+func index(item any, keys ...any) (any, error) {
+	for _, k := range keys {
+		v, err := index1(item, k)
+		if err != nil {
+			return nil, err
+		}
+		item = v
+	}
+	return item, nil
+}
+
+func index1(item, key any) (any, error) {
+	switch c := item.(type) {
+	case map[string]any:
+		k, ok := key.(string)
+		if !ok {
+			return nil, valueErrorf("index", "an object's key must be text, got %s", describe(key))
+		}
+		if v, ok := c[k]; ok && v != nil {
+			return v, nil
+		}
+		return nil, &MissingAttributeError{Attr: k}
+	case []any:
+		n, ok := numberOf(key)
+		if !ok || !n.isInt {
+			return nil, valueErrorf("index", "a list's index must be a whole number, got %s", describe(key))
+		}
+		if n.i < 0 || n.i >= int64(len(c)) {
+			return nil, valueErrorf("index", "index %d out of range for a list of %d", n.i, len(c))
+		}
+		if v := c[n.i]; v != nil {
+			return v, nil
+		}
+		return nil, &MissingAttributeError{Attr: fmt.Sprintf("[%d]", n.i)}
+	}
+	return nil, valueErrorf("index", "cannot index %s", describe(item))
+}
+
+// optIndex is index as an argument of default: anything it cannot find is nil.
+func optIndex(item any, keys ...any) any {
+	v, err := index(item, keys...)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// printable guards actions that print: text/template would print a nil as
+// "<no value>", which must never reach a subscriber.
+func printable(v any) (any, error) {
+	if v == nil {
+		return nil, valueErrorf("", "nothing to print (the value is null or missing)")
+	}
+	return v, nil
+}
+
+// rangeOver guards a range: it must go over a list or an object, and no
+// longer than limit items, which Compile sets so that all the ranges of one
+// field together run at most maxRangeSteps steps.
+func rangeOver(limit int, v any) (any, error) {
+	n := 0
+	switch c := v.(type) {
+	case nil:
+		return []any(nil), nil
+	case []any:
+		n = len(c)
+	case map[string]any:
+		n = len(c)
+	default:
+		return nil, valueErrorf("range", "want a list or an object, got %s", describe(v))
+	}
+	if n > limit {
+		return nil, valueErrorf("range", "%d items, more than the %d this template may loop over", n, limit)
+	}
+	return v, nil
+}

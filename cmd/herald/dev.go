@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/sink"
+)
+
+func devCommand() command {
+	return command{
+		name:    "dev",
+		summary: "Run an embedded etcd, Kafka broker and sink on loopback until interrupted.",
+		usage:   "herald dev [flags]",
+		example: "herald dev\n" +
+			"herald dev --etcd-listen 127.0.0.1:12379 --kafka-listen 127.0.0.1:19092 --sink-listen 127.0.0.1:18080",
+		details: `Starts a single-node etcd server, a single-broker Kafka-protocol broker
+with the topics herald.broadcasts and herald.deadletters, and the reference
+sink, prints their addresses and how to reach them with etcdctl, kcat and
+curl, and runs until SIGINT or SIGTERM. Kafka data lives in memory and etcd
+data in a temporary directory; both are gone when it stops. On the default
+addresses the other herald commands need no flags. Port 0 picks a free port.`,
+		setup: func(fs *flag.FlagSet, c *common) runFunc {
+			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
+			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
+			sinkAddr := fs.String("sink-listen", defaultSinkListen, "`address` of the sink")
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+				}
+				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr)
+			}
+		},
+	}
+}
+
+func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string) (err error) {
+	// The sink's port is taken first: it is the quickest to fail and
+	// nothing needs undoing if it does.
+	ln, err := net.Listen("tcp", sinkAddr)
+	if err != nil {
+		return fmt.Errorf("sink listen: %w", err)
+	}
+	snk, err := sink.New(sink.Config{Logger: c.log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	stack, err := devstack.Start(ctx, devstack.Config{EtcdAddr: etcdAddr, KafkaAddr: kafkaAddr})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		if cerr := stack.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		c.log.Info("dev stack stopped")
+	}()
+	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String())
+	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String())
+	if err := snk.Run(ctx, ln); err != nil {
+		return err
+	}
+	logStats(c, snk.Stats())
+	return nil
+}
+
+// printDev tells the user where everything is and how to poke at it. The
+// three address lines start with a fixed word so scripts can read them.
+func printDev(w io.Writer, etcd, kafka, sinkURL string) {
+	fmt.Fprintf(w, `Herald dev stack
+  etcd   %[1]s
+  kafka  %[2]s
+  sink   %[3]s
+
+Topics: %[4]s (triggers), %[5]s (failed deliveries).
+
+Try:
+  etcdctl --endpoints %[1]s put /herald/hello world
+  etcdctl --endpoints %[1]s watch --prefix /herald/
+  echo 'spring-sale:{}' | kcat -P -b %[2]s -t %[4]s -K:
+  kcat -C -b %[2]s -t %[4]s -e -f '%%k %%s\n'
+  curl -s -X POST -H 'Idempotency-Key: k1' -d '{"broadcast_id":"b"}' %[3]s/push
+  curl -s %[3]s/stats
+
+Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
+(their defaults when dev listens on its default addresses).
+
+Ready. Press Ctrl-C to stop.
+`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic)
+}

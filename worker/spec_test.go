@@ -362,7 +362,7 @@ func TestCanonical(t *testing.T) {
 		"rate":           strings.Replace(specExample, `"rate_per_sec": 0`, `"rate_per_sec": 10`, 1),
 		"only_reachable": strings.Replace(specExample, `"only_reachable": true`, `"only_reachable": false`, 1),
 		"expiry":         strings.Replace(specExample, `"2026-11-24T10:00:00Z"`, `"2026-11-24T10:00:01Z"`, 1),
-		"no expiry":      strings.Replace(specExample, `,
+		"no expiry": strings.Replace(specExample, `,
   "expires_at": "2026-11-24T10:00:00Z"`, ``, 1),
 		"locale added": strings.Replace(specExample, `"zh": {`, `"fr": {"title": "Salut"}, "zh": {`, 1),
 	}

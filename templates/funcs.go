@@ -1,8 +1,10 @@
 package templates
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -84,11 +86,11 @@ func funcMap(tag language.Tag) template.FuncMap {
 		}
 	}
 	return template.FuncMap{
-		"default": defaultOf,
-		"upper":   caser("upper", func() cases.Caser { return cases.Upper(tag) }),
-		"lower":   caser("lower", func() cases.Caser { return cases.Lower(tag) }),
-		"title":   caser("title", func() cases.Caser { return cases.Title(tag, cases.NoLower) }),
-		"trim":    trim,
+		"default":  defaultOf,
+		"upper":    caser("upper", func() cases.Caser { return cases.Upper(tag) }),
+		"lower":    caser("lower", func() cases.Caser { return cases.Lower(tag) }),
+		"title":    caser("title", func() cases.Caser { return cases.Title(tag, cases.NoLower) }),
+		"trim":     trim,
 		"truncate": truncate,
 		"number": func(v any) (string, error) {
 			return formatNumber(printer, "number", numberDigits, false, v)
@@ -159,7 +161,7 @@ func truncate(n, v any) (string, error) {
 // attr is what {{.a.b}} becomes: a lookup whose failure names the attribute.
 func attr(dot any, path ...string) (any, error) {
 	if v, ok := lookup(dot, path); ok {
-		return v, nil
+		return forLogic(v), nil
 	}
 	return nil, &MissingAttributeError{Attr: joinPath(path)}
 }
@@ -167,7 +169,28 @@ func attr(dot any, path ...string) (any, error) {
 // optAttr is what a field reference becomes as an argument of default.
 func optAttr(dot any, path ...string) any {
 	v, _ := lookup(dot, path)
-	return v
+	return forLogic(v)
+}
+
+// forLogic hands a JSON integer to text/template as an int64, which prints
+// the same digits, so that {{if .unread}} is false for 0 as readers expect
+// (a json.Number is a non-empty string, always true) and the builtins that
+// take integers (slice) accept it. Other numbers stay json.Number, which
+// prints exactly as written where a float64 would not (2.50, 1e21).
+func forLogic(v any) any {
+	n, ok := v.(json.Number)
+	if !ok {
+		return v
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return v
+	}
+	var canonical [20]byte
+	if string(strconv.AppendInt(canonical[:0], i, 10)) != string(n) {
+		return v // "-0" and the like would print differently
+	}
+	return i
 }
 
 // index is `index ITEM KEY...` over JSON values: a string key into an
@@ -192,7 +215,7 @@ func index1(item, key any) (any, error) {
 			return nil, valueErrorf("index", "an object's key must be text, got %s", describe(key))
 		}
 		if v, ok := c[k]; ok && v != nil {
-			return v, nil
+			return forLogic(v), nil
 		}
 		return nil, &MissingAttributeError{Attr: k}
 	case []any:
@@ -204,7 +227,7 @@ func index1(item, key any) (any, error) {
 			return nil, valueErrorf("index", "index %d out of range for a list of %d", n.i, len(c))
 		}
 		if v := c[n.i]; v != nil {
-			return v, nil
+			return forLogic(v), nil
 		}
 		return nil, &MissingAttributeError{Attr: fmt.Sprintf("[%d]", n.i)}
 	}

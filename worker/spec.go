@@ -158,6 +158,11 @@ func ParseSpec(data []byte, lim SpecLimits) (Spec, *templates.Set, error) {
 	}
 	s.Endpoint = s.Endpoint.withDefaults()
 	s.NotBefore, s.ExpiresAt = utcTime(s.NotBefore), utcTime(s.ExpiresAt)
+	// The canonical form is what gets stored and parsed again by every
+	// worker; filled-in defaults must not push it over the limit.
+	if n := len(s.Canonical()); n > lim.maxBytes() {
+		return fail("", fmt.Sprintf("%d bytes with defaults filled in, more than the limit of %d", n, lim.maxBytes()))
+	}
 	return s, set, nil
 }
 

@@ -207,6 +207,7 @@ func TestParseSpecRefuses(t *testing.T) {
 		{name: "data after the spec", data: valid + ` {}`, id: "spring-sale", msg: "data after the spec"},
 		{name: "second document", data: valid + valid, id: "spring-sale", msg: "data after the spec"},
 		{name: "too large", data: specExample, lim: SpecLimits{MaxBytes: 40}, id: "spring-sale-2026", msg: "more than the limit of 40"},
+		{name: "too large once defaults are filled in", data: valid, lim: SpecLimits{MaxBytes: len(valid) + 10}, id: "spring-sale", msg: "with defaults filled in"},
 		{name: "too large, id past the limit", data: `{"template":{},"id":"spring-sale"}`, lim: SpecLimits{MaxBytes: 20}, msg: "more than the limit"},
 
 		// Strictness.

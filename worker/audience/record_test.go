@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/templates"
 )
 
 func firstRecord(t *testing.T, line string) *Record {
@@ -122,4 +123,28 @@ func equalJSONValues(a, b any) bool {
 		return true
 	}
 	return a == b
+}
+
+// Decode must hand templates exactly what templates.ParseRecord would
+// build from the same line, so a template renders alike whoever parsed.
+func TestDecodeMatchesTemplatesParseRecord(t *testing.T) {
+	for _, line := range []string{
+		`{"id":"u1","name":"Zoë","points":12345678901234567890,"price":1.50,"tags":["a",{"b":null}],"reachable":true}`,
+		`{"id":"u2","locale":"zh-TW","nested":{"deep":{"n":-0.0e-1}},"empty":{},"list":[]}`,
+		` {"id":"\u00e9\ud83d\ude00","s":"line\nbreak \"quoted\""} `,
+	} {
+		t.Run(line, func(t *testing.T) {
+			want, err := templates.ParseRecord([]byte(line))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := firstRecord(t, line).Attributes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalJSONValues(map[string]any(got), map[string]any(want)) {
+				t.Fatalf("Decode = %#v\ntemplates.ParseRecord = %#v", got, want)
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/templates"
 )
 
 func synthSpec(count, seed int64) Spec {
@@ -160,5 +161,29 @@ func TestSyntheticAllocations(t *testing.T) {
 	}
 	if decode > 4 {
 		t.Errorf("decoding allocates %.1f times per record, want at most 4", decode)
+	}
+}
+
+// Every synthetic record renders with a template that uses all its
+// attributes: the demo's audience must never fail for want of a field.
+func TestSyntheticRecordsRender(t *testing.T) {
+	set, err := templates.Compile(templates.Spec{DefaultLocale: "en", Locales: map[string]map[string]string{
+		"en": {"title": "Hi {{.name}}", "body": "{{.code}} {{.points}} {{.city}} {{.plan}} {{.id}} {{.reachable}}"},
+		"zh": {"title": "{{.name}}，你好", "body": "{{.code}}"},
+	}}, templates.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, synthSpec(1_000, 5), sharding.Cursor{}, Limits{})
+	m := map[string]any{}
+	var msg templates.Message
+	for s.Next() {
+		r := s.Record()
+		if err := r.Decode(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := set.Render(m, r.Locale(), &msg); err != nil {
+			t.Fatalf("record %d: %v", r.Seq, err)
+		}
 	}
 }

@@ -195,7 +195,7 @@ func TestRingCollidingNodes(t *testing.T) {
 		points: []uint64{10, 10, 20, math.MaxUint64},
 		owners: []uint32{0, 1, 1, 0},
 	}
-	r.buildIndex()
+	r.finish()
 	tests := []struct {
 		pos  uint64
 		want string

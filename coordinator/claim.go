@@ -1,0 +1,305 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/herald-dev/herald/sharding"
+)
+
+// errClaimEnded is the cause of a claim's context once the claim was
+// finished, handed off or released: the work is not lost, it is done with.
+var errClaimEnded = errors.New("coordinator: claim ended")
+
+// Claim is this member's exclusive hold on one unit of one broadcast. The
+// worker streams the unit from Unit().Cursor and reports progress through
+// Checkpoint; it ends the claim with Finish (the unit is done) or, when
+// HandoffRequested is closed, with Handoff after it stopped and drained.
+//
+// Every write is a transaction that first compares the claim key's create
+// revision with the token this claim got, so a member whose lease expired
+// can never overwrite its successor's progress; such a write returns
+// ErrNotOwner and ends the claim's context.
+type Claim struct {
+	c         *Coordinator
+	broadcast string
+	unitKey   string
+	claimKey  string
+	token     int64 // create revision of the claim key: the fencing token
+	unit      sharding.Unit
+	start     Progress
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	ended  atomic.Bool
+
+	handoff     chan struct{}
+	handoffOnce sync.Once
+	delivered   atomic.Bool // the worker has received it from Claims
+
+	// base is the ring when the claim was taken; joiners are the members
+	// of a later ring that are not in it. Only Run's goroutine uses it.
+	base *sharding.Ring
+
+	mu    sync.Mutex // serialises the claim's writes; guards rec and moves
+	rec   unitRecord // the unit record as this claim last wrote (or read) it
+	moves map[string]sharding.Arcs
+}
+
+func newClaim(c *Coordinator, l *lease, broadcast string, u *unitView, claimKey string, token int64) (*Claim, error) {
+	start, err := u.rec.progress()
+	if err != nil {
+		return nil, err
+	}
+	cl := &Claim{
+		c: c, broadcast: broadcast, unitKey: u.key, claimKey: claimKey, token: token,
+		unit: u.unit, start: start, rec: u.rec, handoff: make(chan struct{}),
+	}
+	// Derived from the lease's context, so that passing the lease deadline
+	// ends every claim at the same instant.
+	cl.ctx, cl.cancel = context.WithCancelCause(l.ctx)
+	return cl, nil
+}
+
+// Broadcast is the id of the broadcast the unit belongs to.
+func (cl *Claim) Broadcast() string { return cl.broadcast }
+
+// Unit is the claimed unit; its Cursor is where work resumes. Its Arcs are
+// shared and must not be modified.
+func (cl *Claim) Unit() sharding.Unit { return cl.unit }
+
+// Progress is what the unit record held when the claim was taken: the
+// resume cursor and the unit's counters so far, which the worker continues
+// to accumulate (counters in later reports are cumulative for the unit).
+func (cl *Claim) Progress() Progress {
+	p := cl.start
+	p.InvalidSamples = slices.Clone(p.InvalidSamples)
+	return p
+}
+
+// Context ends when the claim is over: lost (fenced, lease deadline
+// passed, session ended), the broadcast cancelled, the member stopped, or
+// the claim finished or handed off. Once it ends, the worker must not send
+// anything more for this unit.
+func (cl *Claim) Context() context.Context { return cl.ctx }
+
+// HandoffRequested is closed when the coordinator wants the unit back: a
+// member joined and takes part of it, or this member is leaving. The worker
+// should stop reading, let what is in flight finish, and call Handoff with
+// its exact progress.
+func (cl *Claim) HandoffRequested() <-chan struct{} { return cl.handoff }
+
+// Checkpoint records p as the unit's progress. It returns ErrNotOwner when
+// the claim no longer holds (the worker must stop sending), and
+// ErrCursorBackwards for a cursor behind the recorded one.
+func (cl *Claim) Checkpoint(ctx context.Context, p Progress) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	rec, err := cl.advance("checkpoint", p)
+	if err != nil {
+		return err
+	}
+	val, err := encode(rec)
+	if err != nil {
+		return err
+	}
+	cl.c.m.checkpoints.Inc()
+	if err := cl.write(ctx, "checkpoint", clientv3.OpPut(cl.unitKey, val)); err != nil {
+		cl.c.m.checkpointFailures.Inc()
+		return err
+	}
+	cl.rec = rec
+	return nil
+}
+
+// Finish records p as the unit's final progress, marks the unit done and
+// releases the claim.
+func (cl *Claim) Finish(ctx context.Context, p Progress) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	rec, err := cl.advance("finish", p)
+	if err != nil {
+		return err
+	}
+	rec.Status = unitDone
+	val, err := encode(rec)
+	if err != nil {
+		return err
+	}
+	if err := cl.write(ctx, "finish", clientv3.OpPut(cl.unitKey, val), clientv3.OpDelete(cl.claimKey)); err != nil {
+		return err
+	}
+	cl.end()
+	return nil
+}
+
+// Handoff gives the unit back at p, which must be exact: the worker has
+// stopped and nothing before p.Cursor is in flight. If members joined, the
+// unit is carved: the part the joiners now own goes to them as new units,
+// the rest to a new unit this member claims again, all resuming at p. If
+// this member is leaving, the unit is released for the survivors to split.
+// Otherwise it is simply returned to this member, to be claimed afresh.
+func (cl *Claim) Handoff(ctx context.Context, p Progress) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	rec, err := cl.advance("handoff", p)
+	if err != nil {
+		return err
+	}
+	var ops []clientv3.Op
+	switch {
+	case cl.c.leaving.Load():
+		rec.Assignee = ""
+		ops, err = cl.replace(rec)
+	case len(cl.moves) > 0:
+		ops, err = cl.carve(rec, p.Cursor)
+	default:
+		rec.Assignee = cl.c.cfg.MemberID
+		ops, err = cl.replace(rec)
+	}
+	if err != nil {
+		return err
+	}
+	if err := cl.write(ctx, "handoff", ops...); err != nil {
+		return err
+	}
+	cl.c.m.handoffs.Inc()
+	cl.end()
+	return nil
+}
+
+// advance checks that the claim may still write and that p moves forward,
+// and returns the unit record at p.
+func (cl *Claim) advance(op string, p Progress) (unitRecord, error) {
+	if cl.ended.Load() || cl.ctx.Err() != nil {
+		return unitRecord{}, fmt.Errorf("coordinator: %s %s/%s: %w", op, cl.broadcast, cl.unit.ID, ErrNotOwner)
+	}
+	cur, err := cl.rec.cursor()
+	if err != nil {
+		return unitRecord{}, err
+	}
+	if p.Cursor.Seq < cur.Seq {
+		return unitRecord{}, fmt.Errorf("coordinator: %s %s/%s: %d after %d: %w",
+			op, cl.broadcast, cl.unit.ID, p.Cursor.Seq, cur.Seq, ErrCursorBackwards)
+	}
+	return cl.rec.withProgress(p, cl.c.cfg.MemberID, time.Now().UTC())
+}
+
+// replace is the ops that put rec and drop the claim.
+func (cl *Claim) replace(rec unitRecord) ([]clientv3.Op, error) {
+	val, err := encode(rec)
+	if err != nil {
+		return nil, err
+	}
+	return []clientv3.Op{clientv3.OpPut(cl.unitKey, val), clientv3.OpDelete(cl.claimKey)}, nil
+}
+
+// carve is the ops that split the unit at cursor between this member (child
+// 0, the part it keeps) and the joiners (child i, what joiner i now owns),
+// mark the parent split, and drop the claim. Empty children are not
+// written.
+func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, error) {
+	joiners := make([]string, 0, len(cl.moves))
+	for id := range cl.moves {
+		joiners = append(joiners, id)
+	}
+	slices.Sort(joiners)
+	// Parent, claim delete and child 0 take three ops; the rest of etcd's
+	// limit goes to joiners. Joiners beyond it keep nothing of this unit
+	// now, and their share stays with child 0.
+	joiners = joiners[:min(len(joiners), maxTxnOps-3)]
+	parts := make([]sharding.Arcs, len(joiners))
+	for i, id := range joiners {
+		parts[i] = cl.moves[id]
+	}
+	parent := cl.unit
+	parent.Cursor = cursor
+	now := time.Now().UTC()
+	ops := make([]clientv3.Op, 1, len(parts)+3) // the parent's put goes first, below
+	var ids []string
+	for i, child := range parent.Carve(parts...) {
+		if child.Empty() {
+			continue
+		}
+		assignee := cl.c.cfg.MemberID
+		if i > 0 {
+			assignee = joiners[i-1]
+		}
+		crec, err := newUnitRecord(child, assignee, now)
+		if err != nil {
+			return nil, err
+		}
+		val, err := encode(crec)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, clientv3.OpPut(cl.c.keys.unit(cl.broadcast, child.ID), val))
+		ids = append(ids, child.ID)
+	}
+	rec.Status, rec.Children = unitSplit, ids
+	val, err := encode(rec)
+	if err != nil {
+		return nil, err
+	}
+	ops[0] = clientv3.OpPut(cl.unitKey, val)
+	return append(ops, clientv3.OpDelete(cl.claimKey)), nil
+}
+
+// write runs ops if the claim still holds. A failed compare means someone
+// else owns the unit now: the claim ends with ErrNotOwner.
+func (cl *Claim) write(ctx context.Context, op string, ops ...clientv3.Op) error {
+	fence := clientv3.Compare(clientv3.CreateRevision(cl.claimKey), "=", cl.token)
+	resp, err := cl.c.txn(ctx, op, []clientv3.Cmp{fence}, ops...)
+	if err != nil {
+		return fmt.Errorf("coordinator: %s %s/%s: %w", op, cl.broadcast, cl.unit.ID, err)
+	}
+	if !resp.Succeeded {
+		cl.lose(ErrNotOwner)
+		return fmt.Errorf("coordinator: %s %s/%s: %w", op, cl.broadcast, cl.unit.ID, ErrNotOwner)
+	}
+	return nil
+}
+
+// requestHandoff asks the worker for the unit back. moves, if any, are the
+// joiners' parts to carve out at the hand-off; later moves replace earlier
+// ones, since they are computed against a newer ring.
+func (cl *Claim) requestHandoff(moves map[string]sharding.Arcs) {
+	cl.mu.Lock()
+	if moves != nil {
+		cl.moves = moves
+	}
+	cl.mu.Unlock()
+	cl.handoffOnce.Do(func() { close(cl.handoff) })
+}
+
+func (cl *Claim) handoffPending() bool {
+	select {
+	case <-cl.handoff:
+		return true
+	default:
+		return false
+	}
+}
+
+// lose ends a claim this member no longer owns, with cause. It does not
+// take cl.mu, so it never waits for a write in flight: the write's own
+// compare decides that one.
+func (cl *Claim) lose(cause error) {
+	cl.ended.Store(true)
+	cl.cancel(cause)
+	cl.c.forget(cl)
+}
+
+// end closes a claim whose work was recorded (finished or handed off).
+func (cl *Claim) end() {
+	cl.ended.Store(true)
+	cl.cancel(errClaimEnded)
+	cl.c.forget(cl)
+}

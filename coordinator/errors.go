@@ -1,0 +1,48 @@
+package coordinator
+
+import "errors"
+
+// Errors callers can test for with errors.Is. Each is wrapped with the
+// operation that failed.
+var (
+	// ErrNotOwner means the caller no longer holds the claim: its lease
+	// expired or passed its local deadline, someone else owns the work now,
+	// or the claim was already finished, handed off or released.
+	ErrNotOwner = errors.New("coordinator: not owner")
+	// ErrConflict means a broadcast with this id exists with another spec;
+	// the existing one is untouched.
+	ErrConflict = errors.New("coordinator: broadcast exists with a different spec")
+	// ErrNotFound means no broadcast has this id.
+	ErrNotFound = errors.New("coordinator: broadcast not found")
+	// ErrBadTransition means the requested state change is not allowed
+	// from the broadcast's current state.
+	ErrBadTransition = errors.New("coordinator: state transition not allowed")
+	// ErrInvalidID means a broadcast or member id does not fit the
+	// contract: 1 to 128 characters of [A-Za-z0-9._-].
+	ErrInvalidID = errors.New("coordinator: invalid id")
+	// ErrCursorBackwards means a progress report would move a unit's
+	// cursor behind what is already recorded.
+	ErrCursorBackwards = errors.New("coordinator: cursor moves backwards")
+	// ErrInvalidConfig means a Config failed validation.
+	ErrInvalidConfig = errors.New("coordinator: invalid config")
+	// ErrAlreadyRunning means Run was called twice on one Coordinator.
+	ErrAlreadyRunning = errors.New("coordinator: already running")
+)
+
+// validID reports whether s is 1 to 128 characters of [A-Za-z0-9._-], the
+// contract for broadcast ids; member ids follow it too, since both become
+// single etcd key segments.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

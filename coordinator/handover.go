@@ -1,0 +1,139 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/herald-dev/herald/sharding"
+)
+
+// noteMembership rebuilds the ring when the live members changed and asks
+// for units back where a joiner now owns part of them. Only a join moves
+// work this way; a member that dies or leaves leaves orphans, which
+// takeOver handles.
+func (c *Coordinator) noteMembership(live []sharding.Member) {
+	key := membershipKey(live)
+	if key == c.ringKey {
+		return
+	}
+	var next *sharding.Ring
+	if len(live) > 0 {
+		var err error
+		if next, err = sharding.NewRing(live); err != nil {
+			c.log.Error("build ring", "err", err)
+			return
+		}
+	}
+	c.ring, c.ringKey = next, key
+	if next == nil {
+		return
+	}
+	for _, cl := range c.heldClaims() {
+		if cl.base == nil {
+			cl.base = next
+			continue
+		}
+		// Against the ring the claim was taken under, so joiners that came
+		// while a hand-off was pending are counted too.
+		moves := sharding.JoinMoves(cl.base, next, cl.unit.Arcs)
+		if len(moves) == 0 {
+			continue
+		}
+		c.log.Info("asking for a unit back for joiners", "broadcast", cl.broadcast, "unit", cl.unit.ID,
+			"joiners", len(moves))
+		cl.requestHandoff(moves)
+	}
+}
+
+// membershipKey identifies a set of live members with their weights.
+func membershipKey(live []sharding.Member) string {
+	var b strings.Builder
+	for _, m := range live {
+		b.WriteString(m.ID)
+		b.WriteByte('=')
+		b.WriteString(strconv.FormatFloat(m.Weight, 'g', -1, 64))
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+// leave is the graceful exit (Run's context ended, i.e. SIGTERM): mark the
+// member leaving so no one assigns it work, release what the worker never
+// saw, ask the worker to hand back the rest, wait for that within
+// LeaveTimeout, then revoke the lease. What is still held at the end is
+// dropped; its units fail over from their last checkpoints.
+func (c *Coordinator) leave(l *lease, undelivered []*Claim) {
+	c.leaving.Store(true)
+	c.synced.Store(false)
+	if l == nil {
+		c.dropAll(errStopped)
+		return
+	}
+	defer func() {
+		c.dropAll(errStopped)
+		c.lease.Store(nil)
+		if err := l.release(c.cfg.LeaseTTL); err != nil {
+			c.log.Warn("revoke lease", "err", err)
+		}
+		c.log.Info("left the fleet")
+	}()
+	if l.ctx.Err() != nil {
+		return // the lease is gone already; nothing can be handed back
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, c.cfg.LeaveTimeout)
+	defer cancel()
+	if err := c.markLeaving(ctx, l); err != nil {
+		c.log.Warn("mark leaving", "err", err)
+	}
+	for _, cl := range undelivered {
+		if cl.ended.Load() {
+			continue
+		}
+		if err := cl.Handoff(ctx, cl.Progress()); err != nil {
+			c.log.Warn("release undelivered claim", "broadcast", cl.broadcast, "unit", cl.unit.ID, "err", err)
+		}
+	}
+	held := c.heldClaims()
+	c.log.Info("leaving: asking for every unit back", "units", len(held))
+	for _, cl := range held {
+		cl.requestHandoff(nil)
+	}
+	for {
+		c.mu.Lock()
+		n := len(c.held)
+		c.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-c.wake:
+		case <-ctx.Done():
+			c.log.Warn("leaving: units not handed back in time; they fail over from their last checkpoints",
+				"units", n, "waited", c.cfg.LeaveTimeout)
+			return
+		}
+	}
+}
+
+// markLeaving rewrites the member record with leaving=true, if it is still
+// this lease's.
+func (c *Coordinator) markLeaving(ctx context.Context, l *lease) error {
+	val, err := encode(c.memberRecord(true))
+	if err != nil {
+		return err
+	}
+	key := c.keys.member(c.cfg.MemberID)
+	resp, err := c.txn(ctx, "leave", []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", l.id)},
+		clientv3.OpPut(key, val, clientv3.WithLease(l.id)))
+	if err != nil {
+		return fmt.Errorf("coordinator: mark %s leaving: %w", c.cfg.MemberID, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("coordinator: mark %s leaving: %w", c.cfg.MemberID, ErrNotOwner)
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/herald-dev/herald/sharding"
+)
+
+// State is a broadcast's state, as SPEC section 5 names them.
+type State string
+
+// The states of a broadcast. Pending waits for its start time; running and
+// paused have units; the last four are terminal.
+const (
+	StatePending   State = "pending"
+	StateRunning   State = "running"
+	StatePaused    State = "paused"
+	StateCancelled State = "cancelled"
+	StateDone      State = "done"
+	StateExpired   State = "expired"
+	StateRejected  State = "rejected"
+)
+
+// Terminal reports whether no further transition can leave s.
+func (s State) Terminal() bool {
+	switch s {
+	case StateCancelled, StateDone, StateExpired, StateRejected:
+		return true
+	}
+	return false
+}
+
+// Counters count what happened to the records of a unit, or of a whole
+// broadcast when summed. In a finished broadcast Scanned equals the sum of
+// the other five.
+type Counters struct {
+	Scanned     int64 `json:"scanned"`
+	Unreachable int64 `json:"unreachable"`
+	Invalid     int64 `json:"invalid"`
+	Delivered   int64 `json:"delivered"`
+	Failed      int64 `json:"failed"`
+	Expired     int64 `json:"expired"`
+}
+
+// Add returns the field-wise sum of c and d.
+func (c Counters) Add(d Counters) Counters {
+	return Counters{
+		Scanned:     c.Scanned + d.Scanned,
+		Unreachable: c.Unreachable + d.Unreachable,
+		Invalid:     c.Invalid + d.Invalid,
+		Delivered:   c.Delivered + d.Delivered,
+		Failed:      c.Failed + d.Failed,
+		Expired:     c.Expired + d.Expired,
+	}
+}
+
+// InvalidSample is one audience line that could not be used, with why.
+type InvalidSample struct {
+	Line   int64  `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// MaxInvalidSamples is how many invalid lines a unit record keeps.
+const MaxInvalidSamples = 5
+
+// Progress is how far a unit has got: every record before Cursor is
+// finished and counted in Counters, which are cumulative for the unit.
+type Progress struct {
+	Cursor         sharding.Cursor
+	Counters       Counters
+	InvalidSamples []InvalidSample
+}
+
+// memberRecord is the value at P/members/<id>, bound to the member's lease.
+type memberRecord struct {
+	ID       string    `json:"id"`
+	Address  string    `json:"address"`
+	Capacity float64   `json:"capacity"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	Leaving  bool      `json:"leaving"`
+}
+
+// stateRecord is the value at P/broadcasts/<id>/state.
+type stateRecord struct {
+	State     State     `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// unitStatus is where a unit is in its life: open until done, or split
+// when its remainder was divided among children.
+type unitStatus string
+
+const (
+	unitOpen  unitStatus = "open"
+	unitDone  unitStatus = "done"
+	unitSplit unitStatus = "split"
+)
+
+// unitRecord is the value at P/broadcasts/<id>/units/<unit>.
+type unitRecord struct {
+	// Unit is the sharding text of the unit (id, arcs, and the cursor it
+	// was created at); Cursor below is where it has got since.
+	Unit  string  `json:"unit"`
+	Share float64 `json:"share"`
+	// Cursor is the last checkpoint, in sharding's "seq@offset" text.
+	Cursor string     `json:"cursor"`
+	Status unitStatus `json:"status"`
+	// Assignee is the member that should claim the unit; empty when it was
+	// released and waits for a survivor to split it.
+	Assignee string `json:"assignee"`
+	// Owner is the member that wrote the last checkpoint.
+	Owner          string          `json:"owner,omitempty"`
+	Counters       Counters        `json:"counters"`
+	InvalidSamples []InvalidSample `json:"invalid_samples,omitempty"`
+	Children       []string        `json:"children,omitempty"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// newUnitRecord is the record of a fresh open unit assigned to assignee.
+func newUnitRecord(u sharding.Unit, assignee string, now time.Time) (unitRecord, error) {
+	text, err := u.MarshalText()
+	if err != nil {
+		return unitRecord{}, fmt.Errorf("coordinator: encode unit %s: %w", u.ID, err)
+	}
+	cur, err := u.Cursor.MarshalText()
+	if err != nil {
+		return unitRecord{}, fmt.Errorf("coordinator: encode cursor of %s: %w", u.ID, err)
+	}
+	return unitRecord{
+		Unit: string(text), Share: u.Arcs.Share(), Cursor: string(cur),
+		Status: unitOpen, Assignee: assignee, UpdatedAt: now,
+	}, nil
+}
+
+// decode returns the unit the record describes, its cursor set to the last
+// checkpoint.
+func (r unitRecord) decode() (sharding.Unit, error) {
+	var u sharding.Unit
+	if err := u.UnmarshalText([]byte(r.Unit)); err != nil {
+		return sharding.Unit{}, fmt.Errorf("coordinator: decode unit: %w", err)
+	}
+	if err := u.Cursor.UnmarshalText([]byte(r.Cursor)); err != nil {
+		return sharding.Unit{}, fmt.Errorf("coordinator: decode cursor of %s: %w", u.ID, err)
+	}
+	return u, nil
+}
+
+// cursor returns the record's last checkpoint.
+func (r unitRecord) cursor() (sharding.Cursor, error) {
+	var c sharding.Cursor
+	if err := c.UnmarshalText([]byte(r.Cursor)); err != nil {
+		return c, fmt.Errorf("coordinator: decode cursor %q: %w", r.Cursor, err)
+	}
+	return c, nil
+}
+
+// progress returns what the record holds as a Progress.
+func (r unitRecord) progress() (Progress, error) {
+	c, err := r.cursor()
+	if err != nil {
+		return Progress{}, err
+	}
+	return Progress{Cursor: c, Counters: r.Counters, InvalidSamples: append([]InvalidSample(nil), r.InvalidSamples...)}, nil
+}
+
+// withProgress returns r advanced to p, written by owner at now.
+func (r unitRecord) withProgress(p Progress, owner string, now time.Time) (unitRecord, error) {
+	cur, err := p.Cursor.MarshalText()
+	if err != nil {
+		return r, fmt.Errorf("coordinator: encode cursor: %w", err)
+	}
+	r.Cursor = string(cur)
+	r.Counters = p.Counters
+	r.InvalidSamples = p.InvalidSamples
+	if len(r.InvalidSamples) > MaxInvalidSamples {
+		r.InvalidSamples = r.InvalidSamples[:MaxInvalidSamples]
+	}
+	r.Owner = owner
+	r.UpdatedAt = now
+	return r, nil
+}
+
+// encode returns v as JSON. The records are plain structs, so this cannot
+// fail in practice; the error is kept for honesty.
+func encode(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("coordinator: encode record: %w", err)
+	}
+	return string(b), nil
+}

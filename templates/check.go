@@ -261,8 +261,13 @@ func size(l *parse.ListNode) int {
 
 func lookupCall(subject parse.Node, path []string, optional bool, pos parse.Pos) *parse.PipeNode {
 	name := fnAttr
-	if optional {
+	switch {
+	case optional && len(path) == 1:
+		name = fnOptAttr1
+	case optional:
 		name = fnOptAttr
+	case len(path) == 1:
+		name = fnAttr1
 	}
 	args := []parse.Node{identifier(name, pos), subject}
 	for _, p := range path {

@@ -39,6 +39,8 @@ func (e *valueError) Is(target error) bool { return target == ErrValue }
 const (
 	fnAttr     = "_attr"     // strict attribute lookup
 	fnOptAttr  = "_optattr"  // attribute lookup for default: missing is nil
+	fnAttr1    = "_attr1"    // fnAttr of one name: no variadic slice per call
+	fnOptAttr1 = "_optattr1" // fnOptAttr of one name
 	fnOptIndex = "_optindex" // index for default: missing is nil
 	fnPrint    = "_print"    // refuses to print nothing
 	fnRange    = "_range"    // bounds a range
@@ -118,6 +120,8 @@ func funcMap(tag language.Tag) template.FuncMap {
 
 		fnAttr:     attr,
 		fnOptAttr:  optAttr,
+		fnAttr1:    func(dot any, name string) (any, error) { return attr(dot, name) },
+		fnOptAttr1: func(dot any, name string) any { return optAttr(dot, name) },
 		fnOptIndex: optIndex,
 		fnPrint:    printable,
 		fnRange:    rangeOver,

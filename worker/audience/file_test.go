@@ -237,7 +237,9 @@ func TestFileScanMemoryIsFlat(t *testing.T) {
 	perSmall := testing.AllocsPerRun(3, scan(small))
 	perLarge := testing.AllocsPerRun(1, scan(large))
 	t.Logf("allocations per full scan: %.0f for 1,000 lines, %.0f for 300,000 lines", perSmall, perLarge)
-	if perLarge > perSmall {
+	// A few runtime allocations (the race detector's, a GC cycle's) may
+	// come and go; 299,000 more lines must not add more than those.
+	if perLarge > perSmall+10 {
 		t.Fatalf("a scan of 300,000 lines allocates %.0f times, of 1,000 lines %.0f: memory grows with the file", perLarge, perSmall)
 	}
 	if perLarge/300_000 >= 0.001 {

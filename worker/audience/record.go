@@ -54,8 +54,9 @@ type Record struct {
 }
 
 // Position is the record's place in the hash space: the xxhash of its id,
-// or, for an invalid record, of its raw line, so that exactly one unit owns
-// and counts it.
+// or, for a record Next already found invalid (no readable id), of its raw
+// line, so that exactly one unit owns and counts it. A record Decode later
+// finds invalid keeps the position of its id.
 func (r *Record) Position() uint64 { return r.pos }
 
 // Locale is the record's "locale" field, "" if absent. Synthetic records

@@ -2,6 +2,7 @@ package sharding
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -112,4 +113,47 @@ func TestBalanceReport(t *testing.T) {
 			t.Logf("%2d members, weights %v...: share off its weight by %.1f%% at worst (%s)", n, weights[:min(n, len(weights))], 100*worstDev, worstID)
 		}
 	})
+}
+
+// TestVNodeChoice prints what other virtual node counts would give, the
+// figures behind VNodesPerWeight: the largest share of 100 equal members,
+// and how far past 1/N a join to two members strays, the worst case for
+// the "a join moves at most 1/N + 2%" promise.
+func TestVNodeChoice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a measurement, not a check")
+	}
+	for _, v := range []int{1024, 2048, VNodesPerWeight} {
+		rng := rand.New(rand.NewPCG(12, 12))
+		worst := 0.0
+		for range 3 {
+			ids := make([]string, 100)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("%x", rng.Uint64())
+			}
+			r, err := buildRing(memberList(ids...), v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hi, _ := spread(r)
+			worst = max(worst, hi)
+		}
+		var sum, sumSq float64
+		over := 0
+		const pairs = 300
+		for range pairs {
+			r, err := buildRing(memberList(fmt.Sprintf("%x", rng.Uint64()), fmt.Sprintf("%x", rng.Uint64())), v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			excess := r.arcsOf(1).Share() - 0.5
+			sum, sumSq = sum+excess, sumSq+excess*excess
+			if excess > 0.02 {
+				over++
+			}
+		}
+		mean := sum / pairs
+		t.Logf("%4d vnodes per member: 100 members, largest share %.3f x mean (worst of 3 id sets); a join to 2 members moves 1/N%+.4f on average (sd %.4f), over 1/N+2%% in %d of %d",
+			v, worst, mean, math.Sqrt(sumSq/pairs-mean*mean), over, pairs)
+	}
 }

@@ -72,9 +72,8 @@ type Ring struct {
 
 // vnode is a virtual node while the ring is being built.
 type vnode struct {
-	pos    uint64
-	owner  uint32 // index into the sorted ids
-	serial uint32 // the node's index among its owner's nodes
+	pos   uint64
+	owner uint32 // index into the sorted ids
 }
 
 // NewRing builds the ring of members. The result depends on the set of
@@ -116,7 +115,7 @@ func buildRing(members []Member, perWeight int) (*Ring, error) {
 			// The key is the id followed by a fixed-width index, so no two
 			// (id, index) pairs share a key.
 			key = binary.LittleEndian.AppendUint32(append(key[:0], m.ID...), uint32(j))
-			nodes = append(nodes, vnode{pos: xxhash.Sum64(key), owner: uint32(i), serial: uint32(j)})
+			nodes = append(nodes, vnode{pos: xxhash.Sum64(key), owner: uint32(i)})
 		}
 	}
 	// Two nodes at one position (vanishingly rare) keep the order they were
@@ -256,7 +255,7 @@ func (r *Ring) memberIndex(id string) (uint32, bool) {
 }
 
 // Arcs returns the positions member owns; empty if it is not a member. It
-// costs a few microseconds per thousand virtual nodes of the member, so
+// costs about ten microseconds per thousand virtual nodes of the member, so
 // callers should ask once per membership change, not per subscriber.
 func (r *Ring) Arcs(member string) Arcs {
 	m, ok := r.memberIndex(member)

@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -241,19 +242,12 @@ func TestSortByPosIsStable(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	nodes := make([]vnode, 5000)
 	for i := range nodes {
-		// Few distinct positions, so that ties are common.
-		nodes[i] = vnode{pos: uint64(rng.IntN(50)) << (rng.IntN(8) * 8), owner: uint32(i / 100), serial: uint32(i % 100)}
+		// Few distinct positions, so that ties are common; owner tells
+		// the nodes apart.
+		nodes[i] = vnode{pos: uint64(rng.IntN(50)) << (rng.IntN(8) * 8), owner: uint32(i)}
 	}
 	want := slices.Clone(nodes)
-	slices.SortStableFunc(want, func(x, y vnode) int {
-		switch {
-		case x.pos < y.pos:
-			return -1
-		case x.pos > y.pos:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(want, func(x, y vnode) int { return cmp.Compare(x.pos, y.pos) })
 	sortByPos(nodes)
 	if !slices.Equal(nodes, want) {
 		t.Fatal("sortByPos differs from a stable sort by position")

@@ -122,6 +122,10 @@ func (s *Sender) Close() { s.pool.CloseIdleConnections() }
 // identical in every attempt, and retries until the delivery is finished,
 // MaxAttempts is spent, or ctx ends. It never waits past ctx: a retry that
 // would fall after ctx's deadline is not waited for.
+//
+// Do not reuse body's memory for another message: when an endpoint answers
+// before reading the whole request, net/http may still be writing body out
+// after Send has returned.
 func (s *Sender) Send(ctx context.Context, url, key string, body []byte) Result {
 	start := time.Now()
 	r := s.send(ctx, url, key, body)

@@ -13,9 +13,9 @@
 // Where SPEC leaves a choice open, the Sender does not follow redirects (a
 // 3xx fails the delivery: net/http would re-send a POST as a GET), fails a
 // rejected TLS certificate at once rather than retrying it, waits at least
-// BackoffMin even when Retry-After says 0, and treats every 5xx but 503,
-// 501 included, as retriable. Connections honour HTTP_PROXY, HTTPS_PROXY
-// and NO_PROXY as net/http's defaults do.
+// BackoffMin even when Retry-After says 0, and retries every 5xx, 501 Not
+// Implemented included. Connections honour HTTP_PROXY, HTTPS_PROXY and
+// NO_PROXY as net/http's defaults do.
 //
 // A DeadLetterWriter appends failed deliveries to the dead-letter topic
 // (herald.deadletters) and returns only once Kafka has acknowledged them.

@@ -169,9 +169,8 @@ func (a Arcs) Size() (n uint64, full bool) {
 			return 0, true
 		}
 		n += w
-		// Normalized ranges are disjoint, so a sum that wraps can only be
-		// the whole space made of several ranges, which normalization
-		// would have merged; treat it as full all the same.
+		// Disjoint ranges add up to at most 2^64, so a sum that wraps
+		// has reached the whole space.
 		if n < w {
 			return 0, true
 		}

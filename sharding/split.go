@@ -36,7 +36,7 @@ func (u Unit) Split(k int) []Unit {
 	if full {
 		sizeHi = 1 // S = 2^64, held as (1, 0)
 	}
-	c := newCutter(u.Arcs)
+	c := newCutter(u.Arcs, len(u.Arcs)/k+2)
 	var prev uint64
 	for i := 1; i < k; i++ {
 		hi, lo := bits.Mul64(uint64(i), n)
@@ -92,10 +92,11 @@ type cutter struct {
 	arcs Arcs
 	i    int    // the range being cut
 	lo   uint64 // first position of arcs[i] not yet handed out
+	hint int    // how many ranges a run is expected to span
 }
 
-func newCutter(a Arcs) *cutter {
-	c := &cutter{arcs: a}
+func newCutter(a Arcs, hint int) *cutter {
+	c := &cutter{arcs: a, hint: hint}
 	if len(a) > 0 {
 		c.lo = a[0].Lo
 	}
@@ -104,7 +105,10 @@ func newCutter(a Arcs) *cutter {
 
 // take returns the next n positions (fewer if the arcs run out).
 func (c *cutter) take(n uint64) Arcs {
-	var out Arcs
+	if n == 0 {
+		return nil
+	}
+	out := make(Arcs, 0, c.hint)
 	for n > 0 && c.i < len(c.arcs) {
 		hi := c.arcs[c.i].Hi
 		// Positions left in this range are hi-c.lo+1, which overflows for
@@ -118,7 +122,7 @@ func (c *cutter) take(n uint64) Arcs {
 		n -= hi - c.lo + 1 // cannot overflow: here it is at most n
 		c.advance()
 	}
-	return out
+	return nilIfEmpty(out)
 }
 
 // rest returns every position not yet handed out.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,4 +102,27 @@ func BenchmarkHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+// BenchmarkKeySetAdd inserts b.N distinct keys and reports the heap the
+// set holds per key, the sink's only memory that grows with a broadcast.
+func BenchmarkKeySetAdd(b *testing.B) {
+	keys := make([]string, b.N)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("spring-sale-2026:u%d", i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	set := new(keySet)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		set.add(hashKey(keys[i]))
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "heap-B/key")
+	runtime.KeepAlive(set)
+	runtime.KeepAlive(keys)
 }

@@ -211,10 +211,10 @@ func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, e
 		joiners = append(joiners, id)
 	}
 	slices.Sort(joiners)
-	// Parent, claim delete and child 0 take three ops; the rest of etcd's
-	// limit goes to joiners. Joiners beyond it keep nothing of this unit
-	// now, and their share stays with child 0.
-	joiners = joiners[:min(len(joiners), maxTxnOps-3)]
+	// The parent's put, the claim's delete and child 0's two puts take
+	// four ops, each joiner's child two more: joiners beyond etcd's limit
+	// take nothing of this unit now, and their share stays with child 0.
+	joiners = joiners[:min(len(joiners), (maxTxnOps-4)/2)]
 	parts := make([]sharding.Arcs, len(joiners))
 	for i, id := range joiners {
 		parts[i] = cl.moves[id]
@@ -222,7 +222,7 @@ func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, e
 	parent := cl.unit
 	parent.Cursor = cursor
 	now := time.Now().UTC()
-	ops := make([]clientv3.Op, 1, len(parts)+3) // the parent's put goes first, below
+	ops := make([]clientv3.Op, 1, 2*len(parts)+4) // the parent's put goes first, below
 	var ids []string
 	for i, child := range parent.Carve(parts...) {
 		if child.Empty() {
@@ -232,15 +232,11 @@ func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, e
 		if i > 0 {
 			assignee = joiners[i-1]
 		}
-		crec, err := newUnitRecord(child, assignee, now)
+		puts, _, err := newUnitOps(cl.c.keys, cl.broadcast, child, assignee, now)
 		if err != nil {
 			return nil, err
 		}
-		val, err := encode(crec)
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, clientv3.OpPut(cl.c.keys.unit(cl.broadcast, child.ID), val))
+		ops = append(ops, puts...)
 		ids = append(ids, child.ID)
 	}
 	rec.Status, rec.Children = unitSplit, ids

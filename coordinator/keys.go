@@ -9,6 +9,7 @@ import "strings"
 //	P/broadcasts/<id>/spec
 //	P/broadcasts/<id>/state
 //	P/broadcasts/<id>/units/<unit>
+//	P/broadcasts/<id>/arcs/<unit>
 //	P/broadcasts/<id>/claims/<unit>
 type keys struct {
 	prefix string // no trailing slash
@@ -25,11 +26,7 @@ func (k keys) units(id string) string     { return k.broadcast(id) + "units/" }
 func (k keys) unit(id, u string) string   { return k.units(id) + u }
 func (k keys) claims(id string) string    { return k.broadcast(id) + "claims/" }
 func (k keys) claim(id, u string) string  { return k.claims(id) + u }
-func (k keys) claimOf(unitKey string) string {
-	// unit and claim keys differ only in the folder name.
-	i := strings.LastIndex(unitKey, "/units/")
-	return unitKey[:i] + "/claims/" + unitKey[i+len("/units/"):]
-}
+func (k keys) arcs(id, u string) string   { return k.broadcast(id) + "arcs/" + u }
 
 // keyKind says what a key under the prefix is.
 type keyKind int
@@ -40,12 +37,13 @@ const (
 	keySpec
 	keyState
 	keyUnit
+	keyArcs
 	keyClaim
 )
 
 // parse classifies key. For a member key, name is the member id; for the
 // broadcast keys, broadcast is the broadcast id and name the unit id (for
-// units and claims).
+// units, arcs and claims).
 func (k keys) parse(key string) (kind keyKind, broadcast, name string) {
 	rest, ok := strings.CutPrefix(key, k.root())
 	if !ok {
@@ -75,6 +73,8 @@ func (k keys) parse(key string) (kind keyKind, broadcast, name string) {
 	switch folder {
 	case "units":
 		return keyUnit, b, u
+	case "arcs":
+		return keyArcs, b, u
 	case "claims":
 		return keyClaim, b, u
 	}

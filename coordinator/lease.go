@@ -8,13 +8,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // Why a lease's context ended.
 var (
-	errDeadlinePassed = errors.New("coordinator: lease deadline passed without keepalive acknowledgement")
+	errDeadlinePassed = errors.New("coordinator: lease deadline passed without a renewal acknowledged")
 	errSessionEnded   = errors.New("coordinator: lease session ended")
 	errLeaseReleased  = errors.New("coordinator: lease released")
 )
@@ -23,6 +24,13 @@ var (
 // concurrency.Session, and the local deadline after which this member must
 // assume the lease may have expired on the server. Every claim's context
 // derives from ctx, so passing the deadline stops all of them at once.
+//
+// The deadline is measured by probes of our own (KeepAliveOnce every TTL/4)
+// from the moment each probe was sent, not from when an acknowledgement
+// arrived: the server renewed the lease no earlier than the send, so
+// sent + TTL - margin is never later than the server's expiry less the
+// margin, however long the response took. The session's keepalives go on
+// as usual; the probes only add renewals.
 type lease struct {
 	cli    *clientv3.Client
 	sess   *concurrency.Session
@@ -33,7 +41,8 @@ type lease struct {
 	ctx    context.Context // ends at the deadline, when the session ends, or on release
 	cancel context.CancelCauseFunc
 
-	deadline atomic.Int64 // unix nanoseconds
+	deadline atomic.Int64  // unix nanoseconds
+	moved    chan struct{} // capacity 1: the deadline moved
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -44,14 +53,13 @@ type lease struct {
 func grantLease(ctx context.Context, cli *clientv3.Client, ttl, margin, timeout time.Duration) (*lease, error) {
 	gctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The server starts the lease no earlier than the request leaves, so
-	// the time before sending is a safe base for the first deadline.
 	sent := time.Now()
 	resp, err := cli.Grant(gctx, int64(ttl/time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: grant lease: %w", err)
 	}
-	l := &lease{cli: cli, id: resp.ID, ttl: ttl, margin: margin, stop: make(chan struct{})}
+	l := &lease{cli: cli, id: resp.ID, ttl: ttl, margin: margin,
+		moved: make(chan struct{}, 1), stop: make(chan struct{})}
 	l.deadline.Store(sent.Add(l.granted(resp.TTL)).UnixNano())
 	// The session's context is ours, not the caller's, so that a graceful
 	// leave can keep the lease alive after Run's context has ended.
@@ -63,23 +71,19 @@ func grantLease(ctx context.Context, cli *clientv3.Client, ttl, margin, timeout 
 		return nil, fmt.Errorf("coordinator: lease session: %w", err)
 	}
 	l.sess = sess
-	// A second keepalive channel on the same lease: the client fans every
-	// acknowledgement out to all channels, and these are what the local
-	// deadline is measured from.
-	acks, err := cli.KeepAlive(l.ctx, resp.ID)
-	if err != nil {
-		l.release(timeout)
-		return nil, fmt.Errorf("coordinator: watch lease acknowledgements: %w", err)
-	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
-		l.watchDeadline(acks)
+		l.probe()
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.watchDeadline()
 	}()
 	return l, nil
 }
 
-// granted is the lease time one acknowledgement buys, less the margin.
+// granted is the lease time one renewal buys, less the margin.
 func (l *lease) granted(ttlSeconds int64) time.Duration {
 	ttl := l.ttl
 	if s := time.Duration(ttlSeconds) * time.Second; s > 0 && s < ttl {
@@ -88,25 +92,50 @@ func (l *lease) granted(ttlSeconds int64) time.Duration {
 	return ttl - l.margin
 }
 
-// Deadline is when this member must stop work unless an acknowledgement
-// arrives first.
+// Deadline is when this member must stop work unless a renewal is
+// acknowledged first.
 func (l *lease) Deadline() time.Time { return time.Unix(0, l.deadline.Load()) }
 
-// watchDeadline moves the deadline with each acknowledgement and ends the
-// lease's context when the deadline passes or the session ends.
-func (l *lease) watchDeadline(acks <-chan *clientv3.LeaseKeepAliveResponse) {
+// probe renews the lease every TTL/4 and moves the deadline from each
+// acknowledged probe's send time.
+func (l *lease) probe() {
+	tick := time.NewTicker(l.ttl / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, l.ttl/4)
+		sent := time.Now()
+		resp, err := l.cli.KeepAliveOnce(ctx, l.id)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			l.cancel(errSessionEnded)
+			return
+		case err != nil:
+			continue // unreachable for now; the deadline will tell
+		}
+		l.deadline.Store(sent.Add(l.granted(resp.TTL)).UnixNano())
+		select {
+		case l.moved <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watchDeadline ends the lease's context when the deadline passes or the
+// session ends.
+func (l *lease) watchDeadline() {
 	timer := time.NewTimer(time.Until(l.Deadline()))
 	defer timer.Stop()
 	for {
 		select {
-		case resp, ok := <-acks:
-			if !ok || resp.TTL <= 0 {
-				l.cancel(errSessionEnded)
-				return
-			}
-			// The acknowledgement's receive time is later than the server's
-			// renewal; the margin absorbs that transit.
-			l.deadline.Store(time.Now().Add(l.granted(resp.TTL)).UnixNano())
+		case <-l.moved:
 			timer.Reset(time.Until(l.Deadline()))
 		case <-timer.C:
 			if left := time.Until(l.Deadline()); left > 0 {

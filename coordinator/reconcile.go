@@ -86,23 +86,15 @@ func (c *Coordinator) release(l *lease, cl *Claim, st State) {
 	}
 }
 
+// maxTxnBytes is what one txn may carry here, under etcd's default request
+// limit of 1.5 MiB (--max-request-bytes) with room for overhead.
+const maxTxnBytes = 1 << 20
+
 // start moves a pending broadcast to running with one open unit per live
 // member, from sharding.InitialPlan over the live members' ring.
 func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) {
 	if len(live) == 0 {
 		return
-	}
-	// The state put and one put per unit must fit one txn; beyond that
-	// many members, the first by id share the start and the rest get work
-	// as joiners.
-	members := live[:min(len(live), maxTxnOps-1)]
-	ring := c.ring
-	if len(members) < len(live) || ring == nil {
-		var err error
-		if ring, err = sharding.NewRing(members); err != nil {
-			c.log.Error("start: build ring", "broadcast", b.id, "err", err)
-			return
-		}
 	}
 	now := time.Now().UTC()
 	st := b.state
@@ -111,18 +103,39 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	if err != nil {
 		return
 	}
-	ops := []clientv3.Op{clientv3.OpPut(c.keys.state(b.id), val)}
-	for _, a := range sharding.InitialPlan(ring) {
-		rec, err := newUnitRecord(a.Unit, a.Member, now)
-		if err != nil {
-			c.log.Error("start", "broadcast", b.id, "err", err)
-			return
+	// The state put and two puts per unit must fit one txn, in ops and in
+	// bytes. A fleet too large for that starts on its first members by id;
+	// the others get work when the fleet next changes. See docs/ETCD.md.
+	members := live[:min(len(live), (maxTxnOps-1)/2)]
+	var ops []clientv3.Op
+	for {
+		ring := c.ring
+		if len(members) < len(live) || ring == nil {
+			if ring, err = sharding.NewRing(members); err != nil {
+				c.log.Error("start: build ring", "broadcast", b.id, "err", err)
+				return
+			}
 		}
-		uval, err := encode(rec)
-		if err != nil {
-			return
+		ops = []clientv3.Op{clientv3.OpPut(c.keys.state(b.id), val)}
+		size := len(val)
+		for _, a := range sharding.InitialPlan(ring) {
+			puts, n, err := newUnitOps(c.keys, b.id, a.Unit, a.Member, now)
+			if err != nil {
+				c.log.Error("start", "broadcast", b.id, "err", err)
+				return
+			}
+			ops, size = append(ops, puts...), size+n
 		}
-		ops = append(ops, clientv3.OpPut(c.keys.unit(b.id, a.Unit.ID), uval))
+		if size <= maxTxnBytes || len(members) == 1 {
+			break
+		}
+		// Units shrink as members are added, so the plan's size grows a
+		// little slower than the member count; scale down and retry.
+		members = members[:max(1, len(members)*maxTxnBytes/size)]
+	}
+	if len(members) < len(live) {
+		c.log.Warn("start: fleet too large for one transaction; some members start without work",
+			"broadcast", b.id, "members", len(live), "in_plan", len(members))
 	}
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
@@ -132,7 +145,7 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	case err != nil:
 		c.log.Warn("start broadcast", "broadcast", b.id, "err", err)
 	case resp.Succeeded:
-		c.log.Info("started broadcast", "broadcast", b.id, "units", len(ops)-1)
+		c.log.Info("started broadcast", "broadcast", b.id, "units", len(members))
 	}
 }
 
@@ -212,16 +225,12 @@ func (c *Coordinator) takeOver(l *lease, b *broadcastView, u *unitView, live []s
 			if child.Empty() {
 				continue // a remainder smaller than k positions
 			}
-			rec, err := newUnitRecord(child, ids[i], now)
+			puts, _, err := newUnitOps(c.keys, b.id, child, ids[i], now)
 			if err != nil {
 				c.log.Error("take over", "broadcast", b.id, "unit", u.unit.ID, "err", err)
 				return
 			}
-			val, err := encode(rec)
-			if err != nil {
-				return
-			}
-			ops = append(ops, clientv3.OpPut(c.keys.unit(b.id, child.ID), val))
+			ops = append(ops, puts...)
 			parent.Children = append(parent.Children, child.ID)
 		}
 		if len(parent.Children) == 0 {
@@ -251,16 +260,16 @@ func (c *Coordinator) takeOver(l *lease, b *broadcastView, u *unitView, live []s
 }
 
 // takeOverMembers returns the members an orphan's remainder goes to, sorted
-// by id. The parent's put plus one put per child must fit one txn, so at
-// most maxTxnOps-1 members take part; with more live members, a window of
-// that many starting at a place chosen by the unit's id is used, so
-// different orphans spread over different members.
+// by id. The parent's put plus two puts per child must fit one txn, so at
+// most (maxTxnOps-1)/2 = 63 members take part; with more live members, a
+// window of that many starting at a place chosen by the unit's id is used,
+// so different orphans spread over different members.
 func takeOverMembers(live []sharding.Member, unitID string) []string {
 	ids := make([]string, len(live))
 	for i, m := range live {
 		ids[i] = m.ID
 	}
-	const most = maxTxnOps - 1
+	const most = (maxTxnOps - 1) / 2
 	if len(ids) <= most {
 		return ids
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/herald-dev/herald/sharding"
 )
 
@@ -103,11 +105,14 @@ const (
 	unitSplit unitStatus = "split"
 )
 
-// unitRecord is the value at P/broadcasts/<id>/units/<unit>.
+// unitRecord is the value at P/broadcasts/<id>/units/<unit>: everything
+// about a unit that changes. What never changes, its arcs, is at
+// P/broadcasts/<id>/arcs/<unit>, written once in the txn that creates the
+// unit, so a checkpoint rewrites a few hundred bytes rather than a ring
+// member's thousands of ranges.
 type unitRecord struct {
-	// Unit is the sharding text of the unit (id, arcs, and the cursor it
-	// was created at); Cursor below is where it has got since.
-	Unit  string  `json:"unit"`
+	ID string `json:"id"`
+	// Share is the unit's fraction of the hash space.
 	Share float64 `json:"share"`
 	// Cursor is the last checkpoint, in sharding's "seq@offset" text.
 	Cursor string     `json:"cursor"`
@@ -123,31 +128,35 @@ type unitRecord struct {
 	UpdatedAt      time.Time       `json:"updated_at"`
 }
 
-// newUnitRecord is the record of a fresh open unit assigned to assignee.
-func newUnitRecord(u sharding.Unit, assignee string, now time.Time) (unitRecord, error) {
+// newUnitOps returns the puts that create unit u of broadcast b, open and
+// assigned to assignee, and how many bytes they carry.
+func newUnitOps(k keys, b string, u sharding.Unit, assignee string, now time.Time) ([]clientv3.Op, int, error) {
 	text, err := u.MarshalText()
 	if err != nil {
-		return unitRecord{}, fmt.Errorf("coordinator: encode unit %s: %w", u.ID, err)
+		return nil, 0, fmt.Errorf("coordinator: encode unit %s: %w", u.ID, err)
 	}
 	cur, err := u.Cursor.MarshalText()
 	if err != nil {
-		return unitRecord{}, fmt.Errorf("coordinator: encode cursor of %s: %w", u.ID, err)
+		return nil, 0, fmt.Errorf("coordinator: encode cursor of %s: %w", u.ID, err)
 	}
-	return unitRecord{
-		Unit: string(text), Share: u.Arcs.Share(), Cursor: string(cur),
+	val, err := encode(unitRecord{
+		ID: u.ID, Share: u.Arcs.Share(), Cursor: string(cur),
 		Status: unitOpen, Assignee: assignee, UpdatedAt: now,
-	}, nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	arcsKey, unitKey := k.arcs(b, u.ID), k.unit(b, u.ID)
+	ops := []clientv3.Op{clientv3.OpPut(arcsKey, string(text)), clientv3.OpPut(unitKey, val)}
+	return ops, len(arcsKey) + len(text) + len(unitKey) + len(val), nil
 }
 
-// decode returns the unit the record describes, its cursor set to the last
-// checkpoint.
-func (r unitRecord) decode() (sharding.Unit, error) {
+// decodeArcs returns the unit an arcs value describes; its Cursor is where
+// the unit started.
+func decodeArcs(text []byte) (sharding.Unit, error) {
 	var u sharding.Unit
-	if err := u.UnmarshalText([]byte(r.Unit)); err != nil {
+	if err := u.UnmarshalText(text); err != nil {
 		return sharding.Unit{}, fmt.Errorf("coordinator: decode unit: %w", err)
-	}
-	if err := u.Cursor.UnmarshalText([]byte(r.Cursor)); err != nil {
-		return sharding.Unit{}, fmt.Errorf("coordinator: decode cursor of %s: %w", u.ID, err)
 	}
 	return u, nil
 }

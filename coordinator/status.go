@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -73,17 +74,32 @@ func (r *Registry) Status(ctx context.Context, id string) (Status, error) {
 	return sts[0], nil
 }
 
-// List returns the status of every broadcast, sorted by id.
+// List returns the status of every broadcast, sorted by id. Each status is
+// a consistent snapshot of its broadcast; the list as a whole is not one.
 func (r *Registry) List(ctx context.Context) ([]Status, error) {
-	resp, err := r.kv.Get(ctx, r.keys.broadcasts(), clientv3.WithPrefix())
+	// Keys only: the arcs and specs under the prefix can be large, and
+	// Status reads what it needs per broadcast.
+	resp, err := r.kv.Get(ctx, r.keys.broadcasts(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: list: %w", err)
 	}
-	sts, err := summarize(r.keys, resp.Kvs)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: list: %w", err)
+	var out []Status
+	for _, kv := range resp.Kvs {
+		kind, id, _ := r.keys.parse(string(kv.Key))
+		if kind != keyState {
+			continue
+		}
+		st, err := r.Status(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted since
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: list: %w", err)
+		}
+		out = append(out, st)
 	}
-	return sts, nil
+	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // summarize builds one Status per broadcast that has a state key among kvs,

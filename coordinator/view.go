@@ -37,15 +37,41 @@ type broadcastView struct {
 	state    stateRecord
 	stateRev int64 // mod revision of the state key
 	units    map[string]*unitView
+	arcs     map[string]sharding.Unit // immutable, as created
 	claims   map[string]claimView
+}
+
+// join fills in unit name's decoded form from its record and its arcs. The
+// two keys are always written in one txn, so once a watch response is
+// applied both are there; until then the unit carries an error and is left
+// alone.
+func (b *broadcastView) join(name string) {
+	u, ok := b.units[name]
+	if !ok || u.undecodable {
+		return
+	}
+	a, ok := b.arcs[name]
+	if !ok {
+		u.err = fmt.Errorf("coordinator: unit %s/%s has no arcs yet", b.id, name)
+		return
+	}
+	cur, err := u.rec.cursor()
+	if err != nil {
+		u.err = err
+		return
+	}
+	a.Cursor = cur
+	u.unit, u.err = a, nil
 }
 
 type unitView struct {
 	key    string
 	rec    unitRecord
 	modRev int64
-	unit   sharding.Unit // decoded, Cursor = the last checkpoint
-	err    error         // why the record could not be decoded, if it could not
+	unit   sharding.Unit // from the arcs key, Cursor = the last checkpoint
+	err    error         // why the unit cannot be used, if it cannot
+
+	undecodable bool // the record is not JSON; rec is zero
 }
 
 type claimView struct {
@@ -60,7 +86,8 @@ func newView(k keys, rev int64) *view {
 func (v *view) broadcast(id string) *broadcastView {
 	b, ok := v.broadcasts[id]
 	if !ok {
-		b = &broadcastView{id: id, units: map[string]*unitView{}, claims: map[string]claimView{}}
+		b = &broadcastView{id: id, units: map[string]*unitView{}, arcs: map[string]sharding.Unit{},
+			claims: map[string]claimView{}}
 		v.broadcasts[id] = b
 	}
 	return b
@@ -106,18 +133,26 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			return "", nil
 		}
 		u := &unitView{key: string(kv.Key), modRev: kv.ModRevision}
-		if err := json.Unmarshal(kv.Value, &u.rec); err != nil {
-			u.err = fmt.Errorf("coordinator: decode unit %s: %w", kv.Key, err)
-		} else if old, ok := b.units[name]; ok && old.err == nil && old.rec.Unit == u.rec.Unit {
-			// A checkpoint changes the cursor, not the arcs: reuse the
-			// decoded arcs rather than parse thousands of ranges again.
-			u.unit = old.unit
-			u.unit.Cursor, u.err = u.rec.cursor()
-		} else {
-			u.unit, u.err = u.rec.decode()
-		}
 		b.units[name] = u
-		return "", u.err
+		if err := json.Unmarshal(kv.Value, &u.rec); err != nil {
+			u.rec, u.undecodable = unitRecord{}, true
+			u.err = fmt.Errorf("coordinator: decode unit %s: %w", kv.Key, err)
+			return "", u.err
+		}
+		b.join(name)
+		return "", nil
+	case keyArcs:
+		b := v.broadcast(id)
+		if deleted {
+			delete(b.arcs, name)
+			return "", nil
+		}
+		a, err := decodeArcs(kv.Value)
+		if err != nil {
+			return "", fmt.Errorf("coordinator: %s: %w", kv.Key, err)
+		}
+		b.arcs[name] = a
+		b.join(name)
 	case keyClaim:
 		b := v.broadcast(id)
 		if deleted {

@@ -1,0 +1,168 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/herald-dev/herald/sharding"
+)
+
+// A member behind a proxy is cut off from etcd. It must stop at its local
+// deadline, before the server can expire its lease and hand its work to
+// others; its work is taken over; once the network is back it must write
+// no stale checkpoint, join again with a new lease, and work only on fresh
+// claims.
+func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
+	c := newCluster(t)
+	const (
+		ttl = 2 * time.Second
+		n   = 60000
+	)
+	s, l := newStream(n), newLedger(n)
+	dc := driverConfig{stream: s, ledger: l, every: 200, rate: 2000}
+	c.start("a", memberOpts{ttl: ttl}, dc)
+	c.start("b", memberOpts{ttl: ttl}, dc)
+	p := c.start("p", memberOpts{ttl: ttl, proxied: true}, dc)
+	eventually(t, 10*time.Second, "three live members", func() bool { return p.coord.LiveMembers() == 3 })
+	c.register("bc")
+
+	var old *Claim
+	eventually(t, 20*time.Second, "a checkpoint by the member to cut off", func() bool {
+		got := p.driver.received()
+		if len(got) == 0 {
+			return false
+		}
+		old = got[0]
+		return c.units("bc")[old.Unit().ID].rec.Cursor != "0@0"
+	})
+	k := keys{c.prefix}
+	oldLease := c.memberLease("p")
+	cutRev := c.revision()
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := c.admin.Watch(wctx, k.root(), clientv3.WithPrefix(), clientv3.WithRev(cutRev+1))
+
+	deadline := p.coord.Deadline()
+	cut := time.Now()
+	p.proxy.sever()
+
+	select {
+	case <-old.Context().Done():
+	case <-time.After(ttl + 10*time.Second):
+		t.Fatal("the cut-off member's claim never ended")
+	}
+	stopped := time.Now()
+	if cause := context.Cause(old.Context()); !errors.Is(cause, errDeadlinePassed) && !errors.Is(cause, errSessionEnded) {
+		t.Fatalf("claim ended because %v, want the lease deadline", cause)
+	}
+	t.Logf("cut-off member stopped %v after the cut (local deadline was %v after it; TTL %v)",
+		stopped.Sub(cut).Round(time.Millisecond), deadline.Sub(cut).Round(time.Millisecond), ttl)
+
+	// Its claim disappears when the server expires the lease, and the
+	// survivors take its unit over.
+	var expired time.Time
+	takers := map[string]bool{}
+	limit := time.After(ttl + 15*time.Second)
+	for expired.IsZero() || len(takers) < 2 {
+		select {
+		case resp := <-events:
+			for _, ev := range resp.Events {
+				kind, _, name := k.parse(string(ev.Kv.Key))
+				switch {
+				case kind == keyClaim && ev.Type == clientv3.EventTypeDelete && name == old.Unit().ID && expired.IsZero():
+					expired = time.Now()
+				case kind == keyClaim && ev.Type == clientv3.EventTypePut && strings.HasPrefix(name, old.Unit().ID+"."):
+					takers[string(ev.Kv.Value)] = true
+				case kind == keyUnit && ev.Type == clientv3.EventTypePut && name == old.Unit().ID:
+					var rec unitRecord
+					if err := jsonUnmarshal(ev.Kv.Value, &rec); err != nil {
+						t.Fatal(err)
+					}
+					if rec.Owner == "p" && rec.Status == unitOpen {
+						t.Fatalf("the cut-off member wrote a checkpoint after the cut: %+v", rec)
+					}
+				}
+			}
+		case <-limit:
+			t.Fatalf("no take-over: claim expired at %v, takers %v", expired, takers)
+		}
+	}
+	if !stopped.Before(expired) {
+		t.Fatalf("the member stopped %v after the server expired its claim", stopped.Sub(expired))
+	}
+	t.Logf("the server expired the claim %v after the cut, %v after the member had stopped; taken over by %v",
+		expired.Sub(cut).Round(time.Millisecond), expired.Sub(stopped).Round(time.Millisecond), takers)
+
+	before := c.units("bc")[old.Unit().ID]
+	restoreRev := c.revision()
+	p.proxy.restore()
+
+	// The old claim writes nothing: refused locally, and the etcd record is
+	// untouched.
+	ctx, cancelW := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelW()
+	stale := old.Progress()
+	stale.Cursor = sharding.Cursor{Seq: uint64(n)}
+	if err := old.Checkpoint(ctx, stale); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("stale checkpoint: %v, want ErrNotOwner", err)
+	}
+	if err := old.Finish(ctx, stale); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("stale finish: %v, want ErrNotOwner", err)
+	}
+	if after := c.units("bc")[old.Unit().ID]; after.modRev != before.modRev {
+		t.Fatalf("the old unit record changed after the restore: %+v", after.rec)
+	}
+
+	// It joins again under a new lease and gets fresh claims only.
+	eventually(t, 20*time.Second, "the member back under a new lease", func() bool {
+		id := c.memberLease("p")
+		return id != 0 && id != oldLease
+	})
+	eventually(t, 20*time.Second, "a fresh claim for the member", func() bool {
+		for _, cl := range p.driver.received() {
+			if cl.token > restoreRev {
+				return true
+			}
+		}
+		return false
+	})
+	for _, cl := range p.driver.received() {
+		if cl != old && cl.token <= cutRev {
+			t.Errorf("claim on %s with token %d from before the cut handed out again", cl.Unit().ID, cl.token)
+		}
+	}
+	t.Logf("rejoined under lease %x (was %x)", c.memberLease("p"), oldLease)
+
+	c.waitState("bc", StateDone, 60*time.Second)
+	lost, dup := l.check()
+	if len(lost) > 0 {
+		t.Fatalf("%d records lost", len(lost))
+	}
+	lastCursor, _ := before.rec.cursor()
+	for _, seq := range dup {
+		if !old.Unit().Arcs.Contains(s.pos[seq]) || seq < lastCursor.Seq {
+			t.Fatalf("record %d sent twice outside the cut-off member's last checkpoint window", seq)
+		}
+	}
+	t.Logf("re-sent: %d records (checkpoint every %d)", len(dup), dc.every)
+}
+
+// memberLease is the lease id member id's record is bound to, or 0.
+func (c *cluster) memberLease(id string) int64 {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.admin.Get(ctx, keys{c.prefix}.member(id))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].Lease
+}

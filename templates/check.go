@@ -2,15 +2,10 @@ package templates
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"text/template/parse"
 )
-
-// maxRangeSteps bounds the loops of one field. A template is untrusted and
-// text/template has no budget of its own, so Compile gives each range a
-// cap on its items such that all the ranges of a field together run at
-// most this many steps (items times the nodes of the range's body).
-const maxRangeSteps = 10000
 
 // checker walks a freshly parsed tree once. It refuses what a template may
 // not do (other templates, nested loops, functions outside the vetted set)
@@ -18,13 +13,17 @@ const maxRangeSteps = 10000
 //   - every attribute reference .a.b, $x.a and (pipe).a becomes a call that
 //     names the attribute when it is missing, or, as an argument of default,
 //     one that yields nil so that default can apply;
+//   - {{.}} outside with and range, and {{$}}, which would be the
+//     renderState the template runs on, become the record;
+//   - the functions whose work grows with their input get $ as a hidden
+//     first argument, to charge the message's budget (budget.go);
 //   - an action that could print a nil gets a guard, so "<no value>" never
 //     reaches a subscriber;
-//   - every range gets a cap on its length.
+//   - every range charges its items times the size of its body.
 type checker struct {
 	inRange bool
-	ranges  []*parse.RangeNode
-	cost    int // nodes in range bodies, summed over the field's ranges
+	// rootDot says dot is the template's data: outside with and range.
+	rootDot bool
 }
 
 // checkError is a refusal at a position of the template's text.
@@ -43,17 +42,8 @@ func refuse(pos parse.Pos, format string, args ...any) error {
 }
 
 func checkTree(root *parse.ListNode) error {
-	c := &checker{}
-	if err := c.list(root); err != nil {
-		return err
-	}
-	if len(c.ranges) > 0 {
-		limit := max(1, maxRangeSteps/c.cost)
-		for _, r := range c.ranges {
-			r.Pipe.Cmds = append(r.Pipe.Cmds, command(r.Pos, identifier(fnRange, r.Pos), integer(limit, r.Pos)))
-		}
-	}
-	return nil
+	c := &checker{rootDot: true}
+	return c.list(root)
 }
 
 func (c *checker) list(l *parse.ListNode) error {
@@ -82,9 +72,9 @@ func (c *checker) node(n parse.Node) error {
 		}
 		return nil
 	case *parse.IfNode:
-		return c.branch(&n.BranchNode)
+		return c.branch(&n.BranchNode, c.rootDot)
 	case *parse.WithNode:
-		return c.branch(&n.BranchNode)
+		return c.branch(&n.BranchNode, false)
 	case *parse.RangeNode:
 		if c.inRange {
 			return &checkError{pos: n.Pos, msg: "range inside range is not allowed", action: true}
@@ -92,14 +82,14 @@ func (c *checker) node(n parse.Node) error {
 		if err := c.pipe(n.Pipe, false); err != nil {
 			return err
 		}
+		cost := 1 + size(n.List)
+		n.Pipe.Cmds = append(n.Pipe.Cmds, command(n.Pos, identifier(fnRange, n.Pos), dollar(n.Pos), integer(cost, n.Pos)))
 		c.inRange = true
-		err := c.list(n.List)
+		err := c.body(n.List, false)
 		c.inRange = false
 		if err != nil {
 			return err
 		}
-		c.ranges = append(c.ranges, n)
-		c.cost += 1 + size(n.List)
 		return c.list(n.ElseList)
 	case *parse.TemplateNode:
 		return &checkError{pos: n.Pos, msg: "{{template}} and {{block}} are not allowed: each field is one template", action: true}
@@ -107,19 +97,33 @@ func (c *checker) node(n parse.Node) error {
 	return &checkError{pos: n.Position(), msg: fmt.Sprintf("unsupported action %s", n), action: true}
 }
 
-func (c *checker) branch(b *parse.BranchNode) error {
+// branch checks an if or a with; rootDot is what dot is in its body.
+func (c *checker) branch(b *parse.BranchNode, rootDot bool) error {
 	if err := c.pipe(b.Pipe, false); err != nil {
 		return err
 	}
-	if err := c.list(b.List); err != nil {
+	if err := c.body(b.List, rootDot); err != nil {
 		return err
 	}
 	return c.list(b.ElseList)
 }
 
+func (c *checker) body(l *parse.ListNode, rootDot bool) error {
+	outer := c.rootDot
+	c.rootDot = rootDot
+	err := c.list(l)
+	c.rootDot = outer
+	return err
+}
+
 // pipe checks a pipeline; optional says its value is an argument of
 // default, so a missing attribute at its end is not an error.
 func (c *checker) pipe(p *parse.PipeNode, optional bool) error {
+	for _, v := range p.Decl {
+		if v.Ident[0] == "$" {
+			return refuse(v.Pos, "$ cannot be assigned")
+		}
+	}
 	for i, cmd := range p.Cmds {
 		last := i == len(p.Cmds)-1
 		opt := (last && optional) || (!last && isCall(p.Cmds[i+1], "default"))
@@ -162,6 +166,9 @@ func (c *checker) command(cmd *parse.CommandNode, piped, optional bool) error {
 		}
 		cmd.Args[j] = a
 	}
+	if chargedFunc(fn.Ident) {
+		cmd.Args = slices.Insert(cmd.Args, 1, parse.Node(dollar(fn.Pos)))
+	}
 	return nil
 }
 
@@ -192,8 +199,16 @@ func (c *checker) arg(n parse.Node, optional bool) (parse.Node, error) {
 	switch a := n.(type) {
 	case *parse.FieldNode:
 		return lookupCall(&parse.DotNode{NodeType: parse.NodeDot, Pos: a.Pos}, a.Ident, optional, a.Pos), nil
+	case *parse.DotNode:
+		if c.rootDot {
+			return call(a.Pos, fnRoot, a), nil
+		}
+		return a, nil
 	case *parse.VariableNode:
 		if len(a.Ident) == 1 {
+			if a.Ident[0] == "$" {
+				return call(a.Pos, fnRoot, a), nil
+			}
 			return a, nil
 		}
 		v := &parse.VariableNode{NodeType: parse.NodeVariable, Pos: a.Pos, Ident: a.Ident[:1]}
@@ -269,10 +284,16 @@ func lookupCall(subject parse.Node, path []string, optional bool, pos parse.Pos)
 	case len(path) == 1:
 		name = fnAttr1
 	}
-	args := []parse.Node{identifier(name, pos), subject}
+	args := []parse.Node{subject}
 	for _, p := range path {
 		args = append(args, &parse.StringNode{NodeType: parse.NodeString, Pos: pos, Quoted: strconv.Quote(p), Text: p})
 	}
+	return call(pos, name, args...)
+}
+
+// call is the parenthesised pipeline (fn args...).
+func call(pos parse.Pos, fn string, args ...parse.Node) *parse.PipeNode {
+	args = append([]parse.Node{identifier(fn, pos)}, args...)
 	return &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos, Cmds: []*parse.CommandNode{command(pos, args...)}}
 }
 

@@ -43,7 +43,7 @@ func classOf(v any) class {
 
 // order compares a and b: -1, 0 or +1. ordered is false for values that can
 // only be equal or not (booleans, nil).
-func order(fn string, a, b any) (c int, ordered bool, err error) {
+func order(st *renderState, fn string, a, b any) (c int, ordered bool, err error) {
 	ca, cb := classOf(a), classOf(b)
 	switch {
 	case ca == classNumber && cb == classNumber:
@@ -56,6 +56,9 @@ func order(fn string, a, b any) (c int, ordered bool, err error) {
 	case (ca == classString || ca == classNumber) && (cb == classString || cb == classNumber):
 		sa, _ := text(fn, a)
 		sb, _ := text(fn, b)
+		if err := st.chargeText(fn, min(len(sa), len(sb))); err != nil {
+			return 0, false, err
+		}
 		return cmp.Compare(sa, sb), true, nil
 	case ca == classBool && cb == classBool:
 		if a.(bool) == b.(bool) {
@@ -72,12 +75,12 @@ func order(fn string, a, b any) (c int, ordered bool, err error) {
 }
 
 // eq is true when a equals any of bs, as text/template's eq.
-func eq(a any, bs ...any) (bool, error) {
+func eq(st *renderState, a any, bs ...any) (bool, error) {
 	if len(bs) == 0 {
 		return false, valueErrorf("eq", "needs at least two arguments")
 	}
 	for _, b := range bs {
-		c, _, err := order("eq", a, b)
+		c, _, err := order(st, "eq", a, b)
 		if err != nil {
 			return false, err
 		}
@@ -88,18 +91,29 @@ func eq(a any, bs ...any) (bool, error) {
 	return false, nil
 }
 
-func ne(a, b any) (bool, error) {
-	c, _, err := order("ne", a, b)
+func ne(st *renderState, a, b any) (bool, error) {
+	c, _, err := order(st, "ne", a, b)
 	return c != 0, err
 }
 
-func lt(a, b any) (bool, error) { return ordered("lt", a, b, func(c int) bool { return c < 0 }) }
-func le(a, b any) (bool, error) { return ordered("le", a, b, func(c int) bool { return c <= 0 }) }
-func gt(a, b any) (bool, error) { return ordered("gt", a, b, func(c int) bool { return c > 0 }) }
-func ge(a, b any) (bool, error) { return ordered("ge", a, b, func(c int) bool { return c >= 0 }) }
+func lt(st *renderState, a, b any) (bool, error) {
+	return ordered(st, "lt", a, b, func(c int) bool { return c < 0 })
+}
 
-func ordered(fn string, a, b any, want func(int) bool) (bool, error) {
-	c, ok, err := order(fn, a, b)
+func le(st *renderState, a, b any) (bool, error) {
+	return ordered(st, "le", a, b, func(c int) bool { return c <= 0 })
+}
+
+func gt(st *renderState, a, b any) (bool, error) {
+	return ordered(st, "gt", a, b, func(c int) bool { return c > 0 })
+}
+
+func ge(st *renderState, a, b any) (bool, error) {
+	return ordered(st, "ge", a, b, func(c int) bool { return c >= 0 })
+}
+
+func ordered(st *renderState, fn string, a, b any, want func(int) bool) (bool, error) {
+	c, ok, err := order(st, fn, a, b)
 	if err != nil {
 		return false, err
 	}

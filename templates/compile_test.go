@@ -122,6 +122,8 @@ func TestCompileTemplateErrors(t *testing.T) {
 		{name: "too many arguments", text: `{{upper .x .y}}`, line: 1, col: 3, msg: "upper takes 1 argument, got 2"},
 		{name: "function without arguments as operand", text: `{{default upper .x}}`, line: 1, col: 11, msg: "upper takes 1 argument, got 0"},
 		{name: "arguments to an attribute", text: `{{.name "x"}}`, line: 1, col: 3, msg: "not a function"},
+		{name: "assign to $", text: `{{$ = 1}}{{upper .x}}`, line: 1, col: 3, msg: "$ cannot be assigned"},
+		{name: "declare $", text: `{{with $ := 3}}{{end}}`, line: 1, col: 8, msg: "$ cannot be assigned"},
 		{name: "pipe into an attribute", text: `{{"x" | .name}}`, line: 1, col: 9, msg: "cannot pipe into .name"},
 	}
 	for _, tt := range tests {

@@ -32,8 +32,13 @@
 //   - {{define}}, {{template}} and {{block}} are refused: a field is one
 //     template and cannot call another, or itself.
 //   - A range may not contain another range, and goes only over a list or
-//     an object, of at most about 10,000 steps per field (items times the
-//     size of the loop's body).
+//     an object. $ may not be reassigned.
+//   - Each message has a budget of work (about 32,000 node evaluations):
+//     a loop costs its items times the size of its body, a function that
+//     reads or writes text one unit per 64 bytes. A template that needs
+//     more for a subscriber fails for that subscriber (ErrWorkLimit), so no
+//     template can make the fleet spend more than a bounded time per
+//     message.
 //   - A rendered field may not pass Limits.MaxFieldBytes; the renderer stops
 //     writing when it would.
 //

@@ -92,10 +92,14 @@ func (n num) float() float64 {
 // Rounding is half away from zero on the decimal digits (2.5 gives 3,
 // 1.005 gives 1.01), which is what readers of a message expect, rather than
 // on the binary value.
-func formatNumber(p *message.Printer, fn string, digits int, fixed bool, v any) (string, error) {
+func formatNumber(st *renderState, p *message.Printer, fn string, digits int, fixed bool, v any) (string, error) {
 	n, ok := numberOf(v)
 	if !ok {
 		return "", valueErrorf(fn, "want a number, got %s", describe(v))
+	}
+	// A float prints up to 309 whole digits; charge for the widest.
+	if err := st.chargeText(fn, 330); err != nil {
+		return "", err
 	}
 	var val any = n.i
 	if !n.isInt {
@@ -161,12 +165,13 @@ func count(fn string, v any, max int) (int, error) {
 // formatDate renders v, an RFC 3339 time or unix seconds, with a Go layout.
 // An RFC 3339 time keeps its own offset; unix seconds are shown in UTC. No
 // time zone database is read: a template cannot reach the file system.
-func formatDate(layout string, v any) (string, error) {
+func formatDate(st *renderState, layout string, v any) (string, error) {
 	t, ok := timeOf(v)
 	if !ok {
 		return "", valueErrorf("date", "want an RFC 3339 time or unix seconds, got %s", describe(v))
 	}
-	return t.Format(layout), nil
+	out := t.Format(layout)
+	return out, st.chargeText("date", len(layout)+len(out))
 }
 
 func timeOf(v any) (time.Time, bool) {

@@ -17,12 +17,16 @@ import (
 // cannot use, such as `number` given a name.
 var ErrValue = errors.New("templates: bad value")
 
-// valueError is a function's complaint about its arguments; it reads as
-// "number: want a number, got \"Ann\"".
-type valueError struct{ fn, msg string }
+// valueError is a function's complaint; it reads as
+// "number: want a number, got \"Ann\"". Its class is ErrValue or
+// ErrWorkLimit.
+type valueError struct {
+	fn, msg string
+	class   error
+}
 
 func valueErrorf(fn, format string, args ...any) error {
-	return &valueError{fn: fn, msg: fmt.Sprintf(format, args...)}
+	return &valueError{fn: fn, msg: fmt.Sprintf(format, args...), class: ErrValue}
 }
 
 func (e *valueError) Error() string {
@@ -32,11 +36,12 @@ func (e *valueError) Error() string {
 	return e.fn + ": " + e.msg
 }
 
-func (e *valueError) Is(target error) bool { return target == ErrValue }
+func (e *valueError) Is(target error) bool { return target == e.class }
 
 // Names of the functions Compile inserts into a parse tree. A template that
 // names them itself is rejected (see allowed), so they are ours alone.
 const (
+	fnRoot     = "_root"     // the record, for {{.}} at the top and {{$}}
 	fnAttr     = "_attr"     // strict attribute lookup
 	fnOptAttr  = "_optattr"  // attribute lookup for default: missing is nil
 	fnAttr1    = "_attr1"    // fnAttr of one name: no variadic slice per call
@@ -69,17 +74,32 @@ func userFunc(name string) (min, max int, ok bool) {
 
 // funcMap is the function table of one locale's templates. Casing and
 // number formatting follow the locale's language: Turkish upper of "i" is
-// "İ", German numbers read 1.234,5.
+// "İ", German numbers read 1.234,5. The functions in chargedFunc take the
+// renderState first, which Compile passes without the template writing it.
 func funcMap(tag language.Tag) template.FuncMap {
 	printer := message.NewPrinter(tag)
 	// A cases.Caser keeps state between calls, so each call makes its own.
-	caser := func(fn string, mk func() cases.Caser) func(any) (string, error) {
-		return func(v any) (string, error) {
+	caser := func(fn string, mk func() cases.Caser) func(*renderState, any) (string, error) {
+		return func(st *renderState, v any) (string, error) {
 			s, err := text(fn, v)
 			if err != nil {
 				return "", err
 			}
+			if err := st.chargeText(fn, len(s)); err != nil {
+				return "", err
+			}
 			return mk().String(s), nil
+		}
+	}
+	escaper := func(fn string, escape func(...any) string) func(*renderState, ...any) (string, error) {
+		return func(st *renderState, args ...any) (string, error) {
+			for _, a := range args {
+				if a == nil {
+					return "", valueErrorf(fn, "nothing to escape (the value is null or missing)")
+				}
+			}
+			out := escape(args...)
+			return out, st.chargeText(fn, len(out))
 		}
 	}
 	refuse := func(name string) func(...any) (string, error) {
@@ -94,30 +114,34 @@ func funcMap(tag language.Tag) template.FuncMap {
 		"title":    caser("title", func() cases.Caser { return cases.Title(tag, cases.NoLower) }),
 		"trim":     trim,
 		"truncate": truncate,
-		"number": func(v any) (string, error) {
-			return formatNumber(printer, "number", numberDigits, false, v)
+		"number": func(st *renderState, v any) (string, error) {
+			return formatNumber(st, printer, "number", numberDigits, false, v)
 		},
-		"fixed": func(n, v any) (string, error) {
+		"fixed": func(st *renderState, n, v any) (string, error) {
 			digits, err := count("fixed", n, maxFixedDigits)
 			if err != nil {
 				return "", err
 			}
-			return formatNumber(printer, "fixed", digits, true, v)
+			return formatNumber(st, printer, "fixed", digits, true, v)
 		},
-		"date":  formatDate,
-		"index": index,
-		"eq":    eq,
-		"ne":    ne,
-		"lt":    lt,
-		"le":    le,
-		"gt":    gt,
-		"ge":    ge,
+		"date":     formatDate,
+		"index":    index,
+		"eq":       eq,
+		"ne":       ne,
+		"lt":       lt,
+		"le":       le,
+		"gt":       gt,
+		"ge":       ge,
+		"html":     escaper("html", template.HTMLEscaper),
+		"js":       escaper("js", template.JSEscaper),
+		"urlquery": escaper("urlquery", template.URLQueryEscaper),
 
 		"call":    refuse("call"),
 		"print":   refuse("print"),
 		"printf":  refuse("printf"),
 		"println": refuse("println"),
 
+		fnRoot:     root,
 		fnAttr:     attr,
 		fnOptAttr:  optAttr,
 		fnAttr1:    func(dot any, name string) (any, error) { return attr(dot, name) },
@@ -137,14 +161,17 @@ func defaultOf(fallback, v any) any {
 	return v
 }
 
-func trim(v any) (string, error) {
+func trim(st *renderState, v any) (string, error) {
 	s, err := text("trim", v)
-	return strings.TrimSpace(s), err
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(s), st.chargeText("trim", len(s))
 }
 
 // truncate keeps the first n characters (runes) of v. It does not add an
 // ellipsis: whether and how to mark the cut is the template's choice.
-func truncate(n, v any) (string, error) {
+func truncate(st *renderState, n, v any) (string, error) {
 	limit, err := count("truncate", n, 1<<30)
 	if err != nil {
 		return "", err
@@ -155,16 +182,17 @@ func truncate(n, v any) (string, error) {
 	}
 	for i := range s {
 		if limit == 0 {
-			return s[:i], nil
+			s = s[:i]
+			break
 		}
 		limit--
 	}
-	return s, nil
+	return s, st.chargeText("truncate", len(s))
 }
 
 // attr is what {{.a.b}} becomes: a lookup whose failure names the attribute.
 func attr(dot any, path ...string) (any, error) {
-	if v, ok := lookup(dot, path); ok {
+	if v, ok := lookup(root(dot), path); ok {
 		return forLogic(v), nil
 	}
 	return nil, &MissingAttributeError{Attr: joinPath(path)}
@@ -172,7 +200,7 @@ func attr(dot any, path ...string) (any, error) {
 
 // optAttr is what a field reference becomes as an argument of default.
 func optAttr(dot any, path ...string) any {
-	v, _ := lookup(dot, path)
+	v, _ := lookup(root(dot), path)
 	return forLogic(v)
 }
 
@@ -256,10 +284,9 @@ func printable(v any) (any, error) {
 	return v, nil
 }
 
-// rangeOver guards a range: it must go over a list or an object, and no
-// longer than limit items, which Compile sets so that all the ranges of one
-// field together run at most maxRangeSteps steps.
-func rangeOver(limit int, v any) (any, error) {
+// rangeOver guards a range: it must go over a list or an object, and it
+// charges the items times cost, the size of the loop's body.
+func rangeOver(st *renderState, cost int, v any) (any, error) {
 	n := 0
 	switch c := v.(type) {
 	case nil:
@@ -271,8 +298,8 @@ func rangeOver(limit int, v any) (any, error) {
 	default:
 		return nil, valueErrorf("range", "want a list or an object, got %s", describe(v))
 	}
-	if n > limit {
-		return nil, valueErrorf("range", "%d items, more than the %d this template may loop over", n, limit)
+	if err := st.charge("range", n*cost); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

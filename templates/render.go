@@ -30,8 +30,8 @@ func (e *MissingAttributeError) Error() string {
 func (e *MissingAttributeError) Is(target error) bool { return target == ErrMissingAttribute }
 
 // RenderError is any other failure to render one field for one subscriber:
-// Err is ErrFieldTooLarge, an ErrValue from a function, or text/template's
-// own execution error.
+// Err is ErrFieldTooLarge, ErrWorkLimit, an ErrValue from a function, or
+// text/template's own execution error.
 type RenderError struct {
 	Locale, Field string
 	Err           error
@@ -60,6 +60,7 @@ type Message struct {
 	buf  []byte
 	ends []int
 	w    limitWriter
+	st   renderState
 }
 
 // limitWriter collects a field's text for text/template and fails the
@@ -86,6 +87,8 @@ func (s *Set) Render(rec Record, subscriberLocale string, dst *Message) error {
 	dst.Fields = dst.Fields[:0]
 	dst.buf = dst.buf[:0]
 	dst.ends = dst.ends[:0]
+	dst.st = renderState{rec: rec, left: workPerMessage}
+	defer func() { dst.st.rec = nil }() // do not keep the record alive
 	for i := range v.fields {
 		f := &v.fields[i]
 		var err error
@@ -93,7 +96,7 @@ func (s *Set) Render(rec Record, subscriberLocale string, dst *Message) error {
 			dst.buf, err = appendFast(dst.buf, f.fast, rec, s.lim.MaxFieldBytes)
 		} else {
 			dst.w = limitWriter{buf: dst.buf, limit: len(dst.buf) + s.lim.MaxFieldBytes}
-			err = f.tmpl.Execute(&dst.w, rec)
+			err = f.tmpl.Execute(&dst.w, &dst.st)
 			dst.buf, dst.w.buf = dst.w.buf, nil
 		}
 		if err != nil {

@@ -135,20 +135,26 @@ func TestRenderedFieldLimit(t *testing.T) {
 	}
 }
 
-func TestRangeIsBounded(t *testing.T) {
-	items := make([]any, maxRangeSteps+1)
+func TestWorkIsBounded(t *testing.T) {
+	items := make([]any, workPerMessage+1)
 	for i := range items {
 		items[i] = "x"
 	}
-	rec := Record{"items": items, "few": items[:10]}
+	big := strings.Repeat("x", 60<<10)
+	rec := Record{"items": items, "few": items[:10], "big": big}
 	tests := []struct {
 		name, text string
 		wantErr    bool
 	}{
 		{"short list", "{{range .few}}{{.}}{{end}}", false},
-		{"long list, small body", "{{range .items}}{{end}}", true},
-		{"the budget is shared by ranges", strings.Repeat("{{range .few}}{{.}}{{.}}{{.}}{{.}}{{end}}", 500), true},
+		{"long list, empty body", "{{range .items}}{{end}}", true},
+		{"long list over $", "{{range $.items}}{{end}}", true},
+		{"many ranges share the budget", strings.Repeat("{{range .few}}{{$x := 1}}{{$x = 2}}{{$x = 3}}{{end}}", 1000), true},
 		{"a few ranges fit", strings.Repeat("{{range .few}}{{.}}{{end}}", 5), false},
+		{"upper of a long text, silently, many times", strings.Repeat("{{$x := upper .big}}", 40), true},
+		{"comparisons of long texts", strings.Repeat("{{if eq .big .big}}{{end}}", 40), true},
+		{"one upper of a long text", "{{$x := upper .big}}{{len $x}}", false},
+		{"range over an integer", "{{range 1000000000}}{{end}}", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,8 +162,43 @@ func TestRangeIsBounded(t *testing.T) {
 			if tt.wantErr != (err != nil) {
 				t.Fatalf("Render: %v, want error %v", err, tt.wantErr)
 			}
-			if tt.wantErr && !errors.Is(err, ErrValue) {
-				t.Fatalf("Render: %v, want ErrValue", err)
+			if tt.wantErr && !errors.Is(err, ErrWorkLimit) && !errors.Is(err, ErrValue) {
+				t.Fatalf("Render: %v, want ErrWorkLimit", err)
+			}
+		})
+	}
+	// The budget is the message's, not each field's.
+	fields := map[string]string{}
+	for i := range 20 {
+		fields[strings.Repeat("f", i+1)] = strings.Repeat("{{$x := upper .big}}", 2)
+	}
+	s, err := Compile(Spec{DefaultLocale: "en", Locales: map[string]map[string]string{"en": fields}}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Render(rec, "en", &Message{}); !errors.Is(err, ErrWorkLimit) {
+		t.Fatalf("Render of 20 fields: %v, want ErrWorkLimit", err)
+	}
+}
+
+func TestDollarIsTheRecord(t *testing.T) {
+	rec := record(t, `{"name":"Ann","o":{"name":"inner"}}`)
+	tests := []struct{ text, want string }{
+		{"{{$.name}}", "Ann"},
+		{`{{index $ "name"}}`, "Ann"},
+		{`{{index . "name"}}`, "Ann"},
+		{"{{with .o}}{{.name}}/{{$.name}}{{end}}", "inner/Ann"},
+		{"{{with $}}{{.name}}{{end}}", "Ann"},
+		{"{{with $x := .}}{{$x.name}}{{end}}", "Ann"},
+		{"{{if .}}{{.name}}{{end}}", "Ann"},
+		{"{{range $k, $v := .o}}{{$k}}={{$v}}{{end}}", "name=inner"},
+		{"{{len $}} {{len .}}", "2 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			got, err := renderField(one(t, tt.text), rec, "en")
+			if err != nil || got != tt.want {
+				t.Fatalf("Render = %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

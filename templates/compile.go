@@ -34,6 +34,7 @@ type variant struct {
 
 type field struct {
 	name string
+	text string // for the positions of errors while rendering
 	tmpl *template.Template
 	// fast, when not nil, renders the field without text/template: the
 	// field is only text and plain attribute references (see fast.go).
@@ -149,7 +150,7 @@ func compileField(locale, name, text string, funcs template.FuncMap) (field, err
 		}
 		return fail(-1, err.Error())
 	}
-	return field{name: name, tmpl: t, fast: fast}, nil
+	return field{name: name, text: text, tmpl: t, fast: fast}, nil
 }
 
 // templateName is the name of every field's template. It appears in
@@ -180,14 +181,7 @@ func locateParseError(text string, funcs template.FuncMap, err error) (int, stri
 	if msg == "unexpected EOF" {
 		return len(text), msg
 	}
-	lineStart := 0
-	for i := 1; i < line; i++ {
-		nl := strings.IndexByte(text[lineStart:], '\n')
-		if nl < 0 {
-			break
-		}
-		lineStart += nl + 1
-	}
+	lineStart := lineOffset(text, line)
 	sameError := func(n int) bool {
 		_, err := parseTemplate(text[:n], funcs)
 		return err != nil && err.Error() == full
@@ -243,6 +237,19 @@ func actionStart(text string, pos int) int {
 
 func isWordByte(b byte) bool {
 	return b == '_' || b == '.' || b == '$' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// lineOffset is the byte offset at which line (from 1) of text starts.
+func lineOffset(text string, line int) int {
+	off := 0
+	for i := 1; i < line; i++ {
+		nl := strings.IndexByte(text[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		off += nl + 1
+	}
+	return off
 }
 
 // position converts a byte offset of text into a line and a column, both

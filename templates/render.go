@@ -3,6 +3,9 @@ package templates
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"text/template"
 )
 
 // Errors of Render.
@@ -34,11 +37,25 @@ func (e *MissingAttributeError) Is(target error) bool { return target == ErrMiss
 // text/template's own execution error.
 type RenderError struct {
 	Locale, Field string
-	Err           error
+	// Line and Col locate the failing action in the field's text, from 1,
+	// the column in characters; both are 0 when there is no one action to
+	// blame.
+	Line, Col int
+	Err       error
+	// msg is Err's message without text/template's context, which would
+	// quote the template as Compile rewrote it.
+	msg string
 }
 
 func (e *RenderError) Error() string {
-	return fmt.Sprintf("templates: locale %q field %q: %v", e.Locale, e.Field, e.Err)
+	msg := e.msg
+	if msg == "" {
+		msg = e.Err.Error()
+	}
+	if e.Line > 0 {
+		return fmt.Sprintf("templates: locale %q field %q: line %d col %d: %s", e.Locale, e.Field, e.Line, e.Col, msg)
+	}
+	return fmt.Sprintf("templates: locale %q field %q: %s", e.Locale, e.Field, msg)
 }
 
 func (e *RenderError) Unwrap() error { return e.Err }
@@ -100,7 +117,7 @@ func (s *Set) Render(rec Record, subscriberLocale string, dst *Message) error {
 			dst.buf, dst.w.buf = dst.w.buf, nil
 		}
 		if err != nil {
-			return renderError(v.locale, f.name, err)
+			return renderError(v.locale, f, err)
 		}
 		dst.ends = append(dst.ends, len(dst.buf))
 	}
@@ -114,16 +131,53 @@ func (s *Set) Render(rec Record, subscriberLocale string, dst *Message) error {
 	return nil
 }
 
-// renderError names the field in err, and keeps text/template's wrapping
-// (which quotes our rewritten tree) out of the messages it can.
-func renderError(locale, field string, err error) error {
+// renderError names the field in err. text/template's execution errors
+// quote the failing action as Compile rewrote it (with _attr and $ added),
+// so their message is rebuilt from the position and the cause.
+func renderError(locale string, f *field, err error) error {
 	var missing *MissingAttributeError
 	if errors.As(err, &missing) {
-		return &MissingAttributeError{Locale: locale, Field: field, Attr: missing.Attr}
+		return &MissingAttributeError{Locale: locale, Field: f.name, Attr: missing.Attr}
 	}
-	var bad *valueError
-	if errors.As(err, &bad) {
-		err = bad
+	re := &RenderError{Locale: locale, Field: f.name, Err: err}
+	var exec template.ExecError
+	if errors.As(err, &exec) {
+		re.Line, re.Col, re.msg = execErrorDetail(f.text, exec.Err.Error())
 	}
-	return &RenderError{Locale: locale, Field: field, Err: err}
+	return re
+}
+
+// execErrorDetail takes apart text/template's
+//
+//	template: NAME:LINE:COL: executing "NAME" at <NODE>: error calling FN: CAUSE
+//
+// where COL counts bytes from 0, into a line, a column in characters from
+// 1, and the cause.
+func execErrorDetail(text, s string) (line, col int, msg string) {
+	rest, ok := strings.CutPrefix(s, "template: "+templateName+":")
+	if !ok {
+		return 0, 0, ""
+	}
+	loc, rest, _ := strings.Cut(rest, ": ")
+	lineStr, colStr, _ := strings.Cut(loc, ":")
+	l, err1 := strconv.Atoi(lineStr)
+	c, err2 := strconv.Atoi(colStr)
+	if err1 != nil || err2 != nil || l < 1 || c < 0 {
+		return 0, 0, ""
+	}
+	if _, cause, ok := strings.Cut(rest, ">: "); ok {
+		rest = cause
+	}
+	if after, ok := strings.CutPrefix(rest, "error calling "); ok {
+		if fn, cause, ok := strings.Cut(after, ": "); ok {
+			// Our functions' errors name themselves; builtins' do not, and
+			// the internal functions' names mean nothing to the author.
+			rest = cause
+			if !strings.HasPrefix(fn, "_") && !strings.HasPrefix(cause, fn+": ") {
+				rest = fn + ": " + cause
+			}
+		}
+	}
+	line, col = position(text, lineOffset(text, l)+c)
+	return line, col, rest
 }

@@ -204,6 +204,29 @@ func TestDollarIsTheRecord(t *testing.T) {
 	}
 }
 
+func TestRenderErrorMessages(t *testing.T) {
+	rec := record(t, `{"name":"Ann","tags":["a"],"list":[null]}`)
+	tests := []struct{ text, want string }{
+		{"Hi {{number .name}}", `line 1 col 6: number: want a number, got "Ann"`},
+		{"a\n你好 {{slice .name 0 10}}", `line 2 col 6: slice: index out of range: 10`},
+		{"{{range .list}}{{.}}{{end}}", `line 1 col 18: nothing to print (the value is null or missing)`},
+		{"{{index .tags 3}}", `line 1 col 3: index: index 3 out of range for a list of 1`},
+		{"{{fixed 99 .name}}", `line 1 col 3: fixed: want a whole number from 0 to 20, got number 99`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			_, err := renderField(one(t, tt.text), rec, "en")
+			var re *RenderError
+			if !errors.As(err, &re) {
+				t.Fatalf("Render: %v, want a *RenderError", err)
+			}
+			if want := `templates: locale "en" field "f": ` + tt.want; err.Error() != want {
+				t.Errorf("message\n%s\nwant\n%s", err, want)
+			}
+		})
+	}
+}
+
 func TestNoValueNeverPrinted(t *testing.T) {
 	rec := record(t, `{"list":[null],"o":{"k":null}}`)
 	for _, text := range []string{

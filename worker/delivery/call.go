@@ -69,6 +69,11 @@ func (s *Sender) putCall(c *call) {
 // to the pool before any wait, applies classify, and for a retry chooses
 // the wait and checks that the context allows it.
 func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if errors.Is(err, ErrFenced) {
+		// Nothing went out: not an attempt, and no further one may start.
+		c.stopped = err.Error()
+		return false, err
+	}
 	c.attempts++
 	c.status, c.err = 0, err
 	if resp != nil {

@@ -45,6 +45,12 @@ type Config struct {
 	// discarded) so its connection can be reused; a longer body costs the
 	// connection instead. Zero means 64 KiB.
 	MaxResponseBytes int64
+	// Fence, when set, is asked just before every attempt goes out whether
+	// this process may still send; an error stops the delivery as Aborted
+	// with nothing sent. A worker fences on its lease deadline, so an
+	// attempt never starts once the lease may have expired on the server,
+	// however long the delivery waited between attempts. Nil means always.
+	Fence func() error
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults.

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -13,12 +14,12 @@ func TestConfigDefaults(t *testing.T) {
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second,
 		MaxRetryAfter: 60 * time.Second, MaxResponseBytes: 64 << 10,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
 	set := Config{MaxInFlight: 3, Timeout: time.Second, MaxAttempts: 2, BackoffMin: time.Millisecond,
 		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10}
-	if got := set.withDefaults(); got != set {
+	if got := set.withDefaults(); !reflect.DeepEqual(got, set) {
 		t.Errorf("set fields changed: %+v, want %+v", got, set)
 	}
 }

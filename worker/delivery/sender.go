@@ -103,7 +103,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 		log:  log,
 		pool: pool,
 		client: &http.Client{
-			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout},
+			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout, fence: cfg.Fence},
 			// A redirect is an answer (classify fails it), not something to
 			// follow: net/http would turn the POST into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

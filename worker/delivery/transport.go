@@ -2,11 +2,17 @@ package delivery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"time"
 )
+
+// ErrFenced is the transport error of an attempt that Config.Fence stopped
+// before it was sent.
+var ErrFenced = errors.New("delivery: fenced: not sending")
 
 // connectTimeout caps dialing and the TLS handshake below the attempt
 // timeout: an endpoint that cannot even accept a connection in this long is
@@ -57,9 +63,15 @@ func newPool(cfg Config) *http.Transport {
 type attemptTransport struct {
 	pool    *http.Transport
 	timeout time.Duration
+	fence   func() error
 }
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.fence != nil {
+		if err := t.fence(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
 	resp, err := t.pool.RoundTrip(req.WithContext(ctx))
 	if err != nil {

@@ -222,7 +222,14 @@ func (c *checker) arg(n parse.Node, optional bool) (parse.Node, error) {
 	case *parse.PipeNode:
 		return a, c.pipe(a, optional)
 	case *parse.IdentifierNode:
-		return a, checkCall(a, 0)
+		// A function without arguments, as an operand.
+		if err := checkCall(a, 0); err != nil {
+			return nil, err
+		}
+		if chargedFunc(a.Ident) {
+			return call(a.Pos, a.Ident, dollar(a.Pos)), nil
+		}
+		return a, nil
 	}
 	return n, nil
 }

@@ -3,6 +3,7 @@ package templates
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,12 +70,7 @@ func Compile(s Spec, lim Limits) (*Set, error) {
 	}
 
 	set := &Set{lim: lim, variants: make(map[string]*variant, len(s.Locales))}
-	locales := make([]string, 0, len(s.Locales))
-	for l := range s.Locales {
-		locales = append(locales, l)
-	}
-	slices.Sort(locales)
-	for _, l := range locales {
+	for _, l := range slices.Sorted(maps.Keys(s.Locales)) {
 		v, err := compileVariant(l, s.Locales[l], lim)
 		if err != nil {
 			return nil, err
@@ -97,17 +93,17 @@ func compileVariant(locale string, fields map[string]string, lim Limits) (*varia
 	}
 	funcs := funcMap(language.Make(locale))
 	v := &variant{locale: locale}
-	for name, text := range fields {
+	// In name order: the message's order, and the same first error each time.
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		if name == "" {
 			return nil, &Error{Locale: locale, Msg: "empty field name", Err: ErrEmptyName}
 		}
-		f, err := compileField(locale, name, text, funcs)
+		f, err := compileField(locale, name, fields[name], funcs)
 		if err != nil {
 			return nil, err
 		}
 		v.fields = append(v.fields, f)
 	}
-	slices.SortFunc(v.fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
 	return v, nil
 }
 

@@ -39,7 +39,8 @@ func (e *valueError) Error() string {
 func (e *valueError) Is(target error) bool { return target == e.class }
 
 // Names of the functions Compile inserts into a parse tree. A template that
-// names them itself is rejected (see allowed), so they are ours alone.
+// names them itself is refused (userFunc does not know them), so they are
+// ours alone.
 const (
 	fnRoot     = "_root"     // the record, for {{.}} at the top and {{$}}
 	fnAttr     = "_attr"     // strict attribute lookup
@@ -51,12 +52,12 @@ const (
 	fnRange    = "_range"    // bounds a range
 )
 
-// userFuncs are the functions a template may call, with their argument
-// counts (max -1: any number). The builtins text/template always has but
+// userFunc says whether a template may call name, and with how many
+// arguments (hi -1: any number). The builtins text/template always has but
 // that are missing here (call, print, printf, println) are refused at
 // compile time: call would reach functions we did not vet, and printf's
 // width and precision let a template allocate without bound.
-func userFunc(name string) (min, max int, ok bool) {
+func userFunc(name string) (lo, hi int, ok bool) {
 	switch name {
 	case "upper", "lower", "title", "trim", "number", "not", "len":
 		return 1, 1, true

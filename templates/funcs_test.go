@@ -100,6 +100,9 @@ func TestFunctions(t *testing.T) {
 		{name: "and or not", text: `{{and .vip (or .off .zero) (not .off)}}`, want: "0"},
 		{name: "slice", text: `{{slice .name 0 3}}`, want: "ann"},
 		{name: "urlquery", text: `{{urlquery .name}}`, want: "ann-marie+o%27neil"},
+		{name: "urlquery without arguments", text: `[{{urlquery}}]`, want: "[]"},
+		{name: "urlquery as an operand", text: `[{{default urlquery .missing}}]`, want: "[]"},
+		{name: "urlquery piped", text: `{{"a b" | urlquery}}`, want: "a+b"},
 		{name: "html", text: `{{html "<b>"}}`, want: "&lt;b&gt;"},
 		{name: "js", text: `{{js "it's"}}`, want: `it\'s`},
 

@@ -37,3 +37,42 @@ func TestEtcdServesAndCleansUp(t *testing.T) {
 		t.Fatalf("data dir %s still there: %v", dir, err)
 	}
 }
+
+func TestEtcdShortLeaseExpires(t *testing.T) {
+	ctx := context.Background()
+	e, err := StartEtcd(ctx, EtcdConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	lease, err := cli.Grant(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease.TTL != 1 {
+		t.Errorf("granted TTL %d s, want the 1 s asked for", lease.TTL)
+	}
+	start := time.Now()
+	if _, err := cli.Put(ctx, "/herald/leased", "x", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := cli.Get(ctx, "/herald/leased")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("key of an unrenewed 1 s lease still there after 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("1 s lease expired after %v", time.Since(start))
+}

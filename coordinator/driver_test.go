@@ -77,6 +77,8 @@ type driverConfig struct {
 	interval time.Duration
 	// rate is records sent per second per unit; 0 is unlimited.
 	rate float64
+	// expire counts records as expired instead of sending them.
+	expire bool
 }
 
 type driver struct {
@@ -182,7 +184,11 @@ func (d *driver) work(cl *Claim) string {
 			}
 			d.cfg.ledger.send(seq, d.coord.MemberID())
 			p.Counters.Scanned++
-			p.Counters.Delivered++
+			if d.cfg.expire {
+				p.Counters.Expired++
+			} else {
+				p.Counters.Delivered++
+			}
 			since++
 		}
 		p.Cursor = sharding.Cursor{Seq: seq + 1}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -38,4 +39,124 @@ func TestBroadcastCompletes(t *testing.T) {
 		}
 	}
 	t.Logf("status: %+v", st)
+}
+
+// Pause, resume and cancel reach every member within a second; cancel ends
+// every claim; a resume of a broadcast that never started goes back to
+// pending, and it starts once its not_before has passed.
+func TestStateChangesReachMembersWithinASecond(t *testing.T) {
+	c := newCluster(t)
+	const n = 400000 // long enough to outlast the test
+	s, l := newStream(n), newLedger(n)
+	dc := driverConfig{stream: s, ledger: l, every: 500, rate: 500}
+	var ms []*member
+	for i := range 3 {
+		ms = append(ms, c.start(fmt.Sprintf("w%d", i), memberOpts{}, dc))
+	}
+	eventually(t, 10*time.Second, "three live members", func() bool { return ms[0].coord.LiveMembers() == 3 })
+	reg := NewRegistry(c.admin, c.prefix)
+	ctx := context.Background()
+
+	notBefore := time.Now().Add(1500 * time.Millisecond)
+	if _, err := reg.Register(ctx, Broadcast{ID: "pr", Spec: []byte("{}"), NotBefore: notBefore}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		action Action
+		want   State
+	}{
+		{Pause, StatePaused},
+		{Resume, StatePending}, // it never started: back to waiting for not_before
+	}
+	for _, st := range steps {
+		c.setStateAndWait(t, ms, reg, st.action, st.want)
+	}
+	c.waitState("pr", StateRunning, 10*time.Second)
+	if time.Now().Before(notBefore) {
+		t.Fatal("started before not_before")
+	}
+	eventually(t, 10*time.Second, "every member working", func() bool {
+		for _, m := range ms {
+			if len(m.driver.received()) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, st := range []struct {
+		action Action
+		want   State
+	}{{Pause, StatePaused}, {Resume, StateRunning}, {Cancel, StateCancelled}} {
+		c.setStateAndWait(t, ms, reg, st.action, st.want)
+	}
+	for _, m := range ms {
+		for _, cl := range m.driver.received() {
+			select {
+			case <-cl.Context().Done():
+			case <-time.After(time.Second):
+				t.Fatalf("%s: claim on %s still live a second after cancel", m.id, cl.Unit().ID)
+			}
+		}
+	}
+	if err := reg.SetState(ctx, "pr", Resume); !errors.Is(err, ErrBadTransition) {
+		t.Fatalf("resume after cancel: %v, want ErrBadTransition", err)
+	}
+	eventually(t, 10*time.Second, "claims released", func() bool {
+		st, err := reg.Status(ctx, "pr")
+		if err != nil {
+			return false
+		}
+		for _, w := range st.Workers {
+			if w.Units != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// setStateAndWait applies a and waits for every member to see want; it
+// fails the test if any took a second or more.
+func (c *cluster) setStateAndWait(t *testing.T, ms []*member, reg *Registry, a Action, want State) {
+	t.Helper()
+	start := time.Now()
+	if err := reg.SetState(context.Background(), "pr", a); err != nil {
+		t.Fatalf("%s: %v", a, err)
+	}
+	var slowest time.Duration
+	for _, m := range ms {
+		for {
+			st, changed := m.coord.BroadcastState("pr")
+			if st == want {
+				break
+			}
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: %s still sees %s after %s", a, m.id, st, a)
+			}
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("%s seen by all %d members after %v", a, len(ms), slowest.Round(time.Millisecond))
+	if slowest >= time.Second {
+		t.Errorf("%s took %v to reach every member; the contract is under a second", a, slowest)
+	}
+}
+
+// A broadcast in which records were counted expired ends in state expired.
+func TestExpiredRecordsEndInExpired(t *testing.T) {
+	c := newCluster(t)
+	const n = 2000
+	s, l := newStream(n), newLedger(n)
+	c.start("w0", memberOpts{}, driverConfig{stream: s, ledger: l, every: 100, expire: true})
+	c.register("ex")
+	c.waitState("ex", StateExpired, 20*time.Second)
+	st, err := NewRegistry(c.admin, c.prefix).Status(context.Background(), "ex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counters.Expired != n || st.Counters.Scanned != n {
+		t.Fatalf("counters %+v", st.Counters)
+	}
 }

@@ -1,0 +1,216 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+// sender is what the pool needs of the delivery package.
+type sender interface {
+	Send(ctx context.Context, url, key string, body []byte) delivery.Result
+}
+
+// deadLetters records failed deliveries.
+type deadLetters interface {
+	Write(ctx context.Context, d delivery.DeadLetter) error
+}
+
+// broadcastRun is one broadcast on this worker: its compiled spec, a fixed
+// pool of max_in_flight senders shared by every unit of the broadcast the
+// worker holds, and this worker's share of the fleet-wide rate limit.
+type broadcastRun struct {
+	w    *Worker
+	id   string
+	spec Spec
+	set  *templates.Set
+	send sender
+	log  *slog.Logger
+
+	jobs    chan job
+	limiter *rate.Limiter // nil when the rate is unlimited
+	pool    sync.WaitGroup
+
+	state     atomic.Value // coordinator.State
+	changed   atomic.Value // <-chan struct{}: closed when the state changes
+	expiresAt time.Time
+	units     int // units running; owned by the worker's loop
+
+	watching  sync.WaitGroup
+	stopWatch func()
+}
+
+func newBroadcastRun(w *Worker, id string, spec Spec, set *templates.Set, send sender) *broadcastRun {
+	b := &broadcastRun{
+		w:    w,
+		id:   id,
+		spec: spec,
+		set:  set,
+		send: send,
+		log:  w.log.With("broadcast", id),
+		jobs: make(chan job, spec.Endpoint.MaxInFlight),
+	}
+	if spec.ExpiresAt != nil {
+		b.expiresAt = *spec.ExpiresAt
+	}
+	if spec.Endpoint.RatePerSec > 0 {
+		b.limiter = rate.NewLimiter(rate.Limit(spec.Endpoint.RatePerSec), 1)
+		b.shareRate(w.coord.LiveMembers())
+	}
+	b.refreshState()
+	for range spec.Endpoint.MaxInFlight {
+		b.pool.Add(1)
+		go func() {
+			defer b.pool.Done()
+			b.sendLoop()
+		}()
+	}
+	return b
+}
+
+// close ends the pool once no unit feeds it any more.
+func (b *broadcastRun) close() {
+	close(b.jobs)
+	b.pool.Wait()
+}
+
+// shareRate gives this worker 1/live of the fleet-wide rate.
+func (b *broadcastRun) shareRate(live int) {
+	if b.limiter == nil {
+		return
+	}
+	if live < 1 {
+		live = 1
+	}
+	r := b.spec.Endpoint.RatePerSec / float64(live)
+	b.limiter.SetLimit(rate.Limit(r))
+	burst := int(r / 10) // a tenth of a second of sends at once at most
+	if burst < 1 {
+		burst = 1
+	}
+	b.limiter.SetBurst(burst)
+}
+
+// refreshState reads the coordinator's view of the broadcast's state.
+func (b *broadcastRun) refreshState() {
+	st, ch := b.w.coord.BroadcastState(b.id)
+	b.state.Store(st)
+	b.changed.Store(ch)
+}
+
+// waitRunnable returns at once while the broadcast runs, waits while it is
+// paused or pending, and fails when it is over.
+func (b *broadcastRun) waitRunnable(ctx context.Context) error {
+	for {
+		switch st := b.state.Load().(coordinator.State); st {
+		case coordinator.StateRunning:
+			return nil
+		case coordinator.StatePaused, coordinator.StatePending:
+		default:
+			return fmt.Errorf("worker: broadcast %s is %s", b.id, st)
+		}
+		select {
+		case <-b.changed.Load().(<-chan struct{}):
+			b.refreshState()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// watchState keeps the cached state and this worker's rate share fresh
+// until ctx ends.
+func (b *broadcastRun) watchState(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.changed.Load().(<-chan struct{}):
+			b.refreshState()
+		case <-t.C:
+			b.shareRate(b.w.coord.LiveMembers())
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (b *broadcastRun) expired() bool {
+	return !b.expiresAt.IsZero() && !time.Now().Before(b.expiresAt)
+}
+
+// sendLoop is one member of the pool: render, encode, rate-limit, send.
+func (b *broadcastRun) sendLoop() {
+	var (
+		msg templates.Message
+		key []byte
+	)
+	for j := range b.jobs {
+		out := b.deliver(j, &msg, &key)
+		if out != pending {
+			b.w.metrics.outcome(out)
+			j.u.prog.finish(j.idx, out)
+		}
+	}
+}
+
+func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outcome {
+	ctx := j.u.sendCtx
+	if ctx.Err() != nil {
+		return pending // the unit is gone; its next owner sends this record
+	}
+	if b.expired() {
+		return expired
+	}
+	*key = templates.AppendKey((*key)[:0], b.id, j.id)
+	k := string(*key)
+	if err := b.set.Render(j.data, j.locale, msg); err != nil {
+		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()})
+		return failed
+	}
+	// A fresh body per message: net/http may still be writing a body after
+	// the response came back, so a sent body is never reused.
+	body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
+		BroadcastID: b.id, SubscriberID: j.id, Key: k, Locale: msg.Locale, Message: msg,
+	})
+	if b.limiter != nil {
+		if err := b.limiter.Wait(ctx); err != nil {
+			return pending
+		}
+	}
+	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
+	b.w.metrics.sent(res)
+	switch res.Outcome {
+	case delivery.Delivered:
+		return delivered
+	case delivery.Failed:
+		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Status: res.Status, Reason: res.Reason, Attempts: res.Attempts})
+		return failed
+	default:
+		// Aborted: the claim ended, or the lease deadline fenced the next
+		// attempt. Not finished, so the cursor stays before it and whoever
+		// owns the unit next sends it, with the same key.
+		return pending
+	}
+}
+
+// deadLetter records a failure. A failure is counted whether or not the
+// dead-letter topic takes it; a topic that refuses is logged and counted,
+// never allowed to stall the broadcast.
+func (b *broadcastRun) deadLetter(ctx context.Context, d delivery.DeadLetter) {
+	d.BroadcastID = b.id
+	d.At = time.Now().UTC()
+	if err := b.w.dead.Write(ctx, d); err != nil {
+		b.w.metrics.deadLetterErrors.Inc()
+		b.log.Warn("dead letter not recorded", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
+	}
+}

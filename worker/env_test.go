@@ -1,0 +1,253 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/sink"
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+// env is a real stack for one test: embedded etcd and Kafka, and the
+// reference sink behind real HTTP, recording every body it accepted.
+type env struct {
+	t     *testing.T
+	stack *devstack.Stack
+	sink  *sink.Sink
+	srv   *httptest.Server
+	reg   *coordinator.Registry
+
+	mu     sync.Mutex
+	bodies map[string][]byte // by idempotency key, the first accepted body
+	// answer, when set, answers a request instead of the sink.
+	answer func(key string, w http.ResponseWriter) bool
+}
+
+func newEnv(t *testing.T, sc sink.Config) *env {
+	t.Helper()
+	ctx := context.Background()
+	stack, err := devstack.Start(ctx, devstack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stack.Close() })
+	s, err := sink.New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, stack: stack, sink: s, bodies: make(map[string][]byte)}
+	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
+	t.Cleanup(e.srv.Close)
+	cli := e.etcd()
+	e.reg = coordinator.NewRegistry(cli, "/herald")
+	return e
+}
+
+func (e *env) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		e.sink.ServeHTTP(w, r)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	e.mu.Lock()
+	answer := e.answer
+	e.mu.Unlock()
+	if answer != nil && answer(key, w) {
+		io.Copy(io.Discard, r.Body)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := &statusRecorder{ResponseWriter: w}
+	e.sink.ServeHTTP(rec, r)
+	if rec.code == http.StatusOK {
+		e.mu.Lock()
+		e.bodies[key] = body
+		e.mu.Unlock()
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (e *env) endpoint() string { return e.srv.URL + "/push" }
+
+func (e *env) etcd() *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.stack.EtcdEndpoint()},
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// testWorker is one fleet member running in the test process.
+type testWorker struct {
+	id     string
+	w      *Worker
+	cli    *clientv3.Client
+	cancel context.CancelFunc
+	done   chan error
+	reg    *prometheus.Registry
+}
+
+type workerOpts struct {
+	intake bool
+	tune   func(*Config)
+}
+
+func (e *env) startWorker(id string, o workerOpts) *testWorker {
+	e.t.Helper()
+	cli := e.etcd()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
+	reg := prometheus.NewRegistry()
+	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,
+		ReconcileInterval: 100 * time.Millisecond, LeaveTimeout: 5 * time.Second}, cli, log, reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dead := delivery.NewDeadLetterWriter(e.stack.KafkaBrokers(), devstack.DeadLettersTopic, log)
+	cfg := Config{
+		Brokers:  e.stack.KafkaBrokers(),
+		NoIntake: !o.intake,
+		Delivery: delivery.Config{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+			MaxRetryAfter: 50 * time.Millisecond},
+		HandoffDrain: time.Second,
+	}
+	if o.tune != nil {
+		o.tune(&cfg)
+	}
+	w, err := New(cfg, co, dead, log, reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tw := &testWorker{id: id, w: w, cli: cli, cancel: cancel, done: make(chan error, 1), reg: reg}
+	go func() {
+		err := w.Run(ctx)
+		dead.Close()
+		tw.done <- err
+	}()
+	e.t.Cleanup(func() { tw.stop(e.t) })
+	waitFor(e.t, 10*time.Second, "worker "+id+" ready", co.Ready)
+	return tw
+}
+
+// stop leaves gracefully, as on SIGTERM. Safe to call twice.
+func (tw *testWorker) stop(t *testing.T) {
+	t.Helper()
+	if tw.cancel == nil {
+		return
+	}
+	tw.cancel()
+	tw.cancel = nil
+	select {
+	case err := <-tw.done:
+		if err != nil {
+			t.Errorf("worker %s: %v", tw.id, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker %s did not stop", tw.id)
+	}
+}
+
+// kill abandons the worker like a crash: its etcd connection goes first, so
+// it can write no checkpoint, hand nothing back and revoke nothing; its
+// lease expires on its own.
+func (tw *testWorker) kill(t *testing.T) {
+	t.Helper()
+	tw.cli.Close()
+	tw.stop(t)
+}
+
+// trigger produces spec through Kafka.
+func (e *env) trigger(spec map[string]any) string {
+	e.t.Helper()
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Trigger(ctx, e.stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, SpecLimits{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s.ID
+}
+
+// waitState polls until the broadcast reaches a terminal state.
+func (e *env) waitDone(id string, within time.Duration) coordinator.Status {
+	e.t.Helper()
+	var st coordinator.Status
+	waitFor(e.t, within, "broadcast "+id+" to end", func() bool {
+		var err error
+		st, err = e.reg.Status(context.Background(), id)
+		return err == nil && st.State.Terminal()
+	})
+	return st
+}
+
+func (e *env) status(id string) coordinator.Status {
+	e.t.Helper()
+	st, err := e.reg.Status(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// conserved checks SPEC section 5's identity of a finished broadcast.
+func conserved(t *testing.T, st coordinator.Status) {
+	t.Helper()
+	c := st.Counters
+	if c.Scanned != c.Unreachable+c.Invalid+c.Delivered+c.Failed+c.Expired {
+		t.Errorf("counters do not add up: %+v", c)
+	}
+}
+
+func synthetic(id, url string, count int) map[string]any {
+	return map[string]any{
+		"id":             id,
+		"audience":       map[string]any{"source": "synthetic", "count": count, "seed": 7},
+		"only_reachable": true,
+		"template": map[string]any{"default_locale": "en", "locales": map[string]any{
+			"en": map[string]string{"title": "Hi {{.name}}", "body": "Code {{.code}}"},
+		}},
+		"endpoint": map[string]any{"url": url, "max_in_flight": 16, "timeout_ms": 2000, "max_attempts": 8},
+	}
+}

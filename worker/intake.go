@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/coordinator"
+)
+
+// registry is what trigger intake needs of the broadcast registry.
+type registry interface {
+	Register(ctx context.Context, b coordinator.Broadcast) (bool, error)
+	Reject(ctx context.Context, id string, spec []byte, reason string) error
+}
+
+// intake turns trigger messages into registered broadcasts. The fleet's
+// workers form one consumer group, so each trigger is handled by one of
+// them; an offset is committed only after the trigger is registered or
+// rejected in etcd, so a worker dying in between means a redelivery, which
+// registration makes harmless.
+type intake struct {
+	cfg     Config
+	reg     registry
+	log     *slog.Logger
+	metrics *metrics
+}
+
+func newIntake(cfg Config, reg registry, log *slog.Logger, m *metrics) *intake {
+	return &intake{cfg: cfg, reg: reg, log: log, metrics: m}
+}
+
+func (in *intake) run(ctx context.Context) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:     in.cfg.Brokers,
+		GroupID:     in.cfg.GroupID,
+		Topic:       in.cfg.Topic,
+		MinBytes:    1,
+		MaxBytes:    4 << 20,
+		MaxWait:     500 * time.Millisecond,
+		StartOffset: kafka.FirstOffset,
+		// Lag reporting is a goroutine polling the broker; Herald does not
+		// use it.
+		ReadLagInterval: -1,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			in.log.Debug("kafka reader: " + fmt.Sprintf(msg, args...))
+		}),
+	})
+	defer r.Close()
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			in.log.Warn("fetch trigger", "err", err)
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		if !in.handle(ctx, m) {
+			return nil // ctx ended before etcd took it: the trigger will be redelivered
+		}
+		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+			in.log.Warn("commit trigger offset", "partition", m.Partition, "offset", m.Offset, "err", err)
+		}
+	}
+}
+
+// handle validates one trigger and records it in etcd, retrying etcd until
+// it answers: a trigger is never dropped because etcd was briefly away. It
+// reports false only when ctx ended first.
+func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
+	log := in.log.With("partition", m.Partition, "offset", m.Offset, "key", string(m.Key))
+	spec, _, perr := ParseSpec(m.Value, in.cfg.SpecLimits)
+	for attempt := 0; ; attempt++ {
+		result, err := in.record(ctx, spec, perr, m.Value)
+		if err == nil {
+			in.metrics.triggers.WithLabelValues(result).Inc()
+			switch result {
+			case "rejected", "unreadable":
+				log.Warn("trigger refused", "result", result, "reason", perr)
+			case "conflict":
+				log.Warn("trigger refused: another spec is registered under this id", "broadcast", spec.ID)
+			default:
+				log.Info("trigger taken", "result", result, "broadcast", spec.ID)
+			}
+			return true
+		}
+		log.Warn("record trigger in etcd", "attempt", attempt+1, "err", err)
+		if !sleep(ctx, backoff(attempt)) {
+			return false
+		}
+	}
+}
+
+func (in *intake) record(ctx context.Context, spec Spec, perr error, raw []byte) (string, error) {
+	if perr != nil {
+		var se *SpecError
+		if !errors.As(perr, &se) || se.ID == "" {
+			return "unreadable", nil
+		}
+		if len(raw) > in.cfg.SpecLimits.maxBytes() {
+			raw = nil // do not store what the limit exists to keep out
+		}
+		return "rejected", in.reg.Reject(ctx, se.ID, raw, perr.Error())
+	}
+	b := coordinator.Broadcast{ID: spec.ID, Spec: spec.Canonical()}
+	if spec.NotBefore != nil {
+		b.NotBefore = *spec.NotBefore
+	}
+	if spec.ExpiresAt != nil {
+		b.ExpiresAt = *spec.ExpiresAt
+	}
+	created, err := in.reg.Register(ctx, b)
+	switch {
+	case errors.Is(err, coordinator.ErrConflict):
+		return "conflict", nil
+	case err != nil:
+		return "", err
+	case created:
+		return "registered", nil
+	default:
+		return "duplicate", nil
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	return min(d, 5*time.Second)
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+// metrics are the worker's own Prometheus series. With a nil registerer
+// they still count (tests read them) but are exported nowhere.
+type metrics struct {
+	registerer       prometheus.Registerer
+	deliveries       *prometheus.CounterVec
+	byOutcome        [expired + 1]prometheus.Counter
+	scanned          prometheus.Counter
+	unitsHeld        prometheus.Gauge
+	checkpoints      prometheus.Counter
+	handoffs         prometheus.Counter
+	deadLetterErrors prometheus.Counter
+	triggers         *prometheus.CounterVec
+	sendSeconds      prometheus.Histogram
+	retries          prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) *metrics {
+	m := &metrics{
+		registerer: reg,
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_deliveries_total",
+			Help: "Owned subscriber records finished, by outcome (delivered, failed, unreachable, invalid, expired).",
+		}, []string{"outcome"}),
+		scanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_records_scanned_total",
+			Help: "Audience records read, owned or not: the scan rate.",
+		}),
+		unitsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_units_running",
+			Help: "Work units this worker is streaming now.",
+		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_checkpoint_attempts_total",
+			Help: "Checkpoint writes attempted by unit runners.",
+		}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_unit_handbacks_total",
+			Help: "Units handed back at a checkpoint (to a joining worker, or on shutdown).",
+		}),
+		deadLetterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_dead_letter_errors_total",
+			Help: "Failed deliveries whose dead letter could not be written to Kafka.",
+		}),
+		triggers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_triggers_total",
+			Help: "Triggers taken from Kafka, by result (registered, duplicate, conflict, rejected, unreadable).",
+		}, []string{"result"}),
+		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_send_seconds",
+			Help:    "Time to deliver or fail one message, retries and waits included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_send_retries_total",
+			Help: "Attempts beyond the first, over all messages.",
+		}),
+	}
+	for o, name := range map[outcome]string{delivered: "delivered", failed: "failed", unreachable: "unreachable", invalid: "invalid", expired: "expired"} {
+		m.byOutcome[o] = m.deliveries.WithLabelValues(name)
+	}
+	if reg != nil {
+		slack := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_lease_deadline_slack_seconds",
+			Help: "Time left before this worker must stop sending unless etcd acknowledges its lease again.",
+		}, func() float64 {
+			d := c.Deadline()
+			if d.IsZero() {
+				return 0
+			}
+			return time.Until(d).Seconds()
+		})
+		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.sendSeconds, m.retries, slack)
+	}
+	return m
+}
+
+func (m *metrics) outcome(o outcome) { m.byOutcome[o].Inc() }
+
+// sent records one finished Send.
+func (m *metrics) sent(r delivery.Result) {
+	m.sendSeconds.Observe(r.Latency.Seconds())
+	if r.Attempts > 1 {
+		m.retries.Add(float64(r.Attempts - 1))
+	}
+}

@@ -1,0 +1,270 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/worker/audience"
+)
+
+// claim is what a unit runner needs of a coordinator claim; declared here,
+// where it is used, so the runner can be driven by a test double of the
+// pure logic while integration tests use the real coordinator.
+type claim interface {
+	Broadcast() string
+	Unit() sharding.Unit
+	Progress() coordinator.Progress
+	Context() context.Context
+	HandoffRequested() <-chan struct{}
+	Checkpoint(ctx context.Context, p coordinator.Progress) error
+	Handoff(ctx context.Context, p coordinator.Progress) error
+	Finish(ctx context.Context, p coordinator.Progress) error
+}
+
+// job is one owned, reachable record on its way to the endpoint.
+type job struct {
+	u      *unitRun
+	idx    int
+	id     string
+	locale string
+	data   templates.Record
+}
+
+// unitRun streams one claimed unit and keeps its progress.
+type unitRun struct {
+	b    *broadcastRun
+	cl   claim
+	prog *progress
+	log  *slog.Logger
+	// sendCtx ends the unit's sends: when the claim is lost (the
+	// coordinator ends the claim's context) or when a hand-back gives up
+	// waiting for stragglers.
+	sendCtx    context.Context
+	cancelSend context.CancelFunc
+}
+
+// errHandBack ends the reading loop when the coordinator wants the unit back.
+var errHandBack = errors.New("worker: unit handed back")
+
+// run streams the unit to its end, or until it is handed back or lost. It
+// returns after every record it dispatched has finished or been abandoned,
+// so the broadcast's pool may close when the last unit returns.
+func (u *unitRun) run() {
+	ctx := u.cl.Context()
+	u.sendCtx, u.cancelSend = context.WithCancel(ctx)
+	defer u.cancelSend()
+
+	var wg sync.WaitGroup
+	stopCheckpoints := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		u.checkpointLoop(ctx, stopCheckpoints)
+	}()
+
+	err := u.read(u.sendCtx)
+	// Wait for what is in flight, then record the final position: the whole
+	// unit when the stream ended, the exact hand-back point otherwise.
+	u.drain(u.sendCtx, err)
+	close(stopCheckpoints)
+	wg.Wait()
+
+	final, _ := u.prog.snapshot()
+	// The claim's context may be over (claim lost); the final write then
+	// fails its ownership compare, which is the point. Bound it anyway.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	switch {
+	case ctx.Err() != nil, err != nil && !errors.Is(err, errHandBack) && u.sendCtx.Err() != nil:
+		// The claim ended (lease deadline, lost claim, cancelled broadcast):
+		// whoever owns the work now resumes from the last checkpoint.
+		u.log.Info("unit stopped: claim ended", "cursor", final.Cursor.Seq)
+	case err == nil:
+		if ferr := u.cl.Finish(wctx, final); ferr != nil {
+			u.log.Warn("finish unit", "err", ferr)
+		}
+	case errors.Is(err, errHandBack):
+		if herr := u.cl.Handoff(wctx, final); herr != nil {
+			u.log.Warn("hand back unit", "err", herr)
+		} else {
+			u.b.w.metrics.handoffs.Inc()
+		}
+	default:
+		// A stream that cannot be read (file gone, unreadable) is not this
+		// worker's to skip: record how far it got and let the lease, or an
+		// operator, decide. The checkpoint keeps the work resumable.
+		u.log.Error("unit stream failed", "err", err, "cursor", final.Cursor.Seq)
+		if cerr := u.cl.Checkpoint(wctx, final); cerr != nil {
+			u.log.Warn("checkpoint after stream failure", "err", cerr)
+		}
+	}
+}
+
+// read walks the unit's stream from its cursor. Records outside the unit's
+// arcs cost one hash; owned ones are parsed, filtered and dispatched.
+func (u *unitRun) read(ctx context.Context) error {
+	unit := u.cl.Unit()
+	s, err := audience.Open(u.b.spec.Audience, unit.Cursor, u.b.w.cfg.AudienceLimits)
+	if err != nil {
+		return fmt.Errorf("worker: open audience of %s: %w", u.b.id, err)
+	}
+	defer s.Close()
+	handback := u.cl.HandoffRequested()
+	scanned := u.b.w.metrics.scanned
+	var batch int
+	for {
+		if err := u.b.waitRunnable(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-handback:
+			return errHandBack
+		default:
+		}
+		if !s.Next() {
+			if err := s.Err(); err != nil {
+				return fmt.Errorf("worker: read audience of %s: %w", u.b.id, err)
+			}
+			return nil
+		}
+		rec := s.Record()
+		if batch++; batch == 256 {
+			scanned.Add(float64(batch))
+			batch = 0
+		}
+		if !unit.Arcs.Contains(rec.Position()) {
+			u.prog.skip(s.Cursor())
+			continue
+		}
+		if err := u.own(ctx, rec, s.Cursor()); err != nil {
+			return err
+		}
+	}
+}
+
+// own handles a record of the unit: invalid, unreachable and expired ones
+// finish at once; the rest go to the send pool.
+func (u *unitRun) own(ctx context.Context, rec *audience.Record, next sharding.Cursor) error {
+	at := sharding.Cursor{Seq: rec.Seq, Offset: rec.Offset}
+	if rec.Invalid != "" {
+		return u.settle(ctx, at, next, invalid, rec.Line, rec.Invalid)
+	}
+	data := make(templates.Record, 8)
+	if err := rec.Decode(data); err != nil {
+		// Decode records the bare reason; the error repeats the line number.
+		return u.settle(ctx, at, next, invalid, rec.Line, rec.Invalid)
+	}
+	if u.b.spec.OnlyReachable && !audience.Reachable(data) {
+		return u.settle(ctx, at, next, unreachable, rec.Line, "")
+	}
+	if u.b.expired() {
+		return u.settle(ctx, at, next, expired, rec.Line, "")
+	}
+	idx, err := u.reserve(ctx, at, next, pending, rec.Line, "")
+	if err != nil {
+		return err
+	}
+	j := job{u: u, idx: idx, id: string(rec.ID), locale: audience.Locale(data), data: data}
+	select {
+	case u.b.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (u *unitRun) settle(ctx context.Context, at, next sharding.Cursor, out outcome, line int64, why string) error {
+	_, err := u.reserve(ctx, at, next, out, line, why)
+	if err == nil {
+		u.b.w.metrics.outcome(out)
+	}
+	return err
+}
+
+// reserve takes a progress slot, waiting while the window is full: one slow
+// record holds the cursor, and the window bounds how far reading may run
+// ahead of it.
+func (u *unitRun) reserve(ctx context.Context, at, next sharding.Cursor, out outcome, line int64, why string) (int, error) {
+	for {
+		if idx, ok := u.prog.add(at, next, out, line, why); ok {
+			return idx, nil
+		}
+		select {
+		case <-u.prog.room:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// drain waits for the records in flight. A hand-back waits at most
+// HandoffDrain, then abandons the stragglers: their slots stay unfinished,
+// so the cursor stops before them and the next owner sends them again.
+func (u *unitRun) drain(ctx context.Context, readErr error) {
+	var limit <-chan time.Time
+	if errors.Is(readErr, errHandBack) {
+		t := time.NewTimer(u.b.w.cfg.HandoffDrain)
+		defer t.Stop()
+		limit = t.C
+	}
+	for u.prog.inFlight() > 0 {
+		select {
+		case <-u.prog.drained:
+		case <-u.prog.room:
+		case <-limit:
+			u.cancelSend()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// checkpointLoop writes the unit's progress when enough records have
+// finished or enough time has passed, and never more often than the
+// minimum interval: etcd writes grow with units held, not with messages.
+func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
+	cfg := u.b.w.cfg
+	t := time.NewTicker(cfg.CheckpointMinInterval)
+	defer t.Stop()
+	last := time.Now()
+	var since uint64
+	lastCursor := u.cl.Unit().Cursor
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p, moved := u.prog.snapshot()
+		since += moved
+		if p.Cursor == lastCursor {
+			continue
+		}
+		if since < uint64(cfg.CheckpointEvery) && time.Since(last) < cfg.CheckpointInterval {
+			continue
+		}
+		err := u.cl.Checkpoint(ctx, p)
+		u.b.w.metrics.checkpoints.Inc()
+		if err != nil {
+			if errors.Is(err, coordinator.ErrNotOwner) {
+				// Fenced: someone else owns this work now. Stop sending at once.
+				u.log.Warn("checkpoint refused: claim lost", "err", err)
+				u.cancelSend()
+				return
+			}
+			u.log.Warn("checkpoint", "err", err)
+			continue
+		}
+		last, since, lastCursor = time.Now(), 0, p.Cursor
+	}
+}

@@ -1,0 +1,322 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+// Config configures a Worker. Zero values mean the documented defaults.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
+	Brokers []string
+	// Topic is the trigger topic; "" means herald.broadcasts.
+	Topic string
+	// DeadLetterTopic receives failed deliveries; "" means herald.deadletters.
+	DeadLetterTopic string
+	// GroupID is the Kafka consumer group of the fleet; "" means herald.
+	GroupID string
+	// NoIntake leaves trigger intake to other workers (tests, batch runs).
+	NoIntake bool
+
+	// CheckpointEvery and CheckpointInterval bound the re-send window after
+	// a crash: a unit checkpoints once this many records finished (0: 1000)
+	// or this much time passed (0: 1s), whichever comes first, but never
+	// more often than CheckpointMinInterval (0: 50ms), so etcd writes per
+	// unit stay bounded whatever the message rate.
+	CheckpointEvery       int
+	CheckpointInterval    time.Duration
+	CheckpointMinInterval time.Duration
+	// Window is how many owned records of one unit may be read but not yet
+	// finished (0: 4096). It bounds memory per unit and how far reading
+	// runs ahead of a slow record.
+	Window int
+	// HandoffDrain is how long a hand-back waits for sends in flight before
+	// abandoning them to the next owner (0: 5s).
+	HandoffDrain time.Duration
+
+	AudienceLimits audience.Limits
+	SpecLimits     SpecLimits
+	// Delivery tunes the sender beyond what each broadcast's endpoint sets.
+	Delivery delivery.Config
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = "herald.broadcasts"
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = "herald.deadletters"
+	}
+	if c.GroupID == "" {
+		c.GroupID = "herald"
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = 1000
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.CheckpointMinInterval == 0 {
+		c.CheckpointMinInterval = 50 * time.Millisecond
+	}
+	if c.Window == 0 {
+		c.Window = 4096
+	}
+	if c.HandoffDrain == 0 {
+		c.HandoffDrain = 5 * time.Second
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case !c.NoIntake && len(c.Brokers) == 0:
+		return errors.New("worker: config: no Kafka brokers")
+	case c.CheckpointEvery < 0, c.Window < 0:
+		return errors.New("worker: config: negative checkpoint count or window")
+	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
+		return errors.New("worker: config: checkpoint min interval above the interval")
+	}
+	return nil
+}
+
+// coord is what the worker needs of its coordinator.
+type coord interface {
+	Run(ctx context.Context) error
+	Claims() <-chan *coordinator.Claim
+	Ready() bool
+	Deadline() time.Time
+	LiveMembers() int
+	BroadcastState(id string) (coordinator.State, <-chan struct{})
+	Registry() *coordinator.Registry
+}
+
+// Worker is one fleet member: it takes triggers from Kafka, and streams,
+// renders and sends the units its coordinator claims.
+type Worker struct {
+	cfg     Config
+	coord   coord
+	dead    deadLetters
+	log     *slog.Logger
+	metrics *metrics
+	gather  prometheus.Gatherer
+
+	mu         sync.Mutex
+	broadcasts map[string]*broadcastRun // owned by Run's loop; mu guards reads from Status
+	ready      bool
+}
+
+// New builds a worker around its coordinator. dead records failed
+// deliveries (usually a delivery.DeadLetterWriter on the dead-letter topic).
+// A nil registerer means no metrics are exported.
+func New(cfg Config, c *coordinator.Coordinator, dead deadLetters, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		cfg:        cfg,
+		coord:      c,
+		dead:       dead,
+		log:        log,
+		broadcasts: make(map[string]*broadcastRun),
+	}
+	var r prometheus.Registerer
+	if reg != nil {
+		r, w.gather = reg, reg
+	}
+	w.metrics = newMetrics(r, c)
+	return w, nil
+}
+
+// Run works until ctx ends, then hands its units back and leaves the fleet.
+func (w *Worker) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	// The coordinator outlives the claims loop's context so that, on
+	// shutdown, it can ask for every unit back and wait for the hand-backs.
+	g.Go(func() error { return w.coord.Run(gctx) })
+	if !w.cfg.NoIntake {
+		in := newIntake(w.cfg, w.coord.Registry(), w.log.With("component", "intake"), w.metrics)
+		g.Go(func() error { return in.run(gctx) })
+	}
+	g.Go(func() error { return w.claimLoop(gctx) })
+	w.setReady(true)
+	err := g.Wait()
+	w.setReady(false)
+	return err
+}
+
+// claimLoop starts a unit runner for every claim and owns them all: it
+// returns only after every runner and every broadcast pool has stopped.
+func (w *Worker) claimLoop(ctx context.Context) error {
+	done := make(chan *unitRun)
+	var units sync.WaitGroup
+	running := 0
+	defer func() {
+		// Runners end when the coordinator ends their claims (hand-back on
+		// shutdown, or lease loss); keep reaping until they have.
+		for running > 0 {
+			w.unitDone(<-done)
+			running--
+		}
+		units.Wait()
+	}()
+	claims := w.coord.Claims()
+	for {
+		select {
+		case cl, ok := <-claims:
+			if !ok {
+				return nil
+			}
+			u, err := w.startUnit(ctx, cl)
+			if err != nil {
+				w.log.Error("cannot run claimed unit", "broadcast", cl.Broadcast(), "unit", cl.Unit().ID, "err", err)
+				continue
+			}
+			running++
+			units.Add(1)
+			go func() {
+				defer units.Done()
+				u.run()
+				done <- u
+			}()
+		case u := <-done:
+			running--
+			w.unitDone(u)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun, error) {
+	id := cl.Broadcast()
+	b, err := w.broadcastFor(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	b.units++
+	w.metrics.unitsHeld.Inc()
+	unit := cl.Unit()
+	return &unitRun{
+		b:    b,
+		cl:   cl,
+		prog: newProgress(cl.Progress(), w.cfg.Window),
+		log:  b.log.With("unit", unit.ID),
+	}, nil
+}
+
+func (w *Worker) unitDone(u *unitRun) {
+	w.metrics.unitsHeld.Dec()
+	b := u.b
+	if b.units--; b.units > 0 {
+		return
+	}
+	w.mu.Lock()
+	delete(w.broadcasts, b.id)
+	w.mu.Unlock()
+	b.stopWatch()
+	b.close()
+}
+
+// broadcastFor returns the broadcast's run on this worker, loading and
+// compiling its spec on first use.
+func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, error) {
+	w.mu.Lock()
+	b := w.broadcasts[id]
+	w.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	raw, err := w.coord.Registry().Spec(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("worker: load spec of %s: %w", id, err)
+	}
+	spec, set, err := ParseSpec(raw, w.cfg.SpecLimits)
+	if err != nil {
+		return nil, fmt.Errorf("worker: registered spec of %s: %w", id, err)
+	}
+	dc := w.cfg.Delivery
+	dc.MaxInFlight = spec.Endpoint.MaxInFlight
+	dc.Timeout = time.Duration(spec.Endpoint.TimeoutMS) * time.Millisecond
+	dc.MaxAttempts = spec.Endpoint.MaxAttempts
+	dc.Fence = w.fence
+	// Send latency and retries are counted by the worker from each Result:
+	// a Sender per broadcast cannot register the same series twice.
+	s, err := delivery.New(dc, w.log.With("broadcast", id), nil)
+	if err != nil {
+		return nil, fmt.Errorf("worker: sender for %s: %w", id, err)
+	}
+	b = newBroadcastRun(w, id, spec, set, s)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.stopWatch = func() { cancel(); b.watching.Wait() }
+	b.watching.Add(1)
+	go func() {
+		defer b.watching.Done()
+		b.watchState(wctx)
+	}()
+	w.mu.Lock()
+	w.broadcasts[id] = b
+	w.mu.Unlock()
+	return b, nil
+}
+
+// errFenced stops sends once the lease may have expired on the server.
+var errFenced = errors.New("worker: lease deadline passed")
+
+// fence allows a send attempt only before the coordinator's local lease
+// deadline (last keepalive acknowledgement + TTL - margin). It is checked
+// before every attempt, so a worker frozen past its lease (SIGSTOP) sends
+// nothing when it wakes, before any timer has had a chance to fire.
+func (w *Worker) fence() error {
+	d := w.coord.Deadline()
+	if d.IsZero() || !time.Now().Before(d) {
+		return errFenced
+	}
+	return nil
+}
+
+func (w *Worker) setReady(v bool) {
+	w.mu.Lock()
+	w.ready = v
+	w.mu.Unlock()
+}
+
+// Handler serves /metrics, /healthz (the process is alive) and /readyz
+// (joined the fleet with a live lease).
+func (w *Worker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if w.gather != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(w.gather, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		w.mu.Lock()
+		ready := w.ready
+		w.mu.Unlock()
+		if !ready || !w.coord.Ready() {
+			http.Error(rw, "not ready: not joined to the fleet", http.StatusServiceUnavailable)
+			return
+		}
+		rw.Write([]byte("ready\n"))
+	})
+	return mux
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A broadcast runs to completion on three members: every record sent
@@ -14,11 +16,17 @@ func TestBroadcastCompletes(t *testing.T) {
 	c := newCluster(t)
 	const n = 3000
 	s, l := newStream(n), newLedger(n)
+	reg := prometheus.NewRegistry()
 	var ms []*member
 	for i := range 3 {
-		ms = append(ms, c.start(fmt.Sprintf("w%d", i), memberOpts{}, driverConfig{stream: s, ledger: l, every: 100}))
+		o := memberOpts{}
+		if i == 0 {
+			o.reg = reg
+		}
+		ms = append(ms, c.start(fmt.Sprintf("w%d", i), o, driverConfig{stream: s, ledger: l, every: 100}))
 	}
 	eventually(t, 10*time.Second, "three live members", func() bool { return ms[0].coord.LiveMembers() == 3 })
+	eventually(t, 10*time.Second, "ready", func() bool { return ms[0].coord.Ready() })
 	c.register("b1")
 	c.waitState("b1", StateDone, 20*time.Second)
 
@@ -30,8 +38,30 @@ func TestBroadcastCompletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Counters.Scanned != n || st.Counters.Delivered != n || st.Units.Total != 3 || st.Units.Done != 3 {
+	if st.Counters.Scanned != n || st.Counters.Delivered != n || st.Units != (UnitCounts{Total: 3, Done: 3}) {
 		t.Fatalf("status %+v", st)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				got[mf.GetName()] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				got[mf.GetName()] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				got[mf.GetName()] += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	if got["herald_coordinator_claims_total"] != 1 || got["herald_coordinator_checkpoint_writes_total"] < 3 ||
+		got["herald_coordinator_units_held"] != 0 || got["herald_coordinator_etcd_txn_seconds"] < 3 ||
+		got["herald_coordinator_lease_deadline_slack_seconds"] <= 0 {
+		t.Errorf("metrics: %v", got)
 	}
 	for _, m := range ms {
 		if got := l.sentBy(m.id); got < n/6 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -110,6 +111,7 @@ type memberOpts struct {
 	ttl      time.Duration
 	proxied  bool
 	capacity float64
+	reg      prometheus.Registerer
 }
 
 // start runs a coordinator named id and a driver over s feeding ledger.
@@ -123,7 +125,7 @@ func (c *cluster) start(id string, o memberOpts, dc driverConfig) *member {
 	}
 	m.cli = c.client(endpoint)
 	coord, err := New(Config{Prefix: c.prefix, MemberID: id, LeaseTTL: o.ttl, Capacity: o.capacity,
-		ReconcileInterval: 200 * time.Millisecond}, m.cli, testLogger(c.t), nil)
+		ReconcileInterval: 200 * time.Millisecond}, m.cli, testLogger(c.t), o.reg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -38,6 +38,12 @@ func (c *Coordinator) reconcile(l *lease) {
 			if b.state.State == StateRunning {
 				c.complete(l, b)
 			}
+		default:
+			// Nothing more happens to the units of a broadcast that is
+			// over; keeping only its state and claims bounds the view by
+			// the broadcasts in flight, not by every one there ever was.
+			clear(b.units)
+			clear(b.arcs)
 		}
 	}
 }

@@ -40,6 +40,10 @@ type Status struct {
 type UnitCounts struct {
 	Total int `json:"total"`
 	Done  int `json:"done"`
+	// Unclaimed counts open units no member holds a claim on: after a
+	// member dies, its units stay unclaimed until the survivors take them
+	// over, so zero again means the failover is complete.
+	Unclaimed int `json:"unclaimed"`
 }
 
 // WorkerShare is one member's part in a broadcast: the units it holds
@@ -116,8 +120,16 @@ func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
 	}
 	samples := map[string][]InvalidSample{}
 	hasState := map[string]bool{}
+	open := map[string]map[string]bool{}    // broadcast -> open units
+	claimed := map[string]map[string]bool{} // broadcast -> claimed units
+	mark := func(m map[string]map[string]bool, id, unit string) {
+		if m[id] == nil {
+			m[id] = map[string]bool{}
+		}
+		m[id][unit] = true
+	}
 	for _, kv := range kvs {
-		kind, id, _ := k.parse(string(kv.Key))
+		kind, id, name := k.parse(string(kv.Key))
 		switch kind {
 		case keyState:
 			var st stateRecord
@@ -134,11 +146,13 @@ func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
 			}
 			s := get(id)
 			s.Counters = s.Counters.Add(u.Counters)
-			if u.Status != unitSplit {
+			switch u.Status {
+			case unitDone:
 				s.Units.Total++
-				if u.Status == unitDone {
-					s.Units.Done++
-				}
+				s.Units.Done++
+			case unitOpen:
+				s.Units.Total++
+				mark(open, id, name)
 			}
 			if u.Owner != "" {
 				w := s.Workers[u.Owner]
@@ -147,6 +161,7 @@ func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
 			}
 			samples[id] = append(samples[id], u.InvalidSamples...)
 		case keyClaim:
+			mark(claimed, id, name)
 			s := get(id)
 			w := s.Workers[string(kv.Value)]
 			w.Units++
@@ -157,6 +172,11 @@ func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
 	for id, s := range byID {
 		if !hasState[id] {
 			continue // units without a state: a torn read cannot happen, but a stray key can
+		}
+		for u := range open[id] {
+			if !claimed[id][u] {
+				s.Units.Unclaimed++
+			}
 		}
 		ss := samples[id]
 		slices.SortFunc(ss, func(a, b InvalidSample) int { return cmp.Compare(a.Line, b.Line) })

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -109,39 +110,14 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	if err != nil {
 		return
 	}
-	// The state put and two puts per unit must fit one txn, in ops and in
-	// bytes. A fleet too large for that starts on its first members by id;
-	// the others get work when the fleet next changes. See docs/ETCD.md.
-	members := live[:min(len(live), (maxTxnOps-1)/2)]
-	var ops []clientv3.Op
-	for {
-		ring := c.ring
-		if len(members) < len(live) || ring == nil {
-			if ring, err = sharding.NewRing(members); err != nil {
-				c.log.Error("start: build ring", "broadcast", b.id, "err", err)
-				return
-			}
-		}
-		ops = []clientv3.Op{clientv3.OpPut(c.keys.state(b.id), val)}
-		size := len(val)
-		for _, a := range sharding.InitialPlan(ring) {
-			puts, n, err := newUnitOps(c.keys, b.id, a.Unit, a.Member, now)
-			if err != nil {
-				c.log.Error("start", "broadcast", b.id, "err", err)
-				return
-			}
-			ops, size = append(ops, puts...), size+n
-		}
-		if size <= maxTxnBytes || len(members) == 1 {
-			break
-		}
-		// Units shrink as members are added, so the plan's size grows a
-		// little slower than the member count; scale down and retry.
-		members = members[:max(1, len(members)*maxTxnBytes/size)]
+	ops, inPlan, err := startOps(c.keys, b.id, val, live, c.ring, now)
+	if err != nil {
+		c.log.Error("start broadcast", "broadcast", b.id, "err", err)
+		return
 	}
-	if len(members) < len(live) {
-		c.log.Warn("start: fleet too large for one transaction; some members start without work",
-			"broadcast", b.id, "members", len(live), "in_plan", len(members))
+	if inPlan < len(live) {
+		c.log.Warn("start: fleet too large for one transaction; the members last by id get no initial unit",
+			"broadcast", b.id, "members", len(live), "in_plan", inPlan)
 	}
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
@@ -151,7 +127,48 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	case err != nil:
 		c.log.Warn("start broadcast", "broadcast", b.id, "err", err)
 	case resp.Succeeded:
-		c.log.Info("started broadcast", "broadcast", b.id, "units", len(members))
+		c.log.Info("started broadcast", "broadcast", b.id, "units", inPlan)
+	}
+}
+
+// startOps returns the ops of a start: the state put (stateVal) and the
+// two puts of each initial unit, and how many members got a unit. ring may
+// be the ring of live, to save building it again.
+//
+// The ops must fit one txn, in count and in bytes. The count allows 63
+// units; members beyond that (by id) get no unit of this broadcast until a
+// failover gives them one. The bytes are the arcs: a ring member's share is
+// thousands of ranges (tens of KB), so past a dozen members the ring's plan
+// does not fit, and the space is instead cut into equal contiguous units,
+// one range each. Any partition is as correct as another; the ring's plan
+// is preferred only because it honours capacities. See docs/ETCD.md.
+func startOps(k keys, id, stateVal string, live []sharding.Member, ring *sharding.Ring, now time.Time) ([]clientv3.Op, int, error) {
+	members := live[:min(len(live), (maxTxnOps-1)/2)]
+	if len(members) < len(live) || ring == nil {
+		var err error
+		if ring, err = sharding.NewRing(members); err != nil {
+			return nil, 0, fmt.Errorf("coordinator: start %s: %w", id, err)
+		}
+	}
+	plan := sharding.InitialPlan(ring)
+	for round := 0; ; round++ {
+		ops := []clientv3.Op{clientv3.OpPut(k.state(id), stateVal)}
+		size := len(stateVal)
+		for _, a := range plan {
+			puts, n, err := newUnitOps(k, id, a.Unit, a.Member, now)
+			if err != nil {
+				return nil, 0, err
+			}
+			ops, size = append(ops, puts...), size+n
+		}
+		if size <= maxTxnBytes || round > 0 {
+			return ops, len(plan), nil
+		}
+		whole := sharding.Unit{ID: "u", Arcs: sharding.Full()}
+		plan = plan[:0]
+		for i, u := range whole.Split(len(members)) {
+			plan = append(plan, sharding.Assignment{Member: members[i].ID, Unit: u})
+		}
 	}
 }
 

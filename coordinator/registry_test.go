@@ -3,8 +3,12 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/sharding"
 )
 
 func TestRegisterIsIdempotentAndRefusesConflicts(t *testing.T) {
@@ -166,6 +170,36 @@ func TestKeysParse(t *testing.T) {
 			kind, b, name := k.parse(tt.key)
 			if kind != tt.kind || b != tt.broadcast || name != tt.name {
 				t.Fatalf("parse = %v %q %q", kind, b, name)
+			}
+		})
+	}
+}
+
+// The start of a broadcast fits one etcd transaction, in ops and in bytes,
+// whatever the fleet size; the figures show where the cap bites.
+func TestStartFitsOneTransaction(t *testing.T) {
+	k := keys{prefix: DefaultPrefix}
+	for _, n := range []int{1, 3, 10, 25, 40, 63, 100} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			live := make([]sharding.Member, n)
+			for i := range live {
+				live[i] = sharding.Member{ID: fmt.Sprintf("worker-%03d", i), Weight: 1}
+			}
+			ops, inPlan, err := startOps(k, "b", `{"state":"running"}`, live, nil, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := 0
+			for _, op := range ops {
+				size += len(op.KeyBytes()) + len(op.ValueBytes())
+			}
+			t.Logf("%3d members: %3d in the plan, %3d ops, %7d bytes (%.1f KB per unit)",
+				n, inPlan, len(ops), size, float64(size)/float64(inPlan)/1024)
+			if len(ops) > maxTxnOps || size > maxTxnBytes {
+				t.Fatalf("%d ops, %d bytes: over etcd's limits", len(ops), size)
+			}
+			if n <= (maxTxnOps-1)/2 && inPlan != n {
+				t.Fatalf("only %d of %d members in the plan", inPlan, n)
 			}
 		})
 	}

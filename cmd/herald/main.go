@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+
+	"github.com/herald-dev/herald/coordinator"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,6 +24,15 @@ func main() {
 // them.
 func commands() []command {
 	return []command{
+		demoCommand(),
+		workerCommand(),
+		triggerCommand(),
+		statusCommand(),
+		stateCommand(coordinator.Pause, "Pause a broadcast: workers stop sending within a second, keeping their place.",
+			"Workers stop reading new subscribers within a second; messages already in flight finish. The broadcast keeps its claims and checkpoints; resume continues where it stopped."),
+		stateCommand(coordinator.Resume, "Resume a paused broadcast.", "Workers continue from where they paused."),
+		stateCommand(coordinator.Cancel, "Cancel a broadcast for good: nothing more is sent.",
+			"Cancelling is final: workers stop within a second and the broadcast stays cancelled with the counts it reached."),
 		devCommand(),
 		sinkCommand(),
 	}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+func workerCommand() command {
+	return command{
+		name:    "worker",
+		summary: "Run a fleet member: take triggers from Kafka, claim work in etcd, deliver.",
+		usage:   "herald worker [flags]",
+		example: "herald worker --etcd http://127.0.0.1:2379 --kafka 127.0.0.1:9092 --id worker-1\n" +
+			"HERALD_ETCD=http://etcd:2379 HERALD_KAFKA=kafka:9092 herald worker",
+		details: `A worker joins the fleet with an etcd lease, reads the trigger topic in the
+fleet's consumer group, and streams, renders and sends the work units it
+claims. Metrics are served at /metrics, liveness at /healthz and readiness
+(joined, lease alive) at /readyz on --http-addr.
+
+On SIGTERM it stops taking work, hands every unit back at a checkpoint,
+releases its claims, revokes its lease and exits 0. If it cannot reach etcd
+for longer than its lease allows, it stops sending at its local deadline and
+rejoins with a new lease when etcd is back.`,
+		cluster: true,
+		setup: func(fs *flag.FlagSet, c *common) runFunc {
+			var cc coordinator.Config
+			fs.StringVar(&cc.MemberID, "id", "", "member `name`, unique in the fleet (default: host name plus a random suffix)")
+			fs.DurationVar(&cc.LeaseTTL, "lease-ttl", 5*time.Second, "etcd lease `TTL`: how soon a dead worker's work is taken over")
+			fs.Float64Var(&cc.Capacity, "capacity", 1, "this worker's `weight` on the ring relative to others")
+			httpAddr := fs.String("http-addr", ":9464", "`address` for /metrics, /healthz and /readyz")
+			group := fs.String("group", "herald", "Kafka consumer `group` of the fleet")
+			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
+			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+				}
+				cc.Prefix, cc.Version = c.prefix, version
+				return runWorker(ctx, c, cc, worker.Config{
+					Brokers: c.kafkaBrokers(), Topic: c.topic, DeadLetterTopic: *deadTopic,
+					GroupID: *group, NoIntake: *noIntake,
+				}, *httpAddr)
+			}
+		},
+	}
+}
+
+func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, httpAddr string) error {
+	cli, err := etcdClient(c)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", httpAddr, err)
+	}
+	cc.Address = ln.Addr().String()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	co, err := coordinator.New(cc, cli, c.log.With("component", "coordinator"), reg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, c.log.With("component", "deadletters"))
+	defer dead.Close()
+	w, err := worker.New(wc, co, dead, c.log, reg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	c.log.Info("worker starting", "id", cc.MemberID, "etcd", c.etcd, "kafka", c.kafka, "http", ln.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := w.Run(gctx)
+		// /healthz answers until the worker has handed its work back and left.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return errors.Join(err, srv.Shutdown(sctx))
+	})
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	c.log.Info("worker stopped", "err", err)
+	return err
+}

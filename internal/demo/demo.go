@@ -42,8 +42,8 @@ type Config struct {
 	// EndpointLatency slows every answer of the endpoint, to watch a longer
 	// broadcast (and a failover) on a small audience.
 	EndpointLatency time.Duration
-	Seed        int64
-	Timeout     time.Duration // 0: 10 minutes
+	Seed            int64
+	Timeout         time.Duration // 0: 10 minutes
 	// Binary is the herald executable the workers run; "" means this one.
 	Binary string
 	// Progress receives the live progress and the summary; nil discards it.

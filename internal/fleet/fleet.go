@@ -35,6 +35,11 @@ type Config struct {
 	// ReadyTimeout bounds how long a worker may take to report ready
 	// (0: 20s).
 	ReadyTimeout time.Duration
+	// Env, if set, returns extra environment variables (KEY=value) for
+	// worker id, added to this process's environment: the load test uses
+	// it to give each worker its own HTTP proxy, so it can tell who sent
+	// what.
+	Env func(id string) []string
 }
 
 // Fleet is a set of worker processes. It is safe for concurrent use.
@@ -83,6 +88,9 @@ func (f *Fleet) Start(ctx context.Context, id string) (*Proc, error) {
 	args := append([]string{"worker", "--id", id, "--etcd", f.cfg.Etcd, "--kafka", f.cfg.Kafka,
 		"--http-addr", addr}, f.cfg.Args...)
 	cmd := exec.Command(f.cfg.Binary, args...)
+	if f.cfg.Env != nil {
+		cmd.Env = append(os.Environ(), f.cfg.Env(id)...)
+	}
 	// If the process that runs the fleet dies, so do its workers.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p := &Proc{ID: id, HTTPAddr: addr, cmd: cmd, exited: make(chan struct{})}

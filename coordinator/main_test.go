@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 
 // cluster is one embedded etcd and the members a test runs against it.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	etcd   *devstack.Etcd
 	admin  *clientv3.Client // the test's own client, never severed
 	prefix string
@@ -33,7 +33,7 @@ type cluster struct {
 	members map[string]*member
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -80,14 +80,14 @@ func (c *cluster) client(endpoint string) *clientv3.Client {
 
 // testLogger writes coordinator logs to the test log when -v is on and
 // HERALD_TEST_LOG is set; otherwise it discards them.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("HERALD_TEST_LOG") == "" {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
@@ -231,7 +231,7 @@ type unitAt struct {
 }
 
 // eventually polls cond every 20 ms until it holds or limit passes.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {

@@ -11,7 +11,7 @@ import (
 // Severed, it blackholes: connections stay open and bytes vanish, as in a
 // network partition, so the member learns of it only by silence.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	target string
 
@@ -21,7 +21,7 @@ type proxy struct {
 	wg    sync.WaitGroup
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

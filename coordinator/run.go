@@ -50,8 +50,9 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 	ticker := time.NewTicker(c.cfg.ReconcileInterval)
 	defer ticker.Stop()
 	var (
-		l *lease
-		w *watch
+		l        *lease
+		w        *watch
+		resynced time.Time
 	)
 	defer func() {
 		if w != nil {
@@ -66,20 +67,26 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 			}
 		}
 		if w == nil {
-			var err error
-			if w, err = c.resync(l); err != nil {
-				c.log.Warn("sync view", "err", err)
-				t := time.NewTimer(c.cfg.ReconcileInterval)
+			// At most one full read per interval: a watch that keeps
+			// failing must not turn into a loop of reads.
+			if wait := time.Until(resynced.Add(c.cfg.ReconcileInterval)); wait > 0 {
+				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					t.Stop()
 					return l
 				case <-l.ctx.Done():
+					t.Stop()
 					c.fence(l)
 					l = nil
+					continue
 				case <-t.C:
 				}
-				t.Stop()
+			}
+			resynced = time.Now()
+			var err error
+			if w, err = c.resync(l); err != nil {
+				c.log.Warn("sync view", "err", err)
 				continue
 			}
 		}

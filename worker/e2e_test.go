@@ -26,6 +26,7 @@ import (
 // counters, and the dead letter of the subscriber whose template failed.
 func TestFileAudienceEndToEnd(t *testing.T) {
 	e := newEnv(t, sink.Config{Strict: true})
+	e.keepBodies = true
 	lines := []string{
 		`{"id":"u1","name":"Zoë","locale":"fr","code":"A1"}`,
 		`{"id":"u2","name":"李雷","locale":"zh-TW","code":"B2"}`,
@@ -266,9 +267,11 @@ func TestEndpointFaults(t *testing.T) {
 }
 
 // reachable tells whether synthetic subscriber i of seed 7 is reachable.
-func reachable(t *testing.T, i int) bool {
+func reachable(t *testing.T, i int) bool { return reachableIn(t, 2000, i) }
+
+func reachableIn(t *testing.T, count, i int) bool {
 	t.Helper()
-	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: 2000, Seed: 7},
+	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: int64(count), Seed: 7},
 		sharding.Cursor{Seq: uint64(i)}, audience.Limits{})
 	if err != nil || !s.Next() {
 		t.Fatalf("synthetic record %d: %v", i, err)

@@ -1,0 +1,282 @@
+package worker
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Errors of the endpoint allowlist.
+var (
+	// ErrEndpointNotAllowed: a broadcast's endpoint is outside the
+	// workers' allowlist, so nothing is sent to it.
+	ErrEndpointNotAllowed = errors.New("worker: endpoint not allowed")
+	// ErrAllowPattern: an allowlist pattern cannot be read.
+	ErrAllowPattern = errors.New("worker: bad endpoint allowlist pattern")
+)
+
+// Allowlist is the set of endpoint origins workers may send deliveries to.
+// Whoever can write a trigger chooses the endpoint URL; without a list, a
+// fleet inside a private network would POST wherever it is told. A nil or
+// empty Allowlist allows nothing.
+//
+// A pattern is an origin: scheme://host:port, where
+//   - scheme is http or https;
+//   - host is a DNS name or an IP address (IPv6 in brackets), compared
+//     without regard to case or a trailing dot; "*." in front of a name
+//     stands for one or more labels ("*.push.example.com" allows
+//     "eu.push.example.com" and "a.b.push.example.com", not
+//     "push.example.com"), and a host of "*" alone allows every host;
+//     a wildcard never matches an IP address;
+//   - port is a number or "*" for any; left out, it is the scheme's
+//     default (80 or 443), which is also the port of a URL without one.
+//
+// Only the origin is compared: paths, queries and user info play no part.
+// A name is compared as written, not as resolved: an allowed name whose DNS
+// points elsewhere is still allowed (docs/SECURITY.md).
+type Allowlist struct {
+	rules []allowRule
+}
+
+type allowRule struct {
+	text   string // as given, for String and errors
+	scheme string
+	host   string     // lower case, no trailing dot; for a wildcard the suffix with its leading dot
+	ip     netip.Addr // valid when host is an IP address
+	wild   bool       // "*.suffix"
+	any    bool       // "*"
+	port   string     // "" means any
+}
+
+// ParseAllowlist reads patterns (see Allowlist); an empty slice gives a
+// list that allows nothing.
+func ParseAllowlist(patterns []string) (*Allowlist, error) {
+	a := &Allowlist{}
+	for _, p := range patterns {
+		r, err := parseAllowRule(p)
+		if err != nil {
+			return nil, err
+		}
+		a.rules = append(a.rules, r)
+	}
+	return a, nil
+}
+
+// maxAllowFile bounds an allowlist file: thousands of patterns fit.
+const maxAllowFile = 1 << 20
+
+// ReadAllowlistFile reads patterns from a file of one pattern a line;
+// blank lines and everything after a # are ignored.
+func ReadAllowlistFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("worker: read allowlist: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(f, maxAllowFile))
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if _, err := parseAllowRule(line); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		out = append(out, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("worker: read allowlist %s: %w", path, err)
+	}
+	return out, nil
+}
+
+func parseAllowRule(p string) (allowRule, error) {
+	bad := func(why string) (allowRule, error) {
+		return allowRule{}, fmt.Errorf("%w %q: %s", ErrAllowPattern, p, why)
+	}
+	r := allowRule{text: p}
+	scheme, rest, ok := strings.Cut(strings.TrimSpace(p), "://")
+	if !ok {
+		return bad("want scheme://host:port")
+	}
+	r.scheme = strings.ToLower(scheme)
+	if r.scheme != "http" && r.scheme != "https" {
+		return bad("scheme must be http or https")
+	}
+	if strings.ContainsAny(rest, "/?#@") {
+		return bad("an origin has no user, path, query or fragment")
+	}
+	host, port := rest, ""
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return bad("unclosed [ in an IPv6 address")
+		}
+		host, port = rest[1:end], rest[end+1:]
+		if port != "" && !strings.HasPrefix(port, ":") {
+			return bad("text after the IPv6 address")
+		}
+		port = strings.TrimPrefix(port, ":")
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Is6() {
+			return bad("not an IPv6 address in brackets")
+		}
+		r.ip = ip
+	} else {
+		if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+			host, port = rest[:i], rest[i+1:]
+			if port == "" {
+				return bad("empty port (leave out the colon for the default)")
+			}
+		}
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+		switch {
+		case host == "*":
+			r.any = true
+		case strings.HasPrefix(host, "*."):
+			r.wild, host = true, host[1:]
+			if !hostName(host[1:]) {
+				return bad("wildcard must be followed by a DNS name")
+			}
+		default:
+			if ip, err := netip.ParseAddr(host); err == nil {
+				if ip.Is6() {
+					return bad("IPv6 addresses go in brackets")
+				}
+				r.ip = ip
+			} else if !hostName(host) {
+				return bad("host is not a DNS name or IP address; a wildcard is allowed only as the leftmost label(s), as in *.example.com")
+			}
+		}
+	}
+	r.host = host
+	switch {
+	case port == "":
+		r.port = defaultPort(r.scheme)
+	case port == "*":
+		r.port = ""
+	default:
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return bad("port must be 1 to 65535 or *")
+		}
+		r.port = port
+	}
+	return r, nil
+}
+
+// hostName reports whether s is made of DNS labels of letters, digits,
+// hyphens and underscores (the last appear in real service names).
+func hostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// Allows reports whether u's origin matches a pattern. u is compared as
+// net/http will dial it, so callers pass the very URL that is sent to.
+func (a *Allowlist) Allows(u *url.URL) bool {
+	if a == nil || u == nil {
+		return false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "" {
+		return false
+	}
+	port := u.Port()
+	if port == "" {
+		port = defaultPort(scheme)
+	}
+	ip, ipErr := netip.ParseAddr(host)
+	isIP := ipErr == nil
+	for _, r := range a.rules {
+		if r.scheme != scheme || (r.port != "" && r.port != port) {
+			continue
+		}
+		switch {
+		case r.any:
+			return true
+		case r.wild:
+			if !isIP && len(host) > len(r.host) && strings.HasSuffix(host, r.host) && host[0] != '.' {
+				return true
+			}
+		case r.ip.IsValid():
+			if isIP && ip.WithZone("").Unmap() == r.ip.Unmap() {
+				return true
+			}
+		case !isIP && host == r.host:
+			return true
+		}
+	}
+	return false
+}
+
+// Check parses rawURL and returns nil if its origin is allowed, or an error
+// wrapping ErrEndpointNotAllowed that names the origin (never the list,
+// which is the operator's business, not the trigger author's).
+func (a *Allowlist) Check(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%w: not a URL", ErrEndpointNotAllowed)
+	}
+	return a.CheckURL(u)
+}
+
+// CheckURL is Check for a parsed URL.
+func (a *Allowlist) CheckURL(u *url.URL) error {
+	if a.Allows(u) {
+		return nil
+	}
+	origin := strings.ToLower(u.Scheme) + "://" + u.Host
+	if a.Len() == 0 {
+		return fmt.Errorf("%w: %s: the workers allow no endpoint at all (configure --allow-endpoint)", ErrEndpointNotAllowed, origin)
+	}
+	return fmt.Errorf("%w: %s is not in the workers' endpoint allowlist", ErrEndpointNotAllowed, origin)
+}
+
+// Len is the number of patterns.
+func (a *Allowlist) Len() int {
+	if a == nil {
+		return 0
+	}
+	return len(a.rules)
+}
+
+// String lists the patterns, comma-separated, as given.
+func (a *Allowlist) String() string {
+	if a == nil {
+		return ""
+	}
+	texts := make([]string, len(a.rules))
+	for i, r := range a.rules {
+		texts[i] = r.text
+	}
+	return strings.Join(texts, ",")
+}

@@ -59,26 +59,39 @@ func TestHistoryOfRandomizedRun(t *testing.T) {
 		st, err := reg.Status(ctx, "h")
 		return err != nil || !st.State.Terminal()
 	}
+	// Every kind of event at least once, in random order, then more at
+	// random while the broadcast runs.
+	const (
+		opJoin = iota
+		opKill
+		opPartition
+		opLeave
+	)
+	must := rng.Perm(4)
 	var log []string
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && running(); {
+	for end := time.Now().Add(10 * time.Second); (len(must) > 0 || time.Now().Before(end)) && running(); {
 		time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
+		op := rng.IntN(4)
+		if len(must) > 0 {
+			op, must = must[0], must[1:]
+		}
 		pick := func() (*member, int) { i := rng.IntN(len(live)); return live[i], i }
-		switch op := rng.IntN(4); {
-		case op == 0 && len(live) < 5:
+		switch {
+		case op == opJoin && len(live) < 6:
 			startOne()
 			log = append(log, "join "+live[len(live)-1].id)
-		case op == 1 && len(live) > 2:
+		case op == opKill && len(live) > 2:
 			m, i := pick()
 			m.kill()
 			live = slices.Delete(live, i, i+1)
 			log = append(log, "kill "+m.id)
-		case op == 2 && len(live) > 2:
+		case op == opPartition && len(live) >= 2:
 			m, _ := pick()
 			m.proxy.sever()
 			time.Sleep(ttl + time.Duration(rng.IntN(1500))*time.Millisecond)
 			m.proxy.restore()
 			log = append(log, "partition "+m.id)
-		case op == 3 && len(live) > 2:
+		case op == opLeave && len(live) > 2:
 			m, i := pick()
 			m.stop()
 			live = slices.Delete(live, i, i+1)

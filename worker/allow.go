@@ -249,12 +249,19 @@ func (a *Allowlist) Check(rawURL string) error {
 	return a.CheckURL(u)
 }
 
+// maxOriginInError keeps a hostile URL from filling the reason stored
+// with a rejected broadcast.
+const maxOriginInError = 100
+
 // CheckURL is Check for a parsed URL.
 func (a *Allowlist) CheckURL(u *url.URL) error {
 	if a.Allows(u) {
 		return nil
 	}
 	origin := strings.ToLower(u.Scheme) + "://" + u.Host
+	if len(origin) > maxOriginInError {
+		origin = strings.ToValidUTF8(origin[:maxOriginInError], "") + "..."
+	}
 	if a.Len() == 0 {
 		return fmt.Errorf("%w: %s: the workers allow no endpoint at all (configure --allow-endpoint)", ErrEndpointNotAllowed, origin)
 	}

@@ -258,14 +258,28 @@ func (a *Allowlist) CheckURL(u *url.URL) error {
 	if a.Allows(u) {
 		return nil
 	}
+	return fmt.Errorf("%w: %s", ErrEndpointNotAllowed, a.why(u))
+}
+
+// why says why u is not allowed.
+func (a *Allowlist) why(u *url.URL) string {
 	origin := strings.ToLower(u.Scheme) + "://" + u.Host
 	if len(origin) > maxOriginInError {
 		origin = strings.ToValidUTF8(origin[:maxOriginInError], "") + "..."
 	}
 	if a.Len() == 0 {
-		return fmt.Errorf("%w: %s: the workers allow no endpoint at all (configure --allow-endpoint)", ErrEndpointNotAllowed, origin)
+		return origin + ": the workers allow no endpoint at all (configure --allow-endpoint)"
 	}
-	return fmt.Errorf("%w: %s is not in the workers' endpoint allowlist", ErrEndpointNotAllowed, origin)
+	return origin + " is not in the workers' endpoint allowlist"
+}
+
+// senderCheck is the check the delivery Sender makes before every attempt,
+// with the reason worded for a dead letter.
+func (a *Allowlist) senderCheck(u *url.URL) error {
+	if a.Allows(u) {
+		return nil
+	}
+	return errors.New(a.why(u))
 }
 
 // Len is the number of patterns.

@@ -108,8 +108,9 @@ func (b *broadcastRun) refreshState() {
 }
 
 // waitRunnable returns at once while the broadcast runs, waits while it is
-// paused or pending, and fails when it is over.
-func (b *broadcastRun) waitRunnable(ctx context.Context) error {
+// paused or pending, and fails when it is over. A hand-back request ends
+// the wait: a paused unit can still be handed back exactly.
+func (b *broadcastRun) waitRunnable(ctx context.Context, handback <-chan struct{}) error {
 	for {
 		switch st := b.state.Load().(coordinator.State); st {
 		case coordinator.StateRunning:
@@ -121,6 +122,8 @@ func (b *broadcastRun) waitRunnable(ctx context.Context) error {
 		select {
 		case <-b.changed.Load().(<-chan struct{}):
 			b.refreshState()
+		case <-handback:
+			return errHandBack
 		case <-ctx.Done():
 			return ctx.Err()
 		}

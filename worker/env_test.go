@@ -136,7 +136,7 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	dead := delivery.NewDeadLetterWriter(e.stack.KafkaBrokers(), devstack.DeadLettersTopic, log)
+	dead := delivery.NewDeadLetterWriter(e.stack.KafkaBrokers(), devstack.DeadLettersTopic, nil, log)
 	cfg := Config{
 		Brokers:  e.stack.KafkaBrokers(),
 		NoIntake: !o.intake,

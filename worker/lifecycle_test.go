@@ -2,6 +2,9 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -108,4 +111,83 @@ func eligibleOf(t *testing.T, count int) int {
 		}
 	}
 	return n
+}
+
+// TestLeaveWhilePaused: a worker leaving gracefully while its broadcast is
+// paused still hands its units back exactly, at once, not after the leave
+// timeout with a failover's re-sends.
+func TestLeaveWhilePaused(t *testing.T) {
+	e := newEnv(t, sink.Config{Latency: time.Millisecond})
+	e.startWorker("w1", workerOpts{intake: true})
+	w2 := e.startWorker("w2", workerOpts{})
+	spec := synthetic("paused-leave", e.endpoint(), 20_000)
+	spec["endpoint"].(map[string]any)["max_in_flight"] = 4
+	e.trigger(spec)
+	waitFor(t, 30*time.Second, "first deliveries", func() bool { return deliveredAt(e, "paused-leave") > 1000 })
+	ctx := context.Background()
+	if err := e.reg.SetState(ctx, "paused-leave", coordinator.Pause); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	w2.stop(t)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("leaving while paused took %v: the units were not handed back", took)
+	}
+	if err := e.reg.SetState(ctx, "paused-leave", coordinator.Resume); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitDone("paused-leave", 60*time.Second)
+	got := e.sink.Stats().Broadcasts["paused-leave"]
+	if st.State != coordinator.StateDone || got.Duplicates != 0 || got.Delivered != eligible(t, st) {
+		t.Fatalf("state %s, delivered %d of %d, duplicates %d: want done, all, none", st.State, got.Delivered, eligible(t, st), got.Duplicates)
+	}
+}
+
+// TestAudienceUnreadableThenBack: a file audience that cannot be read when
+// the unit starts is retried, not skipped and not abandoned: once the file
+// appears the broadcast completes with nothing lost.
+func TestAudienceUnreadableThenBack(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	w := e.startWorker("w1", workerOpts{intake: true})
+	path := filepath.Join(t.TempDir(), "late.jsonl")
+	e.trigger(map[string]any{
+		"id":       "late-file",
+		"audience": map[string]any{"source": "file", "path": path},
+		"template": map[string]any{"default_locale": "en", "locales": map[string]any{
+			"en": map[string]string{"title": "Hi {{.name}}"}}},
+		"endpoint": map[string]any{"url": e.endpoint()},
+	})
+	waitFor(t, 20*time.Second, "a failed open to be counted", func() bool {
+		return counterValue(t, w, "herald_audience_errors_total") > 0
+	})
+	var lines []byte
+	for i := range 500 {
+		lines = fmt.Appendf(lines, "{\"id\":\"f%d\",\"name\":\"N%d\"}\n", i, i)
+	}
+	if err := os.WriteFile(path, lines, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitDone("late-file", 30*time.Second)
+	if st.State != coordinator.StateDone || st.Counters.Delivered != 500 || e.sink.Stats().Broadcasts["late-file"].Delivered != 500 {
+		t.Fatalf("state %s, counters %+v: want all 500 delivered once the file appeared", st.State, st.Counters)
+	}
+}
+
+func counterValue(t *testing.T, w *testWorker, name string) float64 {
+	t.Helper()
+	mfs, err := w.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	return 0
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	handoffs         prometheus.Counter
 	deadLetterErrors prometheus.Counter
 	triggers         *prometheus.CounterVec
+	streamErrors     prometheus.Counter
 	sendSeconds      prometheus.Histogram
 	retries          prometheus.Counter
 }
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) 
 			Name: "herald_triggers_total",
 			Help: "Triggers taken from Kafka, by result (registered, duplicate, conflict, rejected, unreadable).",
 		}, []string{"result"}),
+		streamErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_audience_errors_total",
+			Help: "Failures to open or read an audience stream; the unit retries with backoff.",
+		}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_send_seconds",
 			Help:    "Time to deliver or fail one message, retries and waits included.",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) 
 			}
 			return time.Until(d).Seconds()
 		})
-		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.sendSeconds, m.retries, slack)
+		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.sendSeconds, m.retries, slack)
 	}
 	return m
 }

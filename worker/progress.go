@@ -146,14 +146,26 @@ func (p *progress) count(s *slot) {
 func (p *progress) snapshot() (pr coordinator.Progress, moved uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pr.Cursor = p.next
-	if p.n > 0 {
-		pr.Cursor = p.slots[p.head].at
-	}
+	pr.Cursor = p.cursorLocked()
 	pr.Counters = p.counters
 	pr.InvalidSamples = append([]coordinator.InvalidSample(nil), p.samples...)
 	moved, p.moved = p.moved, 0
 	return pr, moved
+}
+
+// resumeAt is where reading must start again to miss nothing and repeat
+// nothing finished: the oldest unfinished record, or the read position.
+func (p *progress) resumeAt() sharding.Cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cursorLocked()
+}
+
+func (p *progress) cursorLocked() sharding.Cursor {
+	if p.n > 0 {
+		return p.slots[p.head].at
+	}
+	return p.next
 }
 
 // inFlight reports how many owned records are read but not yet finished.

@@ -69,10 +69,7 @@ func (u *unitRun) run() {
 		u.checkpointLoop(ctx, stopCheckpoints)
 	}()
 
-	err := u.read(u.sendCtx)
-	// Wait for what is in flight, then record the final position: the whole
-	// unit when the stream ended, the exact hand-back point otherwise.
-	u.drain(u.sendCtx, err)
+	err := u.stream()
 	close(stopCheckpoints)
 	wg.Wait()
 
@@ -82,10 +79,6 @@ func (u *unitRun) run() {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	switch {
-	case ctx.Err() != nil, err != nil && !errors.Is(err, errHandBack) && u.sendCtx.Err() != nil:
-		// The claim ended (lease deadline, lost claim, cancelled broadcast):
-		// whoever owns the work now resumes from the last checkpoint.
-		u.log.Info("unit stopped: claim ended", "cursor", final.Cursor.Seq)
 	case err == nil:
 		if ferr := u.cl.Finish(wctx, final); ferr != nil {
 			u.log.Warn("finish unit", "err", ferr)
@@ -97,30 +90,61 @@ func (u *unitRun) run() {
 			u.b.w.metrics.handoffs.Inc()
 		}
 	default:
-		// A stream that cannot be read (file gone, unreadable) is not this
-		// worker's to skip: record how far it got and let the lease, or an
-		// operator, decide. The checkpoint keeps the work resumable.
-		u.log.Error("unit stream failed", "err", err, "cursor", final.Cursor.Seq)
-		if cerr := u.cl.Checkpoint(wctx, final); cerr != nil {
-			u.log.Warn("checkpoint after stream failure", "err", cerr)
+		// The claim ended (lease deadline, lost claim, cancelled broadcast):
+		// whoever owns the work now resumes from the last checkpoint.
+		u.log.Info("unit stopped", "reason", err, "cursor", final.Cursor.Seq)
+	}
+}
+
+// stream reads the unit to its end (nil), until it is handed back
+// (errHandBack), or until the claim ends. It returns once nothing it
+// dispatched is in flight, so the progress is final. A stream that fails
+// (a file gone or unreadable on this machine) is opened again, with
+// backoff, from where the finished records end: the work is this worker's
+// until it hands it back, and skipping it would lose subscribers.
+func (u *unitRun) stream() error {
+	from := u.cl.Unit().Cursor
+	for attempt := 0; ; attempt++ {
+		err := u.read(u.sendCtx, from)
+		// Wait for what is in flight: the position is then exact, for the
+		// end, for a hand-back, and for opening the stream again.
+		u.drain(u.sendCtx, err)
+		if !errors.Is(err, errStream) {
+			return err
+		}
+		u.b.w.metrics.streamErrors.Inc()
+		from = u.prog.resumeAt()
+		u.log.Error("audience stream failed; trying again", "err", err, "cursor", from.Seq, "attempt", attempt+1)
+		t := time.NewTimer(backoff(attempt + 4)) // 1.6 s, doubling, at most 5 s
+		select {
+		case <-t.C:
+		case <-u.cl.HandoffRequested():
+			t.Stop()
+			return errHandBack
+		case <-u.sendCtx.Done():
+			t.Stop()
+			return u.sendCtx.Err()
 		}
 	}
 }
 
+// errStream marks a failure to open or read the audience.
+var errStream = errors.New("worker: audience stream")
+
 // read walks the unit's stream from its cursor. Records outside the unit's
 // arcs cost one hash; owned ones are parsed, filtered and dispatched.
-func (u *unitRun) read(ctx context.Context) error {
+func (u *unitRun) read(ctx context.Context, from sharding.Cursor) error {
 	unit := u.cl.Unit()
-	s, err := audience.Open(u.b.spec.Audience, unit.Cursor, u.b.w.cfg.AudienceLimits)
+	s, err := audience.Open(u.b.spec.Audience, from, u.b.w.cfg.AudienceLimits)
 	if err != nil {
-		return fmt.Errorf("worker: open audience of %s: %w", u.b.id, err)
+		return fmt.Errorf("%w: open for %s: %w", errStream, u.b.id, err)
 	}
 	defer s.Close()
 	handback := u.cl.HandoffRequested()
 	scanned := u.b.w.metrics.scanned
 	var batch int
 	for {
-		if err := u.b.waitRunnable(ctx); err != nil {
+		if err := u.b.waitRunnable(ctx, handback); err != nil {
 			return err
 		}
 		select {
@@ -130,7 +154,7 @@ func (u *unitRun) read(ctx context.Context) error {
 		}
 		if !s.Next() {
 			if err := s.Err(); err != nil {
-				return fmt.Errorf("worker: read audience of %s: %w", u.b.id, err)
+				return fmt.Errorf("%w: read for %s: %w", errStream, u.b.id, err)
 			}
 			return nil
 		}

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/herald-dev/herald/signature"
 )
 
 // errRetryPastDeadline stops a delivery whose next attempt would fall after
@@ -39,6 +41,10 @@ type call struct {
 	drain   io.LimitedReader
 	buf     [snippetBytes]byte
 	snippet []byte // the start of the last refusing response's body, in buf
+
+	body   []byte            // the message, for signing
+	signer *signature.Signer // nil when unsigned; kept with the pooled call
+	sig    []byte            // the last signature header value
 }
 
 func (s *Sender) getCall() *call {
@@ -53,6 +59,11 @@ func (s *Sender) getCall() *call {
 	// Return the last response and error instead of a generic "giving up"
 	// error, so the Result can name them.
 	c.rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	if s.cfg.SigningKeys != nil {
+		// Validate checked the keys.
+		c.signer, _ = signature.NewSigner(s.cfg.SigningKeys)
+		c.rc.RequestLogHook = c.sign
+	}
 	// Logger stays nil: retryablehttp then logs nothing, and checkRetry
 	// logs retries through slog.
 	return c
@@ -60,8 +71,21 @@ func (s *Sender) getCall() *call {
 
 func (s *Sender) putCall(c *call) {
 	c.attempts, c.verdict, c.status, c.err, c.stopped, c.wait = 0, 0, 0, nil, "", 0
-	c.snippet = nil
+	c.snippet, c.body = nil, nil
 	s.calls.Put(c)
+}
+
+// sign runs before every attempt (retryablehttp's RequestLogHook, which
+// unlike PrepareRetry also runs before the first) and signs the body with
+// the attempt's own time, so a delivery retried for minutes is not refused
+// as stale. From the second attempt on, the header map is a fresh copy:
+// net/http may still be reading the previous attempt's request.
+func (c *call) sign(_ retryablehttp.Logger, req *http.Request, attempt int) {
+	c.sig = c.signer.AppendHeader(c.sig[:0], c.s.now(), c.body)
+	if attempt > 0 {
+		req.Header = req.Header.Clone()
+	}
+	req.Header[signature.Header] = []string{string(c.sig)}
 }
 
 // checkRetry runs after every attempt (retryablehttp's CheckRetry): it
@@ -74,11 +98,20 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 		c.stopped = err.Error()
 		return false, err
 	}
+	if errors.Is(err, ErrNotAllowed) {
+		// Nothing went out, and no retry can make the URL allowed.
+		c.verdict, c.status, c.err = verdictPermanent, 0, err
+		return false, nil
+	}
 	c.attempts++
 	c.status, c.err = 0, err
 	if resp != nil {
 		c.status = resp.StatusCode
 		c.consume(resp)
+	} else if err != nil && strings.Contains(err.Error(), "response headers exceeded") {
+		// net/http's refusal of an answer past MaxResponseHeaderBytes has
+		// no error value of its own; its text is checked by a test.
+		c.s.limit(LimitResponseHeaders)
 	}
 	c.s.metrics.attempt(c.status)
 	c.verdict = classify(c.status, err)
@@ -121,7 +154,7 @@ func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duratio
 // consume reads up to MaxResponseBytes of a response body, keeping the
 // start of a non-2xx one for the Reason. Reading to the end is what lets
 // net/http reuse the connection; a longer body costs the connection
-// instead, when the body is closed.
+// instead, when the body is closed, and is counted as a limit passed.
 func (c *call) consume(resp *http.Response) {
 	limit := c.s.cfg.MaxResponseBytes
 	c.snippet = nil
@@ -130,9 +163,14 @@ func (c *call) consume(resp *http.Response) {
 		c.snippet = c.buf[:n]
 		limit -= int64(n)
 	}
-	c.drain = io.LimitedReader{R: resp.Body, N: limit}
+	// One byte past the limit tells a body of exactly the limit from a
+	// longer one.
+	c.drain = io.LimitedReader{R: resp.Body, N: limit + 1}
 	_, _ = io.Copy(io.Discard, &c.drain)
 	c.drain.R = nil
+	if c.drain.N == 0 {
+		c.s.limit(LimitResponseBody)
+	}
 }
 
 // result turns the finished call into a Result. err is what
@@ -142,6 +180,8 @@ func (c *call) result(ctx context.Context, err error) Result {
 	switch {
 	case c.verdict == verdictDelivered:
 		r.Outcome = Delivered
+	case c.verdict == verdictPermanent && c.attempts == 0:
+		r.Outcome, r.Reason = Failed, "not sent: "+c.answer()
 	case c.verdict == verdictPermanent:
 		r.Outcome, r.Reason = Failed, c.answer()
 	case c.stopped != "":

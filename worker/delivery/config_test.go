@@ -12,13 +12,13 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		MaxInFlight: 64, Timeout: 5 * time.Second, MaxAttempts: 6,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second,
-		MaxRetryAfter: 60 * time.Second, MaxResponseBytes: 64 << 10,
+		MaxRetryAfter: 60 * time.Second, MaxResponseBytes: 64 << 10, MaxResponseHeaderBytes: 64 << 10,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
 	set := Config{MaxInFlight: 3, Timeout: time.Second, MaxAttempts: 2, BackoffMin: time.Millisecond,
-		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10}
+		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10, MaxResponseHeaderBytes: 20}
 	if got := set.withDefaults(); !reflect.DeepEqual(got, set) {
 		t.Errorf("set fields changed: %+v, want %+v", got, set)
 	}
@@ -42,6 +42,14 @@ func TestConfigValidate(t *testing.T) {
 		{"BackoffMin above default BackoffMax", Config{BackoffMin: time.Minute}, false},
 		{"MaxRetryAfter negative", Config{MaxRetryAfter: -1}, false},
 		{"MaxResponseBytes negative", Config{MaxResponseBytes: -1}, false},
+		{"MaxResponseHeaderBytes negative", Config{MaxResponseHeaderBytes: -1}, false},
+		{"Authorization set", Config{Authorization: "Bearer abc.def\tx"}, true},
+		{"Authorization with a line break", Config{Authorization: "Bearer x\r\nX-Evil: 1"}, false},
+		{"Authorization with DEL", Config{Authorization: "Bearer \x7f"}, false},
+		{"one signing key", Config{SigningKeys: [][]byte{[]byte("0123456789abcdef")}}, true},
+		{"two signing keys", Config{SigningKeys: [][]byte{[]byte("0123456789abcdef"), []byte("fedcba9876543210")}}, true},
+		{"empty signing keys", Config{SigningKeys: [][]byte{}}, false},
+		{"short signing key", Config{SigningKeys: [][]byte{[]byte("short")}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,9 +50,12 @@ type DeadLetterWriter struct {
 }
 
 // NewDeadLetterWriter writes to topic (empty: herald.deadletters) through
-// brokers. It connects on the first Write; the topic must exist. log may be
-// nil. The caller must Close it.
-func NewDeadLetterWriter(brokers []string, topic string, log *slog.Logger) *DeadLetterWriter {
+// brokers. It connects on the first Write; the topic must exist. transport
+// carries the connection settings (TLS, SASL: see internal/connect); nil
+// means plain TCP. The writer takes transport over: Close drops its
+// connections, so give each writer its own. log may be nil. The caller must
+// Close it.
+func NewDeadLetterWriter(brokers []string, topic string, transport *kafka.Transport, log *slog.Logger) *DeadLetterWriter {
 	if topic == "" {
 		topic = DefaultDeadLetterTopic
 	}
@@ -62,7 +65,12 @@ func NewDeadLetterWriter(brokers []string, topic string, log *slog.Logger) *Dead
 	log = log.With("topic", topic)
 	// An own transport, not kafka-go's shared default, so Close can drop
 	// this writer's connections and two writers in one process stay apart.
-	transport := &kafka.Transport{ClientID: "herald-deadletters"}
+	if transport == nil {
+		transport = &kafka.Transport{}
+	}
+	if transport.ClientID == "" {
+		transport.ClientID = "herald-deadletters"
+	}
 	return &DeadLetterWriter{
 		transport: transport,
 		w: &kafka.Writer{

@@ -74,7 +74,7 @@ func readAll(t *testing.T, brokers []string, topic string) map[int][]kafka.Messa
 func TestDeadLetterWriterRecordsEveryLetter(t *testing.T) {
 	const topic, writers, perWriter = DefaultDeadLetterTopic, 6, 20
 	k := startKafka(t, topic)
-	w := NewDeadLetterWriter(k.Brokers(), "", nil)
+	w := NewDeadLetterWriter(k.Brokers(), "", nil, nil)
 	at := time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)
 
 	// Writer g fails subscribers g-0, g-1, ... of broadcast b<g%3>, one
@@ -182,7 +182,7 @@ func TestDeadLetterWriterReportsUnreachableKafka(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	w := NewDeadLetterWriter([]string{dead}, "", nil)
+	w := NewDeadLetterWriter([]string{dead}, "", nil, nil)
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

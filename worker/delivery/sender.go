@@ -103,7 +103,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 		log:  log,
 		pool: pool,
 		client: &http.Client{
-			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout, fence: cfg.Fence},
+			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
 			// A redirect is an answer (classify fails it), not something to
 			// follow: net/http would turn the POST into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -113,6 +113,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 		randN:    rand.Int64N,
 		sleepFor: func(d time.Duration) time.Duration { return d },
 	}, nil
+}
+
+// limit reports an answer past one of the Sender's limits.
+func (s *Sender) limit(name string) {
+	if s.cfg.OnLimit != nil {
+		s.cfg.OnLimit(name)
+	}
 }
 
 // Close drops the pool's idle connections. Sends still running finish.
@@ -154,9 +161,13 @@ func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
+	if s.cfg.Authorization != "" {
+		req.Header.Set("Authorization", s.cfg.Authorization)
+	}
 
 	c := s.getCall()
 	defer s.putCall(c)
+	c.body = body
 	resp, err := c.rc.Do(req)
 	if resp != nil {
 		// checkRetry has read what it wanted of the body already.

@@ -7,12 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
 // ErrFenced is the transport error of an attempt that Config.Fence stopped
 // before it was sent.
 var ErrFenced = errors.New("delivery: fenced: not sending")
+
+// ErrNotAllowed is the transport error of an attempt that Config.Allow
+// refused before it was sent.
+var ErrNotAllowed = errors.New("delivery: endpoint not allowed")
 
 // connectTimeout caps dialing and the TLS handshake below the attempt
 // timeout: an endpoint that cannot even accept a connection in this long is
@@ -40,8 +45,9 @@ func newPool(cfg Config) *http.Transport {
 		// both count against the cap; a little headroom keeps those moments
 		// from queueing senders, while the cap still stops a runaway from
 		// opening a socket per request.
-		MaxConnsPerHost: cfg.MaxInFlight + cfg.MaxInFlight/8 + 2,
-		IdleConnTimeout: 90 * time.Second,
+		MaxConnsPerHost:        cfg.MaxInFlight + cfg.MaxInFlight/8 + 2,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		// Response bodies are discarded; asking for gzip would only make
 		// the endpoint compress them.
 		DisableCompression: true,
@@ -64,9 +70,17 @@ type attemptTransport struct {
 	pool    *http.Transport
 	timeout time.Duration
 	fence   func() error
+	allow   func(*url.URL) error
 }
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// Checked on the request about to be dialed, every attempt: whatever
+	// built it, nothing goes to a URL the worker may not send to.
+	if t.allow != nil {
+		if err := t.allow(req.URL); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotAllowed, err)
+		}
+	}
 	if t.fence != nil {
 		if err := t.fence(); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrFenced, err)

@@ -76,7 +76,7 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 		ln.Close()
 		return err
 	}
-	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, c.log.With("component", "deadletters"))
+	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, nil, c.log.With("component", "deadletters"))
 	defer dead.Close()
 	w, err := worker.New(wc, co, dead, c.log, reg)
 	if err != nil {

@@ -121,11 +121,15 @@ type unitRecord struct {
 	// released and waits for a survivor to split it.
 	Assignee string `json:"assignee"`
 	// Owner is the member that wrote the last checkpoint.
-	Owner          string          `json:"owner,omitempty"`
-	Counters       Counters        `json:"counters"`
-	InvalidSamples []InvalidSample `json:"invalid_samples,omitempty"`
-	Children       []string        `json:"children,omitempty"`
-	UpdatedAt      time.Time       `json:"updated_at"`
+	Owner string `json:"owner,omitempty"`
+	// Credits are the deliveries, among Counters.Delivered, made by earlier
+	// owners of the unit (a unit released on a graceful leave and claimed
+	// whole by a survivor changes hands); the owner made the rest.
+	Credits        map[string]int64 `json:"credits,omitempty"`
+	Counters       Counters         `json:"counters"`
+	InvalidSamples []InvalidSample  `json:"invalid_samples,omitempty"`
+	Children       []string         `json:"children,omitempty"`
+	UpdatedAt      time.Time        `json:"updated_at"`
 }
 
 // newUnitOps returns the puts that create unit u of broadcast b, open and
@@ -186,6 +190,16 @@ func (r unitRecord) withProgress(p Progress, owner string, now time.Time) (unitR
 		return r, fmt.Errorf("coordinator: encode cursor: %w", err)
 	}
 	r.Cursor = string(cur)
+	if r.Owner != "" && r.Owner != owner {
+		// The unit changed hands: what it had delivered so far, beyond
+		// what earlier owners were credited, was the previous owner's.
+		credits := make(map[string]int64, len(r.Credits)+1)
+		for m, n := range r.Credits {
+			credits[m] = n
+		}
+		credits[r.Owner] += r.Counters.Delivered - r.credited()
+		r.Credits = credits
+	}
 	r.Counters = p.Counters
 	r.InvalidSamples = p.InvalidSamples
 	if len(r.InvalidSamples) > MaxInvalidSamples {
@@ -194,6 +208,15 @@ func (r unitRecord) withProgress(p Progress, owner string, now time.Time) (unitR
 	r.Owner = owner
 	r.UpdatedAt = now
 	return r, nil
+}
+
+// credited is the sum of the deliveries credited to earlier owners.
+func (r unitRecord) credited() int64 {
+	var n int64
+	for _, c := range r.Credits {
+		n += c
+	}
+	return n
 }
 
 // encode returns v as JSON. The records are plain structs, so this cannot

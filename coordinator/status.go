@@ -154,9 +154,14 @@ func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
 				s.Units.Total++
 				mark(open, id, name)
 			}
+			for m, n := range u.Credits {
+				w := s.Workers[m]
+				w.Delivered += n
+				s.Workers[m] = w
+			}
 			if u.Owner != "" {
 				w := s.Workers[u.Owner]
-				w.Delivered += u.Counters.Delivered
+				w.Delivered += u.Counters.Delivered - u.credited()
 				s.Workers[u.Owner] = w
 			}
 			samples[id] = append(samples[id], u.InvalidSamples...)

@@ -216,6 +216,13 @@ func TestGracefulLeaveAndJoinAreExact(t *testing.T) {
 			if tc.name == "join" && st.Workers["w3"].Delivered == 0 {
 				t.Errorf("the joiner delivered nothing: %+v", st.Workers)
 			}
+			var shares int64
+			for _, w := range st.Workers {
+				shares += w.Delivered
+			}
+			if shares != st.Counters.Delivered || st.Workers["w1"].Delivered == 0 || st.Workers["w2"].Delivered == 0 {
+				t.Errorf("shares %+v sum to %d of %d delivered; each worker that sent must be credited", st.Workers, shares, st.Counters.Delivered)
+			}
 			t.Logf("%s: delivered %d, shares %+v", tc.name, got.Delivered, st.Workers)
 		})
 	}

@@ -1,0 +1,231 @@
+package devstack
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// EtcdSecurity makes an embedded etcd server serve clients the way a
+// production cluster would: over TLS, asking for client certificates, with
+// authentication on. StartSecureEtcd uses it; StartEtcd serves plain HTTP.
+type EtcdSecurity struct {
+	// PKI supplies the server certificate (and the CA for client
+	// certificates). Required.
+	PKI *PKI
+	// ClientCertAuth refuses clients without a certificate signed by the
+	// PKI's CA.
+	ClientCertAuth bool
+	// RootPassword, when set, creates the root user with it and enables
+	// authentication.
+	RootPassword string
+	// Users are created with a role that may read and write only under
+	// their Prefix. They need RootPassword (auth on).
+	Users []EtcdUser
+}
+
+// EtcdUser is an etcd user limited to a key prefix.
+type EtcdUser struct {
+	Name, Password, Prefix string
+}
+
+// StartSecureEtcd starts a single-node etcd server like StartEtcd, serving
+// clients over TLS with sec's certificates and, with sec.RootPassword,
+// requiring authentication. The caller must Close it.
+func StartSecureEtcd(ctx context.Context, cfg EtcdConfig, sec EtcdSecurity) (*Etcd, error) {
+	if sec.PKI == nil {
+		return nil, errors.New("devstack: secure etcd needs a PKI")
+	}
+	if len(sec.Users) > 0 && sec.RootPassword == "" {
+		return nil, errors.New("devstack: etcd users need auth on (a root password)")
+	}
+	if cfg.ClientAddr == "" {
+		cfg.ClientAddr = "127.0.0.1:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	e := &Etcd{dir: cfg.Dir}
+	if e.dir == "" {
+		dir, err := os.MkdirTemp("", "herald-etcd-")
+		if err != nil {
+			return nil, fmt.Errorf("devstack: etcd data dir: %w", err)
+		}
+		e.dir, e.ownsDir = dir, true
+	}
+	peerAddr, err := freeAddr()
+	if err != nil {
+		e.removeDir()
+		return nil, err
+	}
+	// The same single fast node as StartEtcd, with TLS on the client URL.
+	ec := embed.NewConfig()
+	ec.Name = "herald-dev"
+	ec.Dir = e.dir
+	ec.LogLevel = "error"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	ec.UnsafeNoFsync = true
+	ec.TickMs, ec.ElectionMs = 10, 100
+	cu := url.URL{Scheme: "https", Host: cfg.ClientAddr}
+	pu := url.URL{Scheme: "http", Host: peerAddr}
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	ec.InitialCluster = ec.Name + "=" + pu.String()
+	ec.ClientTLSInfo = transport.TLSInfo{
+		CertFile:       sec.PKI.ServerCert,
+		KeyFile:        sec.PKI.ServerKey,
+		TrustedCAFile:  sec.PKI.CA,
+		ClientCertAuth: sec.ClientCertAuth,
+	}
+
+	srv, err := embed.StartEtcd(ec)
+	if err != nil {
+		e.removeDir()
+		return nil, fmt.Errorf("devstack: start etcd: %w", err)
+	}
+	e.srv = srv
+	timer := time.NewTimer(cfg.StartTimeout)
+	defer timer.Stop()
+	select {
+	case <-srv.Server.ReadyNotify():
+	case err := <-srv.Err():
+		e.Close()
+		return nil, fmt.Errorf("devstack: etcd failed while starting: %w", err)
+	case <-timer.C:
+		e.Close()
+		return nil, errors.New("devstack: etcd did not become ready in time")
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("devstack: start etcd: %w", ctx.Err())
+	}
+	e.client = "https://" + srv.Clients[0].Addr().String()
+	if sec.RootPassword != "" {
+		if err := enableAuth(ctx, e.client, sec); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// enableAuth creates the root user and the limited users, then turns
+// authentication on, as an operator would with etcdctl.
+func enableAuth(ctx context.Context, endpoint string, sec EtcdSecurity) error {
+	tc, err := sec.PKI.clientTLS()
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: tc,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("devstack: etcd auth setup: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	steps := []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", sec.RootPassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+	}
+	for _, u := range sec.Users {
+		role := "prefix-" + u.Name
+		steps = append(steps,
+			func() error { _, err := cli.RoleAdd(ctx, role); return err },
+			func() error {
+				_, err := cli.RoleGrantPermission(ctx, role, u.Prefix, clientv3.GetPrefixRangeEnd(u.Prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+				return err
+			},
+			func() error { _, err := cli.UserAdd(ctx, u.Name, u.Password); return err },
+			func() error { _, err := cli.UserGrantRole(ctx, u.Name, role); return err },
+		)
+	}
+	steps = append(steps, func() error { _, err := cli.AuthEnable(ctx); return err })
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return fmt.Errorf("devstack: etcd auth setup: %w", err)
+		}
+	}
+	return nil
+}
+
+// clientTLS is a client configuration trusting the PKI's CA and presenting
+// its client certificate.
+func (p *PKI) clientTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(p.ClientCert, p.ClientKey)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: pki: %w", err)
+	}
+	roots, err := p.roots()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+}
+
+// KafkaSecurity makes an embedded Kafka broker serve TLS and require SASL
+// authentication. StartSecureKafka uses it.
+type KafkaSecurity struct {
+	// TLS, when set, is the broker's server configuration (PKI.ServerTLS
+	// makes one).
+	TLS *tls.Config
+	// Users, when any, turn SASL on with these users, each allowed
+	// everything.
+	Users []KafkaUser
+}
+
+// KafkaUser is a SASL user of the broker. Mechanism is PLAIN,
+// SCRAM-SHA-256 or SCRAM-SHA-512.
+type KafkaUser struct {
+	Mechanism, Name, Password string
+}
+
+// StartSecureKafka starts a broker like StartKafka, with TLS and SASL as
+// sec says. The caller must Close it.
+func StartSecureKafka(ctx context.Context, cfg KafkaConfig, sec KafkaSecurity) (*Kafka, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("devstack: start kafka: %w", err)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ClusterID("herald-dev"),
+		kfake.DefaultNumPartitions(cfg.Partitions),
+		kfake.GroupMinSessionTimeout(kafkaMinSessionTimeout),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, cfg.Addr)
+		}),
+	}
+	if len(cfg.Topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(int32(cfg.Partitions), cfg.Topics...))
+	}
+	if sec.TLS != nil {
+		opts = append(opts, kfake.TLS(sec.TLS))
+	}
+	if len(sec.Users) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range sec.Users {
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+		}
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.Addr, err)
+	}
+	return &Kafka{cluster: c, brokers: c.ListenAddrs()}, nil
+}

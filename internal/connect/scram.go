@@ -170,4 +170,3 @@ func scramAttrs(msg string) (map[byte]string, error) {
 	}
 	return attrs, nil
 }
-

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/herald-dev/herald/signature"
 )
 
 // Errors of the endpoint allowlist.
@@ -300,4 +303,81 @@ func (a *Allowlist) String() string {
 		texts[i] = r.text
 	}
 	return strings.Join(texts, ",")
+}
+
+// senderAllow is the Sender's check before every attempt. Intake has
+// already refused what the list does not allow, so a refusal here means a
+// spec reached etcd without passing intake (written there directly, or by
+// a worker with another list): counted, so it can raise an alarm.
+func (w *Worker) senderAllow(u *url.URL) error {
+	err := w.cfg.Allow.senderCheck(u)
+	if err != nil {
+		w.admit.notAllowed.WithLabelValues("sender").Inc()
+	}
+	return err
+}
+
+// Secrets supplies named secrets to a worker: endpoint credentials and
+// signing keys that triggers refer to by name only. Secret returns the
+// value of name, or an error wrapping fs.ErrNotExist when there is none.
+// internal/connect reads them from a directory and the environment.
+type Secrets interface {
+	Secret(name string) ([]byte, error)
+}
+
+// credentials are what a broadcast's sender needs from secrets.
+type credentials struct {
+	keys [][]byte // signing keys, nil for unsigned
+	auth string   // the Authorization header value, "" for none
+}
+
+// loadCredentials reads the secrets e names. A refusal is returned as the
+// spec field at fault and a message that never quotes a secret's value.
+func loadCredentials(src Secrets, e EndpointSpec) (c credentials, field, msg string) {
+	read := func(name string) ([]byte, string) {
+		if src == nil {
+			return nil, fmt.Sprintf("no secret named %q: the workers have no secrets configured (--secrets-dir, HERALD_SECRET_<NAME>)", name)
+		}
+		v, err := src.Secret(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Sprintf("no secret named %q on the workers", name)
+		case err != nil:
+			return nil, fmt.Sprintf("secret %q cannot be read: %v", name, err)
+		}
+		return v, ""
+	}
+	if name := e.SigningSecret; name != "" {
+		v, msg := read(name)
+		if msg != "" {
+			return c, "endpoint.signing_secret", msg
+		}
+		keys, err := signature.ParseKeys(v)
+		if err != nil {
+			return c, "endpoint.signing_secret", fmt.Sprintf("secret %q does not hold signing keys: %v", name, err)
+		}
+		c.keys = keys
+	}
+	if name := e.AuthSecret; name != "" {
+		v, msg := read(name)
+		if msg != "" {
+			return c, "endpoint.auth_secret", msg
+		}
+		// A trailing newline is what most ways of writing a file leave.
+		c.auth = strings.TrimSpace(string(v))
+		if c.auth == "" || !validHeaderValue(c.auth) {
+			return c, "endpoint.auth_secret", fmt.Sprintf("secret %q is not a usable Authorization value (empty, or control characters)", name)
+		}
+	}
+	return c, "", ""
+}
+
+// validHeaderValue reports whether v can go in a header as is.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

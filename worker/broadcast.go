@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -177,6 +178,12 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 	*key = templates.AppendKey((*key)[:0], b.id, j.id)
 	k := string(*key)
 	if err := b.set.Render(j.data, j.locale, msg); err != nil {
+		switch {
+		case errors.Is(err, templates.ErrFieldTooLarge):
+			b.w.admit.limit(LimitRenderedField)
+		case errors.Is(err, templates.ErrWorkLimit):
+			b.w.admit.limit(LimitTemplateWork)
+		}
 		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()})
 		return failed
 	}

@@ -39,6 +39,8 @@ type env struct {
 	bodies     map[string][]byte // by idempotency key, the first accepted body
 	// answer, when set, answers a request instead of the sink.
 	answer func(key string, w http.ResponseWriter) bool
+	// inspect, when set, sees every delivery request first.
+	inspect func(r *http.Request)
 }
 
 func newEnv(t testing.TB, sc sink.Config) *env {
@@ -68,8 +70,11 @@ func (e *env) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	e.mu.Lock()
-	answer := e.answer
+	answer, inspect := e.answer, e.inspect
 	e.mu.Unlock()
+	if inspect != nil {
+		inspect(r)
+	}
 	if answer != nil && answer(key, w) {
 		io.Copy(io.Discard, r.Body)
 		return
@@ -143,6 +148,8 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 		Delivery: delivery.Config{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 			MaxRetryAfter: 50 * time.Millisecond},
 		HandoffDrain: time.Second,
+		// The test endpoints listen on loopback; nothing else is allowed.
+		Allow: loopback,
 	}
 	if o.tune != nil {
 		o.tune(&cfg)
@@ -162,6 +169,15 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	waitFor(e.t, 10*time.Second, "worker "+id+" ready", co.Ready)
 	return tw
 }
+
+// loopback is the allowlist of the test workers: the httptest servers.
+var loopback = func() *Allowlist {
+	a, err := ParseAllowlist([]string{"http://127.0.0.1:*"})
+	if err != nil {
+		panic(err)
+	}
+	return a
+}()
 
 // stop leaves gracefully, as on SIGTERM. Safe to call twice.
 func (tw *testWorker) stop(t testing.TB) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -28,10 +29,11 @@ type intake struct {
 	reg     registry
 	log     *slog.Logger
 	metrics *metrics
+	admit   *admission
 }
 
-func newIntake(cfg Config, reg registry, log *slog.Logger, m *metrics) *intake {
-	return &intake{cfg: cfg, reg: reg, log: log, metrics: m}
+func newIntake(cfg Config, reg registry, log *slog.Logger, m *metrics, a *admission) *intake {
+	return &intake{cfg: cfg, reg: reg, log: log, metrics: m, admit: a}
 }
 
 func (in *intake) run(ctx context.Context) error {
@@ -39,8 +41,9 @@ func (in *intake) run(ctx context.Context) error {
 		Brokers:     in.cfg.Brokers,
 		GroupID:     in.cfg.GroupID,
 		Topic:       in.cfg.Topic,
+		Dialer:      in.cfg.KafkaDialer,
 		MinBytes:    1,
-		MaxBytes:    4 << 20,
+		MaxBytes:    in.cfg.FetchMaxBytes,
 		MaxWait:     500 * time.Millisecond,
 		StartOffset: kafka.FirstOffset,
 		// Lag reporting is a goroutine polling the broker; Herald does not
@@ -78,6 +81,13 @@ func (in *intake) run(ctx context.Context) error {
 func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 	log := in.log.With("partition", m.Partition, "offset", m.Offset, "key", string(m.Key))
 	spec, _, perr := ParseSpec(m.Value, in.cfg.SpecLimits)
+	if perr == nil {
+		perr = in.check(spec)
+	}
+	var se *SpecError
+	if errors.As(perr, &se) && se.Limit != "" {
+		in.admit.limit(se.Limit)
+	}
 	for attempt := 0; ; attempt++ {
 		result, err := in.record(ctx, spec, perr, m.Value)
 		if err == nil {
@@ -97,6 +107,25 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 			return false
 		}
 	}
+}
+
+// check refuses a valid spec this fleet must not run: an endpoint outside
+// the allowlist, or secrets the workers do not have. Refused here, the
+// broadcast is rejected before anything is sent.
+func (in *intake) check(s Spec) error {
+	u, err := url.Parse(s.Endpoint.URL)
+	if err != nil || !in.cfg.Allow.Allows(u) {
+		in.admit.notAllowed.WithLabelValues("intake").Inc()
+		why := "not a URL"
+		if err == nil {
+			why = in.cfg.Allow.why(u)
+		}
+		return &SpecError{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + why}
+	}
+	if _, field, msg := loadCredentials(in.cfg.Secrets, s.Endpoint); msg != "" {
+		return &SpecError{ID: s.ID, Field: field, Msg: msg}
+	}
+	return nil
 }
 
 func (in *intake) record(ctx context.Context, spec Spec, perr error, raw []byte) (string, error) {

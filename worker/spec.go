@@ -44,6 +44,16 @@ type EndpointSpec struct {
 	TimeoutMS int `json:"timeout_ms"`
 	// MaxAttempts counts the first attempt: 1 to 20, default 6.
 	MaxAttempts int `json:"max_attempts"`
+	// SigningSecret names the secret whose keys sign every delivery with
+	// a Herald-Signature header (package signature); "" means unsigned.
+	// AuthSecret names the secret whose value is sent as the Authorization
+	// header; "" means none. Only names travel in a trigger: the values
+	// are supplied to each worker (--secrets-dir, HERALD_SECRET_<NAME>),
+	// and a trigger naming a secret the worker lacks is rejected. Left
+	// out of the canonical form when empty, so specs without them keep
+	// the form they always had.
+	SigningSecret string `json:"signing_secret,omitempty"`
+	AuthSecret    string `json:"auth_secret,omitempty"`
 }
 
 // Endpoint defaults and bounds.
@@ -55,6 +65,7 @@ const (
 	maxTimeoutMS       = 600_000
 	maxMaxAttempts     = 20
 	maxIDLen           = 128
+	maxSecretNameLen   = 128
 	defaultMaxSpec     = 1 << 20
 	// maxSpecPathKey keeps a hostile key from filling an error message.
 	maxSpecPathKey = 64
@@ -101,6 +112,9 @@ type SpecError struct {
 	// fault (not JSON, too large).
 	Field string
 	Msg   string
+	// Limit names the input limit the spec passed (LimitTriggerBytes,
+	// LimitTemplateBytes, ...), "" when it was refused for another reason.
+	Limit string
 }
 
 func (e *SpecError) Error() string {
@@ -132,7 +146,7 @@ func ParseSpec(data []byte, lim SpecLimits) (Spec, *templates.Set, error) {
 	}
 	if limit := lim.maxBytes(); len(data) > limit {
 		// The id is looked for only where the limit allows reading.
-		return Spec{}, nil, &SpecError{ID: peekID(data[:limit]),
+		return Spec{}, nil, &SpecError{ID: peekID(data[:limit]), Limit: LimitTriggerBytes,
 			Msg: fmt.Sprintf("%d bytes, more than the limit of %d", len(data), limit)}
 	}
 	fail := func(field, msg string) (Spec, *templates.Set, error) {
@@ -154,14 +168,15 @@ func ParseSpec(data []byte, lim SpecLimits) (Spec, *templates.Set, error) {
 	set, err := templates.Compile(s.Template, lim.Template)
 	if err != nil {
 		field, msg := templateErrorField(err)
-		return fail(field, msg)
+		return Spec{}, nil, &SpecError{ID: peekID(data), Field: field, Msg: msg, Limit: templateLimit(err)}
 	}
 	s.Endpoint = s.Endpoint.withDefaults()
 	s.NotBefore, s.ExpiresAt = utcTime(s.NotBefore), utcTime(s.ExpiresAt)
 	// The canonical form is what gets stored and parsed again by every
 	// worker; filled-in defaults must not push it over the limit.
 	if n := len(s.Canonical()); n > lim.maxBytes() {
-		return fail("", fmt.Sprintf("%d bytes with defaults filled in, more than the limit of %d", n, lim.maxBytes()))
+		return Spec{}, nil, &SpecError{ID: peekID(data), Limit: LimitTriggerBytes,
+			Msg: fmt.Sprintf("%d bytes with defaults filled in, more than the limit of %d", n, lim.maxBytes())}
 	}
 	return s, set, nil
 }
@@ -269,7 +284,47 @@ func (e EndpointSpec) validate() (field, msg string) {
 	case e.MaxAttempts < 0 || e.MaxAttempts > maxMaxAttempts:
 		return "endpoint.max_attempts", fmt.Sprintf("must be 1 to %d (0 means %d)", maxMaxAttempts, DefaultMaxAttempts)
 	}
+	if msg := checkSecretName(e.SigningSecret); msg != "" {
+		return "endpoint.signing_secret", msg
+	}
+	if msg := checkSecretName(e.AuthSecret); msg != "" {
+		return "endpoint.auth_secret", msg
+	}
 	return "", ""
+}
+
+// checkSecretName allows names that are safe as a file name in a secrets
+// directory (no path, no hidden file) and as part of an environment
+// variable's name once upper-cased. "" means no secret.
+func checkSecretName(name string) string {
+	if name == "" {
+		return ""
+	}
+	if len(name) > maxSecretNameLen {
+		return fmt.Sprintf("%d characters, more than %d", len(name), maxSecretNameLen)
+	}
+	if name[0] == '.' {
+		return "must not start with a dot"
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("character %q at %d: a secret name has only A-Z a-z 0-9 . _ -", c, i)
+		}
+	}
+	return ""
+}
+
+// templateLimit names the limit a template compile error reports, if any.
+func templateLimit(err error) string {
+	switch {
+	case errors.Is(err, templates.ErrTooLarge):
+		return LimitTemplateBytes
+	case errors.Is(err, templates.ErrTooManyLocales):
+		return LimitLocales
+	case errors.Is(err, templates.ErrTooManyFields):
+		return LimitFields
+	}
+	return ""
 }
 
 // templateErrorField turns a template compile error into the JSON path of the
@@ -337,11 +392,13 @@ func specShapeTree() *specShape {
 			"locales":        {kind: shapeMap, elem: &specShape{kind: shapeMap, elem: leaf(shapeString)}},
 		}),
 		"endpoint": object(map[string]*specShape{
-			"url":           leaf(shapeString),
-			"max_in_flight": leaf(shapeInt),
-			"rate_per_sec":  leaf(shapeFloat),
-			"timeout_ms":    leaf(shapeInt),
-			"max_attempts":  leaf(shapeInt),
+			"url":            leaf(shapeString),
+			"max_in_flight":  leaf(shapeInt),
+			"rate_per_sec":   leaf(shapeFloat),
+			"timeout_ms":     leaf(shapeInt),
+			"max_attempts":   leaf(shapeInt),
+			"signing_secret": leaf(shapeString),
+			"auth_secret":    leaf(shapeString),
 		}),
 		"not_before": leaf(shapeTime),
 		"expires_at": leaf(shapeTime),

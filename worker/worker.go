@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/coordinator"
@@ -51,6 +52,22 @@ type Config struct {
 	SpecLimits     SpecLimits
 	// Delivery tunes the sender beyond what each broadcast's endpoint sets.
 	Delivery delivery.Config
+
+	// Allow lists the endpoint origins deliveries may go to. A trigger
+	// whose endpoint it does not allow is rejected at intake, and the
+	// sender checks again before every attempt. Nil allows nothing.
+	Allow *Allowlist
+	// Secrets supplies the secrets specs name (endpoint.signing_secret,
+	// endpoint.auth_secret). Nil means none: a spec naming one is rejected.
+	Secrets Secrets
+	// KafkaDialer connects the trigger consumer, with TLS and SASL when
+	// the cluster wants them (internal/connect builds one). Nil means
+	// plain TCP.
+	KafkaDialer *kafka.Dialer
+	// FetchMaxBytes bounds what one fetch from the trigger topic may
+	// return (0: 4 MiB). A trigger is at most SpecLimits.MaxBytes; the
+	// broker still returns a single larger message, which intake rejects.
+	FetchMaxBytes int
 }
 
 func (c *Config) setDefaults() {
@@ -78,6 +95,9 @@ func (c *Config) setDefaults() {
 	if c.HandoffDrain == 0 {
 		c.HandoffDrain = 5 * time.Second
 	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = 4 << 20
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -87,6 +107,8 @@ func (c Config) Validate() error {
 		return errors.New("worker: config: no Kafka brokers")
 	case c.CheckpointEvery < 0, c.Window < 0:
 		return errors.New("worker: config: negative checkpoint count or window")
+	case c.FetchMaxBytes < 0:
+		return errors.New("worker: config: negative fetch size")
 	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
 		return errors.New("worker: config: checkpoint min interval above the interval")
 	}
@@ -112,6 +134,7 @@ type Worker struct {
 	dead    deadLetters
 	log     *slog.Logger
 	metrics *metrics
+	admit   *admission
 	gather  prometheus.Gatherer
 
 	mu         sync.Mutex
@@ -142,6 +165,10 @@ func New(cfg Config, c *coordinator.Coordinator, dead deadLetters, log *slog.Log
 		r, w.gather = reg, reg
 	}
 	w.metrics = newMetrics(r, c)
+	w.admit = newAdmission(r)
+	if cfg.Allow.Len() == 0 {
+		log.Warn("the endpoint allowlist is empty: every trigger will be rejected (configure --allow-endpoint)")
+	}
 	return w, nil
 }
 
@@ -152,7 +179,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// shutdown, it can ask for every unit back and wait for the hand-backs.
 	g.Go(func() error { return w.coord.Run(gctx) })
 	if !w.cfg.NoIntake {
-		in := newIntake(w.cfg, w.coord.Registry(), w.log.With("component", "intake"), w.metrics)
+		in := newIntake(w.cfg, w.coord.Registry(), w.log.With("component", "intake"), w.metrics, w.admit)
 		g.Go(func() error { return in.run(gctx) })
 	}
 	g.Go(func() error { return w.claimLoop(gctx) })
@@ -252,11 +279,20 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: registered spec of %s: %w", id, err)
 	}
+	// Secrets are read once per broadcast on this worker: a rotated secret
+	// takes effect for broadcasts started after the change.
+	creds, field, msg := loadCredentials(w.cfg.Secrets, spec.Endpoint)
+	if msg != "" {
+		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, field, msg)
+	}
 	dc := w.cfg.Delivery
 	dc.MaxInFlight = spec.Endpoint.MaxInFlight
 	dc.Timeout = time.Duration(spec.Endpoint.TimeoutMS) * time.Millisecond
 	dc.MaxAttempts = spec.Endpoint.MaxAttempts
 	dc.Fence = w.fence
+	dc.Allow = w.senderAllow
+	dc.OnLimit = w.admit.limit
+	dc.SigningKeys, dc.Authorization = creds.keys, creds.auth
 	// Send latency and retries are counted by the worker from each Result:
 	// a Sender per broadcast cannot register the same series twice.
 	s, err := delivery.New(dc, w.log.With("broadcast", id), nil)

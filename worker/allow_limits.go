@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dev/herald/worker/delivery"
+)
+
+// Names of the limits on what enters a worker, as in SpecError.Limit and
+// the label of herald_input_limit_hits_total. docs/SECURITY.md lists each
+// with where it is enforced.
+const (
+	LimitTriggerBytes  = "trigger_bytes"        // a spec's size, raw or canonical
+	LimitTemplateBytes = "template_bytes"       // all template texts together
+	LimitLocales       = "template_locales"     // locales of one template
+	LimitFields        = "template_fields"      // fields of one locale
+	LimitRenderedField = "rendered_field_bytes" // one rendered field of one message
+	LimitTemplateWork  = "template_work"        // a template's work budget for one message
+)
+
+// admission counts what the worker refused at its boundaries: inputs past
+// a limit, and endpoints outside the allowlist. Like metrics, it counts
+// with a nil registerer and exports nothing then.
+type admission struct {
+	limitHits  *prometheus.CounterVec
+	notAllowed *prometheus.CounterVec
+}
+
+func newAdmission(reg prometheus.Registerer) *admission {
+	a := &admission{
+		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_input_limit_hits_total",
+			Help: "Inputs refused or cut short for passing a limit, by limit (trigger_bytes, template_bytes, template_locales, template_fields, rendered_field_bytes, template_work, response_body_bytes, response_header_bytes).",
+		}, []string{"limit"}),
+		notAllowed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_endpoint_not_allowed_total",
+			Help: "Endpoints refused by the allowlist, by where: intake (trigger rejected) or sender (a registered spec that intake did not check; should stay 0).",
+		}, []string{"where"}),
+	}
+	// Every series exists from the start, so a rate() or an alert on it
+	// sees 0 rather than nothing.
+	for _, l := range []string{LimitTriggerBytes, LimitTemplateBytes, LimitLocales, LimitFields,
+		LimitRenderedField, LimitTemplateWork, delivery.LimitResponseBody, delivery.LimitResponseHeaders} {
+		a.limitHits.WithLabelValues(l)
+	}
+	a.notAllowed.WithLabelValues("intake")
+	a.notAllowed.WithLabelValues("sender")
+	if reg != nil {
+		reg.MustRegister(a.limitHits, a.notAllowed)
+	}
+	return a
+}
+
+func (a *admission) limit(name string) { a.limitHits.WithLabelValues(name).Inc() }

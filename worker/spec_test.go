@@ -172,6 +172,15 @@ func TestParseSpecAccepts(t *testing.T) {
 			},
 		},
 		{
+			name:  "secret names",
+			edits: map[string]any{"endpoint.signing_secret": "push.signing-key_2", "endpoint.auth_secret": "A"},
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.SigningSecret != "push.signing-key_2" || s.Endpoint.AuthSecret != "A" {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
 			name:  "https with port, user and query",
 			edits: map[string]any{"endpoint.url": "HTTPS://u:p@push.example.com:8443/v1?x=1"},
 			check: func(t *testing.T, s Spec) {
@@ -271,6 +280,12 @@ func TestParseSpecRefuses(t *testing.T) {
 		{name: "attempts too many", data: string(specJSON(t, map[string]any{"endpoint.max_attempts": 21})), id: "spring-sale", field: "endpoint.max_attempts", msg: "1 to 20"},
 		{name: "attempts negative", data: string(specJSON(t, map[string]any{"endpoint.max_attempts": -1})), id: "spring-sale", field: "endpoint.max_attempts", msg: "1 to 20"},
 		{name: "rate negative", data: string(specJSON(t, map[string]any{"endpoint.rate_per_sec": -1})), id: "spring-sale", field: "endpoint.rate_per_sec", msg: "0 (unlimited) or more"},
+		{name: "secret name with a path", data: string(specJSON(t, map[string]any{"endpoint.signing_secret": "../etc/passwd"})), id: "spring-sale", field: "endpoint.signing_secret", msg: "must not start with a dot"},
+		{name: "secret name with a slash", data: string(specJSON(t, map[string]any{"endpoint.signing_secret": "a/b"})), id: "spring-sale", field: "endpoint.signing_secret", msg: `character '/'`},
+		{name: "secret name hidden", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": ".env"})), id: "spring-sale", field: "endpoint.auth_secret", msg: "must not start with a dot"},
+		{name: "secret name with a space", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": "a b"})), id: "spring-sale", field: "endpoint.auth_secret", msg: "A-Z a-z 0-9"},
+		{name: "secret name too long", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": strings.Repeat("s", 129)})), id: "spring-sale", field: "endpoint.auth_secret", msg: "more than 128"},
+		{name: "secret name not a string", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": 7})), id: "spring-sale", field: "endpoint.auth_secret", msg: "must be a string"},
 
 		// The times.
 		{name: "expires when it starts", data: string(specJSON(t, map[string]any{"not_before": "2026-11-23T10:00:00Z", "expires_at": "2026-11-23T11:00:00+01:00"})), id: "spring-sale", field: "expires_at", msg: "after not_before"},
@@ -365,7 +380,9 @@ func TestCanonical(t *testing.T) {
 		"expiry":         strings.Replace(specExample, `"2026-11-24T10:00:00Z"`, `"2026-11-24T10:00:01Z"`, 1),
 		"no expiry": strings.Replace(specExample, `,
   "expires_at": "2026-11-24T10:00:00Z"`, ``, 1),
-		"locale added": strings.Replace(specExample, `"zh": {`, `"fr": {"title": "Salut"}, "zh": {`, 1),
+		"locale added":   strings.Replace(specExample, `"zh": {`, `"fr": {"title": "Salut"}, "zh": {`, 1),
+		"signing secret": strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "signing_secret": "k"`, 1),
+		"auth secret":    strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "auth_secret": "k"`, 1),
 	}
 	for name, data := range different {
 		t.Run("different/"+name, func(t *testing.T) {
@@ -391,5 +408,31 @@ func TestCanonicalFillsDefaults(t *testing.T) {
 	want := EndpointSpec{URL: "http://h/", MaxInFlight: 64, TimeoutMS: 5000, MaxAttempts: 6}
 	if got.Endpoint != want {
 		t.Fatalf("canonical endpoint %+v, want %+v", got.Endpoint, want)
+	}
+}
+
+// TestSpecErrorLimit: a refusal for passing a limit names the limit, so
+// intake can count it; other refusals name none.
+func TestSpecErrorLimit(t *testing.T) {
+	tests := []struct {
+		name  string
+		data  []byte
+		lim   SpecLimits
+		limit string
+	}{
+		{"too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 2000)}), SpecLimits{MaxBytes: 1024}, LimitTriggerBytes},
+		{"template too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 100)}), SpecLimits{Template: templates.Limits{MaxTemplateBytes: 50}}, LimitTemplateBytes},
+		{"too many locales", specJSON(t, map[string]any{"template.locales.fr": map[string]any{"title": "Salut"}}), SpecLimits{Template: templates.Limits{MaxLocales: 1}}, LimitLocales},
+		{"too many fields", specJSON(t, map[string]any{"template.locales.en": map[string]any{"a": "1", "b": "2"}}), SpecLimits{Template: templates.Limits{MaxFields: 1}}, LimitFields},
+		{"not a limit", specJSON(t, map[string]any{"endpoint.max_attempts": 21}), SpecLimits{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := ParseSpec(tt.data, tt.lim)
+			var se *SpecError
+			if !errors.As(err, &se) || se.Limit != tt.limit {
+				t.Fatalf("ParseSpec = %#v, want a refusal with limit %q", err, tt.limit)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"os"
@@ -193,4 +194,22 @@ func FuzzAllowlist(f *testing.F) {
 			t.Fatalf("%q allowed %q with another scheme", pattern, raw)
 		}
 	})
+}
+
+// TestProduceChecksTheAllowlistFirst: with a list, a trigger whose
+// endpoint it refuses is a *SpecError before any broker is contacted (the
+// broker here does not exist).
+func TestProduceChecksTheAllowlistFirst(t *testing.T) {
+	empty, _ := ParseAllowlist(nil)
+	only, _ := ParseAllowlist([]string{"https://push.example.com"})
+	raw := []byte(`{"id":"x","audience":{"source":"synthetic","count":1},"template":{"default_locale":"en","locales":{"en":{"t":"hi"}}},"endpoint":{"url":"http://10.0.0.1/admin"}}`)
+	for name, a := range map[string]*Allowlist{"empty": empty, "another host": only} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Produce(context.Background(), TriggerConfig{Brokers: []string{"127.0.0.1:1"}, Allow: a}, raw)
+			var se *SpecError
+			if !errors.As(err, &se) || se.Field != "endpoint.url" || !strings.Contains(se.Msg, "not allowed") {
+				t.Fatalf("Produce = %v, want a refusal of endpoint.url", err)
+			}
+		})
+	}
 }

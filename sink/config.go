@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/herald-dev/herald/signature"
 )
 
 // ErrConfig reports an invalid Config.
@@ -13,6 +15,10 @@ var ErrConfig = errors.New("sink: invalid config")
 // DefaultMaxBody is the largest delivery body read when Config.MaxBody is
 // zero.
 const DefaultMaxBody = 1 << 20
+
+// DefaultMaxHeaderBytes bounds a request's line and headers when
+// Config.MaxHeaderBytes is zero.
+const DefaultMaxHeaderBytes = 16 << 10
 
 // Config configures a Sink. The zero value accepts every delivery at once.
 type Config struct {
@@ -39,6 +45,18 @@ type Config struct {
 	// MaxBody is the largest body accepted, in bytes. Zero means
 	// DefaultMaxBody (1 MiB).
 	MaxBody int64
+	// MaxHeaderBytes bounds the request line and headers Run's server
+	// reads; net/http answers 431 beyond it. Zero means
+	// DefaultMaxHeaderBytes (16 KiB).
+	MaxHeaderBytes int
+	// VerifyKeys, when set, makes the sink check every delivery's
+	// Herald-Signature with these keys (two while rotating) and refuse a
+	// missing, malformed, stale or forged one with 401. Each key is at
+	// least 16 bytes.
+	VerifyKeys [][]byte
+	// VerifyTolerance is how far a signature's time may be from the
+	// sink's clock. Zero means signature.DefaultTolerance (5 minutes).
+	VerifyTolerance time.Duration
 	// Logger receives the server's errors. Nil means no logs.
 	Logger *slog.Logger
 }
@@ -60,6 +78,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative retry-after %v", ErrConfig, c.RetryAfter)
 	case c.MaxBody < 0:
 		return fmt.Errorf("%w: negative max body %d", ErrConfig, c.MaxBody)
+	case c.MaxHeaderBytes < 0:
+		return fmt.Errorf("%w: negative max header bytes %d", ErrConfig, c.MaxHeaderBytes)
+	case c.VerifyTolerance < 0:
+		return fmt.Errorf("%w: negative signature tolerance %v", ErrConfig, c.VerifyTolerance)
+	case c.VerifyKeys != nil && len(c.VerifyKeys) == 0:
+		return fmt.Errorf("%w: verify keys given but empty", ErrConfig)
+	}
+	for i, k := range c.VerifyKeys {
+		if len(k) < signature.MinKeyBytes {
+			return fmt.Errorf("%w: verify key %d is %d bytes, want at least %d", ErrConfig, i+1, len(k), signature.MinKeyBytes)
+		}
 	}
 	return nil
 }
@@ -70,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

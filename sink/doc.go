@@ -20,7 +20,10 @@
 //	400  no Idempotency-Key header, an unreadable body, or (strict mode)
 //	     a body that is not JSON or a key that is not printable ASCII of
 //	     at most 200 characters
+//	401  (with Config.VerifyKeys) a Herald-Signature that is missing,
+//	     malformed, stale or made with another key
 //	413  a body larger than Config.MaxBody
+//	431  headers larger than Config.MaxHeaderBytes (net/http's answer)
 //	429  injected, with Retry-After
 //	500  injected
 //	503  injected, with Retry-After

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-dev/herald/internal/connect"
+	"github.com/herald-dev/herald/signature"
 )
 
 // ShutdownTimeout bounds how long Run waits for requests in flight once
@@ -129,6 +132,16 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := buf.Bytes()
+	if s.cfg.VerifyKeys != nil {
+		// Before anything is counted for the broadcast: a forged request
+		// says nothing about it.
+		err := signature.Verify(s.cfg.VerifyKeys, r.Header.Get(signature.Header), body, time.Now(), s.cfg.VerifyTolerance)
+		if err != nil {
+			c.unauthorized.Add(1)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+	}
 	if s.cfg.Strict && (!validKey(key) || !json.Valid(body)) {
 		c.invalidBodies.Add(1)
 		http.Error(w, "strict: body is not JSON or key is not printable ASCII of at most 200 characters", http.StatusBadRequest)
@@ -214,6 +227,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Sink) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
@@ -221,8 +235,10 @@ func (s *Sink) Run(ctx context.Context, ln net.Listener) error {
 		// injected waits instead of holding up the shutdown.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	// net/http answers oversized headers itself; the wrapper counts them.
+	counted := connect.CountHeaderRefusals(ln, func() { s.cur.Load().headersTooLarge.Add(1) })
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(counted) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("sink: serve %s: %w", ln.Addr(), err)

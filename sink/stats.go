@@ -8,8 +8,8 @@ import (
 
 // Stats is what GET /stats serves. Every delivery request is counted in
 // Requests and in exactly one of Delivered, Duplicates, BadRequests,
-// InvalidBodies, Injected429, Injected500, Injected503 or Abandoned, so
-// they add up to Requests once no request is in flight.
+// Unauthorized, InvalidBodies, Injected429, Injected500, Injected503 or
+// Abandoned, so they add up to Requests once no request is in flight.
 type Stats struct {
 	// Since is when counting started: the sink's start or the last reset.
 	Since time.Time `json:"since"`
@@ -24,6 +24,13 @@ type Stats struct {
 	// BadRequests counts requests without an Idempotency-Key, with an
 	// unreadable body or with a body over the size limit (400, 413).
 	BadRequests int64 `json:"bad_requests"`
+	// Unauthorized counts, when the sink verifies signatures, requests
+	// whose Herald-Signature is missing, malformed, stale or forged (401).
+	Unauthorized int64 `json:"unauthorized"`
+	// HeadersTooLarge counts requests refused (431) for headers over
+	// Config.MaxHeaderBytes. net/http refuses them before they are read,
+	// so they are not in Requests.
+	HeadersTooLarge int64 `json:"headers_too_large"`
 	// InvalidBodies counts, in strict mode only, bodies that are not JSON
 	// and keys that are not printable ASCII of at most 200 characters
 	// (400).
@@ -69,6 +76,7 @@ type counters struct {
 	keys  keySet
 
 	requests, delivered, duplicates, badRequests, invalidBodies atomic.Int64
+	unauthorized, headersTooLarge                               atomic.Int64
 	injected429, injected500, injected503, abandoned            atomic.Int64
 	firstNanos, lastNanos                                       atomic.Int64 // since `since`; 0 = none yet
 
@@ -123,17 +131,19 @@ func (c *counters) firstDelivery(now time.Time) {
 
 func (c *counters) snapshot() Stats {
 	s := Stats{
-		Since:         c.since,
-		Requests:      c.requests.Load(),
-		Delivered:     c.delivered.Load(),
-		Duplicates:    c.duplicates.Load(),
-		BadRequests:   c.badRequests.Load(),
-		InvalidBodies: c.invalidBodies.Load(),
-		Injected429:   c.injected429.Load(),
-		Injected500:   c.injected500.Load(),
-		Injected503:   c.injected503.Load(),
-		Abandoned:     c.abandoned.Load(),
-		Broadcasts:    make(map[string]BroadcastStats),
+		Since:           c.since,
+		Requests:        c.requests.Load(),
+		Delivered:       c.delivered.Load(),
+		Duplicates:      c.duplicates.Load(),
+		BadRequests:     c.badRequests.Load(),
+		Unauthorized:    c.unauthorized.Load(),
+		HeadersTooLarge: c.headersTooLarge.Load(),
+		InvalidBodies:   c.invalidBodies.Load(),
+		Injected429:     c.injected429.Load(),
+		Injected500:     c.injected500.Load(),
+		Injected503:     c.injected503.Load(),
+		Abandoned:       c.abandoned.Load(),
+		Broadcasts:      make(map[string]BroadcastStats),
 	}
 	if n := c.firstNanos.Load(); n > 0 {
 		s.FirstDeliveryAt = c.since.Add(time.Duration(n - 1))

@@ -31,6 +31,11 @@ const (
 	gracefulStopTime = coordinator.DefaultLeaveTimeout + handoffDrain + httpShutdown
 )
 
+// maxSplitMembers is how many members one start or split transaction can
+// serve within etcd's default of 128 operations a transaction (two puts a
+// member and one for the parent): coordinator's (maxTxnOps-1)/2.
+const maxSplitMembers = (128 - 1) / 2
+
 // fleet is one kustomize build's objects, by role.
 type fleet struct {
 	deploy     *appsv1.Deployment
@@ -258,6 +263,9 @@ func checkFleet(t *testing.T, f *fleet) {
 		}
 		if m := f.hpa.Spec.MinReplicas; m == nil || *m < 2 || *m > f.hpa.Spec.MaxReplicas {
 			t.Errorf("HPA replicas %v..%d: want at least 2, so a dead worker's share has somewhere to go", m, f.hpa.Spec.MaxReplicas)
+		}
+		if f.hpa.Spec.MaxReplicas > maxSplitMembers {
+			t.Errorf("HPA maxReplicas %d: past %d workers, some get no initial unit of a broadcast", f.hpa.Spec.MaxReplicas, maxSplitMembers)
 		}
 		if b := f.hpa.Spec.Behavior; b == nil || b.ScaleDown == nil || b.ScaleDown.StabilizationWindowSeconds == nil ||
 			*b.ScaleDown.StabilizationWindowSeconds < 300 {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/devstack"
+)
+
+// diyTopic is where the do-it-yourself baseline expands the audience.
+const diyTopic = "loadtest.diy"
+
+// harness is what every scenario of a run shares: the herald binary, the
+// embedded etcd and Kafka, the endpoint process and an etcd client.
+type harness struct {
+	cfg    Config
+	log    *slog.Logger
+	out    string
+	binary string
+	tmp    string // holds the built binary; removed on close
+
+	stack *devstack.Stack
+	cli   *clientv3.Client
+	reg   *coordinator.Registry
+	sink  *sinkProc
+	// workerArgs are the flags every worker gets.
+	workerArgs []string
+
+	mu         sync.Mutex
+	eligibleBy map[int64]int64 // by audience size; the seed is the run's
+}
+
+// newHarness builds herald, starts etcd, Kafka and the endpoint.
+func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, err error) {
+	h := &harness{cfg: cfg, log: log, out: cfg.Out, binary: cfg.Binary, eligibleBy: make(map[int64]int64)}
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	if h.binary == "" {
+		if h.tmp, err = os.MkdirTemp("", "herald-loadtest-bin-"); err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		h.binary = filepath.Join(h.tmp, "herald")
+		log.Info("building herald", "to", h.binary)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", h.binary, "github.com/herald-dev/herald/cmd/herald")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("loadtest: go build: %w\n%s", err, out)
+		}
+	}
+	h.workerArgs = []string{"--lease-ttl", cfg.LeaseTTL.String()}
+	if allow, err := supportsFlag(h.binary, "worker", "--allow-endpoint"); err != nil {
+		return nil, err
+	} else if allow {
+		// Workers deny every endpoint unless told; these are the only two
+		// a load test posts to, both on loopback in the end.
+		h.workerArgs = append(h.workerArgs, "--allow-endpoint", "http://127.0.0.1:*,http://"+proxyHost+":*")
+	}
+	// Eight partitions: enough for every consumer of the DIY baseline's
+	// group to get one.
+	if h.stack, err = devstack.Start(ctx, devstack.Config{Partitions: 8, ExtraTopics: []string{diyTopic}}); err != nil {
+		return nil, err
+	}
+	h.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{h.stack.EtcdEndpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: etcd client: %w", err)
+	}
+	h.reg = coordinator.NewRegistry(h.cli, coordinator.DefaultPrefix)
+	if h.sink, err = startSink(ctx, h.binary, nil, filepath.Join(h.out, "sink.log")); err != nil {
+		return nil, err
+	}
+	log.Info("stack up", "etcd", h.stack.EtcdEndpoint(), "kafka", h.stack.KafkaBrokers()[0], "sink", h.sink.addr)
+	return h, nil
+}
+
+// supportsFlag reports whether `herald <command> --help` lists flag, so the
+// harness works with binaries from before and after a flag existed.
+func supportsFlag(binary, command, flag string) (bool, error) {
+	out, err := exec.Command(binary, command, "--help").CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return false, fmt.Errorf("loadtest: %s %s --help: %w", binary, command, err)
+	}
+	return bytes.Contains(out, []byte(flag+" ")), nil
+}
+
+func (h *harness) close() {
+	if h.sink != nil {
+		h.sink.close()
+	}
+	if h.cli != nil {
+		h.cli.Close()
+	}
+	if h.stack != nil {
+		h.stack.Close()
+	}
+	if h.tmp != "" {
+		os.RemoveAll(h.tmp)
+	}
+}
+
+// eligible counts the eligible subscribers of an audience of n, once.
+func (h *harness) eligible(n int64) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e, ok := h.eligibleBy[n]; ok {
+		return e, nil
+	}
+	e, err := countEligible(n, h.cfg.Seed)
+	if err != nil {
+		return 0, err
+	}
+	h.eligibleBy[n] = e
+	return e, nil
+}
+
+// revision is etcd's current revision: it grows by one with every write
+// transaction, so two readings bound the writes between them.
+func (h *harness) revision(ctx context.Context) (int64, error) {
+	resp, err := h.cli.Get(ctx, "loadtest-revision-probe", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: etcd revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// memberRev is the create revision of worker id's member record, 0 when it
+// has none: a new value means a new lease.
+func (h *harness) memberRev(ctx context.Context, id string) (int64, error) {
+	resp, err := h.cli.Get(ctx, coordinator.DefaultPrefix+"/members/"+id)
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: member %s: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return resp.Kvs[0].CreateRevision, nil
+}
+
+// slowSink starts the endpoint of the slow scenario: latency, 429s and 5xx.
+func (h *harness) slowSink(ctx context.Context) (*sinkProc, error) {
+	c := h.cfg
+	flags := []string{
+		"--latency", c.SlowLatency.String(), "--jitter", c.SlowJitter.String(),
+		"--rate-429", fmt.Sprint(c.Slow429), "--rate-5xx", fmt.Sprint(c.Slow5xx),
+		"--retry-after", "1s", "--seed", fmt.Sprint(c.Seed),
+	}
+	return startSink(ctx, h.binary, flags, filepath.Join(h.out, "sink-slow.log"))
+}
+
+// errStopped is returned when the run was interrupted.
+var errStopped = errors.New("loadtest: interrupted")
+
+// quiet reports the 1-minute load average, for the record: figures taken
+// on a busy machine are not comparable.
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(raw))[:3], " ")
+}

@@ -1,0 +1,215 @@
+// Command loadtest measures Herald at fleet scale with real processes, and
+// is how every performance figure in docs/PERFORMANCE.md is made.
+//
+// It builds the herald binary, runs an embedded etcd and Kafka-protocol
+// broker in its own process, the reference endpoint (`herald sink`) as a
+// separate process, and real `herald worker` processes; it triggers each
+// broadcast through Kafka and measures from the endpoint's side (distinct
+// deliveries, duplicates, deliveries per second), from etcd (failover,
+// writes per second), from the workers' /metrics (send latency) and from
+// the kernel (peak RSS). Scenarios:
+//
+//	steady     N subscribers, W workers, for each W of --workers
+//	baselines  the same broadcast sent by a plain concurrent HTTP sender of
+//	           pre-rendered bodies, and by the do-it-yourself design: the
+//	           audience expanded into a Kafka topic, sent by a kafka-go
+//	           consumer group
+//	kill9      SIGKILL a random worker holding work every --kill-every,
+//	           restart it --restart-after later
+//	sigstop    SIGSTOP a worker past its lease, then SIGCONT: the zombie
+//	           must send nothing for the work it lost
+//	scaleout   start with one worker, add one every --join-every
+//	sigterm    rolling restart of every worker
+//	slow       an endpoint with latency, 429s and 5xx
+//	rss        worker peak RSS at two audience sizes (not run by default)
+//
+// For each it prints one JSON object per line, then a Markdown table, and
+// writes results.json, results.md and one SVG chart per scenario of
+// delivered messages per second with kills, stops and joins marked to
+// --out. Everything listens on loopback only, every kill and load is
+// bounded in count and time, and every process it starts is stopped
+// before it exits (or killed with it, should it die). The exit status is 1
+// if any check failed.
+//
+// It does not belong in `go test ./...`: a full run takes tens of minutes
+// and both cores.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	cfg.registerFlags(fs)
+	verbose := fs.Bool("v", false, "log every event and progress line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	results, err := Run(ctx, cfg, stdout, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 1
+	}
+	for _, r := range results {
+		if !r.OK() {
+			return 1
+		}
+	}
+	return 0
+}
+
+// Run performs cfg's scenarios and reports them to stdout and cfg.Out.
+func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([]Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Out == "" {
+		dir, err := os.MkdirTemp("", "herald-loadtest-")
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		cfg.Out = dir
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("loadtest: %w", err)
+	}
+	jsonl, err := os.Create(filepath.Join(cfg.Out, "results.json"))
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: %w", err)
+	}
+	defer jsonl.Close()
+	fmt.Fprintf(stdout, "# herald load test, results in %s (load average at start: %s)\n", cfg.Out, loadAverage())
+
+	h, err := newHarness(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+
+	var results []Result
+	emit := func(r Result) error {
+		if r.Series != nil {
+			name := r.Scenario + ".svg"
+			err := chart(filepath.Join(cfg.Out, name), r)
+			if err == nil {
+				// A PNG too, for viewers that do not show SVG.
+				err = chart(filepath.Join(cfg.Out, r.Scenario+".png"), r)
+			}
+			if err != nil {
+				log.Warn("chart", "scenario", r.Scenario, "err", err)
+			} else {
+				r.Chart = name
+			}
+		}
+		line, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("loadtest: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s\n", line)
+		fmt.Fprintf(jsonl, "%s\n", line)
+		results = append(results, r)
+		return nil
+	}
+
+	var plain, diy *Result
+	if cfg.has(scBaseline) {
+		conc := maxInts(cfg.Workers) * cfg.MaxInFlight
+		pr, err := h.runPlain(ctx, conc)
+		if err != nil {
+			return results, err
+		}
+		plain = &pr
+		if err := emit(pr); err != nil {
+			return results, err
+		}
+		dr, err := h.runDIY(ctx, maxInts(cfg.Workers), cfg.MaxInFlight)
+		if err != nil {
+			return results, err
+		}
+		diy = &dr
+		if err := emit(dr); err != nil {
+			return results, err
+		}
+	}
+	var rss []Result
+	for i, sc := range plan(cfg) {
+		if ctx.Err() != nil {
+			return results, errStopped
+		}
+		r, err := h.runScenario(ctx, sc, i)
+		if err != nil {
+			return results, err
+		}
+		judge(&r, sc, cfg)
+		if sc.kind == scSteady {
+			r.RatioToPlain = ratioOf(r.MsgsPerS, plain)
+			r.RatioToDIY = ratioOf(r.MsgsPerS, diy)
+		}
+		if sc.kind == scRSS {
+			rss = append(rss, r)
+			if len(rss) > 1 {
+				compareRSS(&r, rss[0])
+			}
+		}
+		if err := emit(r); err != nil {
+			return results, err
+		}
+	}
+
+	var table strings.Builder
+	writeTable(&table, results)
+	fmt.Fprintf(stdout, "\n%s", table.String())
+	md := fmt.Sprintf("Load test of %s, load average at the end %s.\n\n%s", time.Now().UTC().Format(time.RFC3339), loadAverage(), table.String())
+	if err := os.WriteFile(filepath.Join(cfg.Out, "results.md"), []byte(md), 0o644); err != nil {
+		return results, fmt.Errorf("loadtest: %w", err)
+	}
+	return results, nil
+}
+
+func ratioOf(v float64, base *Result) *float64 {
+	if base == nil || base.MsgsPerS == 0 {
+		return nil
+	}
+	r := v / base.MsgsPerS
+	return &r
+}
+
+// compareRSS checks the issue's memory target: worker peak RSS at the
+// larger audience no more than 20% above the smaller one's.
+func compareRSS(large *Result, small Result) {
+	limit := small.WorkerPeakRSSMiB * 1.2
+	large.check(fmt.Sprintf("peak RSS within 20%% of %d subscribers'", small.Subscribers),
+		large.WorkerPeakRSSMiB <= limit && large.WorkerPeakRSSMiB > 0,
+		"%.1f MiB vs %.1f MiB (x%.2f)", large.WorkerPeakRSSMiB, small.WorkerPeakRSSMiB, large.WorkerPeakRSSMiB/max(small.WorkerPeakRSSMiB, 1e-9))
+}

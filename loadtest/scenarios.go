@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// scenario is one Herald run of the plan.
+type scenario struct {
+	name        string
+	kind        string // one of the sc* names
+	workers     int    // at the start
+	final       int    // at the end, when more join (scaleout)
+	subscribers int64
+	slow        bool // against the slow endpoint
+	attribute   bool // each worker through its own proxy (sigstop)
+	chaos       func(context.Context, *run) error
+}
+
+func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
+
+// plan lists the Herald scenarios cfg selects, in the order they run.
+func plan(cfg Config) []scenario {
+	var out []scenario
+	if cfg.has(scSteady) {
+		for _, w := range cfg.Workers {
+			out = append(out, scenario{name: fmt.Sprintf("steady-%d", w), kind: scSteady, workers: w, subscribers: cfg.Subscribers})
+		}
+	}
+	chaos := func(kind string, f func(context.Context, *run) error) scenario {
+		return scenario{name: kind, kind: kind, workers: cfg.ChaosWorkers, subscribers: cfg.ChaosSubscribers, chaos: f}
+	}
+	if cfg.has(scKill9) {
+		out = append(out, chaos(scKill9, chaosKill9))
+	}
+	if cfg.has(scSigstop) {
+		s := chaos(scSigstop, chaosSigstop)
+		s.attribute = true
+		out = append(out, s)
+	}
+	if cfg.has(scScaleout) {
+		s := chaos(scScaleout, chaosScaleout)
+		s.workers, s.final = 1, cfg.ChaosWorkers
+		out = append(out, s)
+	}
+	if cfg.has(scSigterm) {
+		out = append(out, chaos(scSigterm, chaosSigterm))
+	}
+	if cfg.has(scSlow) {
+		s := chaos(scSlow, nil)
+		s.slow, s.subscribers = true, cfg.SlowSubscribers
+		out = append(out, s)
+	}
+	if cfg.has(scRSS) {
+		for _, n := range cfg.RSSSubscribers {
+			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
+		}
+	}
+	return out
+}
+
+// runScenario runs one Herald scenario on the harness.
+func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, error) {
+	r := &run{
+		h:       h,
+		sc:      sc,
+		id:      fmt.Sprintf("lt-%s-%d", sc.name, time.Now().Unix()),
+		sink:    h.sink,
+		rng:     rand.New(rand.NewPCG(uint64(h.cfg.Seed), uint64(n))),
+		client:  &http.Client{Timeout: 2 * time.Second},
+		procs:   make(map[procKey]*procRecord),
+		stopped: make(map[string]bool),
+	}
+	defer r.client.CloseIdleConnections()
+	if sc.slow {
+		s, err := h.slowSink(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		defer s.close()
+		r.sink = s
+	}
+	return r.execute(ctx)
+}

@@ -31,6 +31,11 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	topic, partitions := diyTopic(id), diyPartitions(consumers)
+	if err := h.createDIYTopic(ctx, topic, partitions); err != nil {
+		return Result{}, err
+	}
+	defer h.dropDIYTopic(context.WithoutCancel(ctx), topic)
 	consumeCtx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
 
@@ -43,7 +48,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.diyConsumer(consumeCtx, "loadtest-diy-"+id, i, inFlight, p, &failed)
+			h.diyConsumer(consumeCtx, topic, i, inFlight, p, &failed)
 		}()
 	}
 	expandErr := make(chan error, 1)
@@ -51,7 +56,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	go func() {
 		defer wg.Done()
 		var rf int64
-		err := h.expand(ctx, id, &rf)
+		err := h.expand(ctx, id, topic, &rf)
 		renderFailed.Store(rf)
 		expandErr <- err
 	}()
@@ -86,19 +91,18 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	}
 	stopConsumers()
 	wg.Wait()
-	res, err := h.baselineResult(ctx, "baseline-kafka-diy", "kafka-diy", id, eligible, failed.Load()+renderFailed.Load(), t0, end)
+	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-kafka-diy-%d", consumers), "kafka-diy", consumers, id, eligible, failed.Load()+renderFailed.Load(), t0, end)
 	if err != nil {
 		return Result{}, err
 	}
 	res.setLatency(p.lat.snapshot())
-	res.Note = fmt.Sprintf("expander into %d partitions, kafka-go group of %d members x %d concurrent sends, commit every 1s, no retries", 8, consumers, inFlight)
-	h.dropDIYTopic(ctx)
+	res.Note = fmt.Sprintf("expander into %d partitions, kafka-go group of %d members x %d concurrent sends, commit every 1s, no retries", partitions, consumers, inFlight)
 	return res, nil
 }
 
 // expand writes every eligible subscriber's rendered delivery to the topic,
 // keyed by idempotency key, in batches of a thousand.
-func (h *harness) expand(ctx context.Context, id string, renderFailed *int64) error {
+func (h *harness) expand(ctx context.Context, id, topic string, renderFailed *int64) error {
 	seq, seqErr, err := renderAll(id, h.cfg.Subscribers, h.cfg.Seed, renderFailed)
 	if err != nil {
 		return err
@@ -106,7 +110,7 @@ func (h *harness) expand(ctx context.Context, id string, renderFailed *int64) er
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{
-		Addr: kafka.TCP(h.stack.KafkaBrokers()...), Topic: diyTopic, Transport: tr,
+		Addr: kafka.TCP(h.stack.KafkaBrokers()...), Topic: topic, Transport: tr,
 		Balancer: &kafka.Hash{}, BatchSize: 1000, BatchBytes: 4 << 20, BatchTimeout: 5 * time.Millisecond,
 		RequiredAcks: kafka.RequireOne,
 	}
@@ -117,7 +121,7 @@ func (h *harness) expand(ctx context.Context, id string, renderFailed *int64) er
 			return nil
 		}
 		if err := w.WriteMessages(ctx, batch...); err != nil {
-			return fmt.Errorf("loadtest: expand into %s: %w", diyTopic, err)
+			return fmt.Errorf("loadtest: expand into %s: %w", topic, err)
 		}
 		batch = batch[:0]
 		return nil
@@ -136,11 +140,12 @@ func (h *harness) expand(ctx context.Context, id string, renderFailed *int64) er
 	return flush()
 }
 
-// diyConsumer is one member of the baseline's group: a fetch loop feeding
-// inFlight senders, each committing what it sent.
-func (h *harness) diyConsumer(ctx context.Context, group string, n, inFlight int, p *poster, failed *atomic.Int64) {
+// diyConsumer is one member of the baseline's group (named after the
+// topic): a fetch loop feeding inFlight senders, each committing what it
+// sent.
+func (h *harness) diyConsumer(ctx context.Context, topic string, n, inFlight int, p *poster, failed *atomic.Int64) {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: h.stack.KafkaBrokers(), GroupID: group, Topic: diyTopic,
+		Brokers: h.stack.KafkaBrokers(), GroupID: topic, Topic: topic,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 200 * time.Millisecond,
 		CommitInterval: time.Second, StartOffset: kafka.FirstOffset,
 	})
@@ -177,13 +182,41 @@ func (h *harness) diyConsumer(ctx context.Context, group string, n, inFlight int
 	}
 }
 
-// dropDIYTopic deletes the expanded audience, which the in-memory broker
-// would otherwise hold for the rest of the run.
-func (h *harness) dropDIYTopic(ctx context.Context) {
+// diyTopic is where the DIY baseline of a broadcast expands its audience:
+// a topic per run, with two partitions per consumer so every member of
+// the group has work.
+func diyTopic(id string) string { return "loadtest.diy." + id }
+
+func diyPartitions(consumers int) int { return max(8, 2*consumers) }
+
+// createDIYTopic creates the baseline's topic.
+func (h *harness) createDIYTopic(ctx context.Context, topic string, partitions int) error {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	c := &kafka.Client{Addr: kafka.TCP(h.stack.KafkaBrokers()...), Transport: tr}
-	if _, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{diyTopic}}); err != nil {
-		h.log.Warn("drop the kafka baseline's topic", "err", err)
+	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}},
+	})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		return fmt.Errorf("loadtest: create topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// dropDIYTopic deletes the expanded audience, which the in-memory broker
+// would otherwise hold for the rest of the run.
+func (h *harness) dropDIYTopic(ctx context.Context, topic string) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(h.stack.KafkaBrokers()...), Transport: tr}
+	resp, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		h.log.Warn("drop the kafka baseline's topic", "topic", topic, "err", err)
 	}
 }

@@ -20,9 +20,6 @@ import (
 	"github.com/herald-dev/herald/internal/devstack"
 )
 
-// diyTopic is where the do-it-yourself baseline expands the audience.
-const diyTopic = "loadtest.diy"
-
 // harness is what every scenario of a run shares: the herald binary, the
 // embedded etcd and Kafka, the endpoint process and an etcd client.
 type harness struct {
@@ -70,9 +67,7 @@ func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, 
 		// a load test posts to, both on loopback in the end.
 		h.workerArgs = append(h.workerArgs, "--allow-endpoint", "http://127.0.0.1:*,http://"+proxyHost+":*")
 	}
-	// Eight partitions: enough for every consumer of the DIY baseline's
-	// group to get one.
-	if h.stack, err = devstack.Start(ctx, devstack.Config{Partitions: 8, ExtraTopics: []string{diyTopic}}); err != nil {
+	if h.stack, err = devstack.Start(ctx, devstack.Config{}); err != nil {
 		return nil, err
 	}
 	h.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{h.stack.EtcdEndpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -164,8 +159,8 @@ func (h *harness) slowSink(ctx context.Context) (*sinkProc, error) {
 // errStopped is returned when the run was interrupted.
 var errStopped = errors.New("loadtest: interrupted")
 
-// quiet reports the 1-minute load average, for the record: figures taken
-// on a busy machine are not comparable.
+// loadAverage is the 1, 5 and 15-minute load averages, for the record:
+// figures taken on a busy machine are not comparable.
 func loadAverage() string {
 	raw, err := os.ReadFile("/proc/loadavg")
 	if err != nil {

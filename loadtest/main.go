@@ -142,24 +142,27 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		return nil
 	}
 
-	var plain, diy *Result
+	// The baselines run at each steady fleet size with the same number of
+	// requests in flight, so each ratio compares like with like.
+	plain, diy := map[int]*Result{}, map[int]*Result{}
 	if cfg.has(scBaseline) {
-		conc := maxInts(cfg.Workers) * cfg.MaxInFlight
-		pr, err := h.runPlain(ctx, conc)
-		if err != nil {
-			return results, err
-		}
-		plain = &pr
-		if err := emit(pr); err != nil {
-			return results, err
-		}
-		dr, err := h.runDIY(ctx, maxInts(cfg.Workers), cfg.MaxInFlight)
-		if err != nil {
-			return results, err
-		}
-		diy = &dr
-		if err := emit(dr); err != nil {
-			return results, err
+		for _, w := range cfg.Workers {
+			pr, err := h.runPlain(ctx, w, w*cfg.MaxInFlight)
+			if err != nil {
+				return results, err
+			}
+			plain[w] = &pr
+			if err := emit(pr); err != nil {
+				return results, err
+			}
+			dr, err := h.runDIY(ctx, w, cfg.MaxInFlight)
+			if err != nil {
+				return results, err
+			}
+			diy[w] = &dr
+			if err := emit(dr); err != nil {
+				return results, err
+			}
 		}
 	}
 	var rss []Result
@@ -173,8 +176,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		}
 		judge(&r, sc, cfg)
 		if sc.kind == scSteady {
-			r.RatioToPlain = ratioOf(r.MsgsPerS, plain)
-			r.RatioToDIY = ratioOf(r.MsgsPerS, diy)
+			r.RatioToPlain = ratioOf(r.MsgsPerS, plain[sc.workers])
+			r.RatioToDIY = ratioOf(r.MsgsPerS, diy[sc.workers])
 		}
 		if sc.kind == scRSS {
 			rss = append(rss, r)

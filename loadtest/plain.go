@@ -61,7 +61,7 @@ func (p *poster) close() { p.client.CloseIdleConnections() }
 // in memory beforehand, then posted by conc goroutines as fast as the
 // endpoint answers. Nothing to coordinate, nothing to survive: the ceiling
 // one machine's sender can reach against this endpoint.
-func (h *harness) runPlain(ctx context.Context, conc int) (Result, error) {
+func (h *harness) runPlain(ctx context.Context, workers, conc int) (Result, error) {
 	cfg := h.cfg
 	id := fmt.Sprintf("lt-plain-%d", time.Now().Unix())
 	eligible, err := h.eligible(cfg.Subscribers)
@@ -111,7 +111,7 @@ func (h *harness) runPlain(ctx context.Context, conc int) (Result, error) {
 		return Result{}, err
 	}
 	ds = nil // the bodies can go before the next scenario
-	res, err := h.baselineResult(ctx, "baseline-plain", "plain-http", id, eligible, failed.Load()+renderFailed, t0, end)
+	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-plain-%d", workers), "plain-http", workers, id, eligible, failed.Load()+renderFailed, t0, end)
 	if err != nil {
 		return Result{}, err
 	}
@@ -121,14 +121,14 @@ func (h *harness) runPlain(ctx context.Context, conc int) (Result, error) {
 }
 
 // baselineResult reads the endpoint's counts of a baseline's broadcast.
-func (h *harness) baselineResult(ctx context.Context, name, sender, id string, eligible, failed int64, t0, end time.Time) (Result, error) {
+func (h *harness) baselineResult(ctx context.Context, name, sender string, workers int, id string, eligible, failed int64, t0, end time.Time) (Result, error) {
 	ss, err := h.sink.stats(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	got := ss.Broadcasts[id]
 	res := Result{
-		Scenario: name, Sender: sender, BroadcastID: id, Workers: maxInts(h.cfg.Workers),
+		Scenario: name, Sender: sender, BroadcastID: id, Workers: workers,
 		Subscribers: h.cfg.Subscribers, Eligible: eligible, Delivered: got.Delivered, Duplicates: got.Duplicates,
 		Failed: failed, State: "done", ElapsedS: end.Sub(t0).Seconds(), Endpoint: endpointFigures(ss),
 		FirstDeliveryS: sinceOrZero(ss.FirstDeliveryAt, t0), Series: seriesSince(ss, t0),

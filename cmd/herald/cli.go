@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/herald-dev/herald/internal/connect"
 )
 
 // errUsage marks an error in how a command was called; it exits with
@@ -50,6 +52,12 @@ type runFunc func(ctx context.Context, args []string) error
 // common holds what every command shares: flag values, output and logger.
 type common struct {
 	etcd, kafka, prefix, topic string // set only for cluster commands
+	// How to authenticate to etcd and Kafka; set only for cluster
+	// commands (see clusterSecurityFlags).
+	etcdTLS                connect.TLSFiles
+	etcdUser, etcdPassword string
+	kafkaSec               connect.Kafka
+	getenv                 func(string) string
 
 	logLevel  slog.Level
 	logFormat string
@@ -101,7 +109,7 @@ func (a *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprintf(a.stderr, "herald: unknown command %q\nRun 'herald --help' for the list.\n", args[0])
 		return 2
 	}
-	c := &common{stdout: a.stdout, stderr: a.stderr}
+	c := &common{stdout: a.stdout, stderr: a.stderr, getenv: a.getenv}
 	fs := a.flagSet(cmd, c)
 	run := cmd.setup(fs, c)
 	pos, err := a.parse(fs, args[1:])
@@ -150,6 +158,7 @@ func (a *cli) flagSet(cmd command, c *common) *flag.FlagSet {
 		fs.StringVar(&c.kafka, "kafka", defaultKafka, "Kafka bootstrap `brokers`, comma-separated host:port")
 		fs.StringVar(&c.prefix, "prefix", defaultPrefix, "etcd key `prefix` under which Herald keeps its state")
 		fs.StringVar(&c.topic, "topic", defaultTopic, "Kafka `topic` carrying broadcast triggers")
+		clusterSecurityFlags(fs, c)
 	}
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format` on stderr: text or json")

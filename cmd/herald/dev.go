@@ -91,7 +91,9 @@ Try:
   curl -s %[3]s/stats
 
 Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
-(their defaults when dev listens on its default addresses).
+(their defaults when dev listens on its default addresses). Workers and
+trigger send only to allowed endpoints; for this sink:
+  export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
 Ready. Press Ctrl-C to stop.
 `, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic)

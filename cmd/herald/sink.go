@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
+	"github.com/herald-dev/herald/signature"
 	"github.com/herald-dev/herald/sink"
 )
 
@@ -36,15 +38,29 @@ Idempotency-Key header and is answered 200 for a new key, 409 for a key
 already delivered. GET /stats serves the counts as JSON (requests, delivered,
 duplicates, injected failures, per broadcast, per second); GET
 /stats?reset=1 or POST /reset clears them. Injected failures never count a
-key as delivered.`,
+key as delivered.
+
+With --verify-secret or --verify-secret-file it checks every delivery's
+Herald-Signature against the key(s), one per line (two while a key is
+rotated), and answers 401 to a missing, stale or forged signature, counted
+as unauthorized. Give the key through HERALD_VERIFY_SECRET or a file rather
+than on the command line, which other users of the machine can read.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cfg sink.Config
 			listen := fs.String("listen", defaultSinkListen, "`address` to listen on")
 			sinkFlags(fs, &cfg)
+			secret := fs.String("verify-secret", "", "signing `keys` to verify deliveries with, one per line (prefer the environment twin or the file)")
+			secretFile := fs.String("verify-secret-file", "", "`file` holding the signing keys to verify deliveries with, one per line")
+			fs.DurationVar(&cfg.VerifyTolerance, "verify-tolerance", signature.DefaultTolerance, "how far a signature's time may be from this clock")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
+				keys, err := verifyKeys(*secret, *secretFile)
+				if err != nil {
+					return err
+				}
+				cfg.VerifyKeys = keys
 				cfg.Logger = c.log
 				s, err := sink.New(cfg)
 				if err != nil {
@@ -57,7 +73,8 @@ key as delivered.`,
 				url := "http://" + ln.Addr().String()
 				fmt.Fprintf(c.stdout, "sink listening on %s (stats at %s/stats)\n", url, url)
 				c.log.Info("sink started", "addr", ln.Addr().String(), "latency", cfg.Latency,
-					"jitter", cfg.Jitter, "rate_429", cfg.Rate429, "rate_5xx", cfg.Rate5xx, "strict", cfg.Strict)
+					"jitter", cfg.Jitter, "rate_429", cfg.Rate429, "rate_5xx", cfg.Rate5xx, "strict", cfg.Strict,
+					"verify_signatures", len(cfg.VerifyKeys))
 				if err := s.Run(ctx, ln); err != nil {
 					return err
 				}
@@ -68,9 +85,31 @@ key as delivered.`,
 	}
 }
 
+// verifyKeys reads the sink's signing keys from --verify-secret or
+// --verify-secret-file; neither means no verification.
+func verifyKeys(secret, file string) ([][]byte, error) {
+	switch {
+	case secret != "" && file != "":
+		return nil, fmt.Errorf("%w: give --verify-secret or --verify-secret-file, not both", errUsage)
+	case file != "":
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read verify secret: %w", err)
+		}
+		secret = string(raw)
+	case secret == "":
+		return nil, nil
+	}
+	keys, err := signature.ParseKeys([]byte(secret))
+	if err != nil {
+		return nil, fmt.Errorf("%w: verify secret: %w", errUsage, err)
+	}
+	return keys, nil
+}
+
 // logStats logs the final counts when a sink stops.
 func logStats(c *common, st sink.Stats) {
 	c.log.Info("sink stopped", "requests", st.Requests, "delivered", st.Delivered,
-		"duplicates", st.Duplicates, "bad_requests", st.BadRequests,
+		"duplicates", st.Duplicates, "bad_requests", st.BadRequests, "unauthorized", st.Unauthorized,
 		"injected_429", st.Injected429, "injected_5xx", st.Injected500+st.Injected503)
 }

@@ -15,24 +15,43 @@ func triggerCommand() command {
 		name:    "trigger",
 		summary: "Validate a broadcast spec and produce it to the trigger topic.",
 		usage:   "herald trigger SPEC.json | -",
-		example: "herald trigger spring-sale.json\n" +
-			`echo '{"id":"hello","audience":{"source":"synthetic","count":1000},"template":{"default_locale":"en","locales":{"en":{"title":"Hi {{.name}}"}}},"endpoint":{"url":"http://127.0.0.1:8080/push"}}' | herald trigger -`,
+		example: "herald trigger spring-sale.json --allow-endpoint 'https://*.push.example.com'\n" +
+			`echo '{"id":"hello","audience":{"source":"synthetic","count":1000},"template":{"default_locale":"en","locales":{"en":{"title":"Hi {{.name}}"}}},"endpoint":{"url":"http://127.0.0.1:8080/push"}}' | herald trigger - --allow-endpoint 'http://127.0.0.1:*'`,
 		details: `The spec (SPEC section 2 of the contracts, docs/CONTRACTS.md) is checked
 here first: strict JSON, the id, the audience, every template, the endpoint.
 A spec that fails is refused with the field and the reason, and nothing is
 produced. A valid one is produced with the broadcast id as the key; the
-fleet registers it once, so triggering the same spec again is harmless.`,
+fleet registers it once, so triggering the same spec again is harmless.
+
+The endpoint must be on the same allowlist the workers have
+(--allow-endpoint, --allow-endpoint-file; none allows nothing): a spec the
+fleet would reject for its endpoint is refused here first.`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
+			allowPatterns, allowFile := allowFlags(fs)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("%w: want one spec file, or - for standard input", errUsage)
+				}
+				allow, err := allowlist(*allowPatterns, *allowFile)
+				if err != nil {
+					return err
+				}
+				kc, err := c.kafkaConfig()
+				if err != nil {
+					return err
+				}
+				tr, err := kc.Transport()
+				if err != nil {
+					return err
 				}
 				raw, err := readSpec(args[0])
 				if err != nil {
 					return err
 				}
-				spec, err := worker.Trigger(ctx, c.kafkaBrokers(), c.topic, raw, worker.SpecLimits{})
+				spec, err := worker.Produce(ctx, worker.TriggerConfig{
+					Brokers: c.kafkaBrokers(), Topic: c.topic, Transport: tr, Allow: allow,
+				}, raw)
 				if err != nil {
 					return err
 				}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/connect"
 	"github.com/herald-dev/herald/worker"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -33,7 +34,14 @@ claims. Metrics are served at /metrics, liveness at /healthz and readiness
 On SIGTERM it stops taking work, hands every unit back at a checkpoint,
 releases its claims, revokes its lease and exits 0. If it cannot reach etcd
 for longer than its lease allows, it stops sending at its local deadline and
-rejoins with a new lease when etcd is back.`,
+rejoins with a new lease when etcd is back.
+
+Security (docs/SECURITY.md): a worker sends only to endpoint origins on its
+allowlist (--allow-endpoint, --allow-endpoint-file); with none configured it
+rejects every trigger. Secrets that triggers name (endpoint.signing_secret,
+endpoint.auth_secret) are read from --secrets-dir (a file per secret) or
+HERALD_SECRET_<NAME>. The --etcd-* and --kafka-* flags set TLS, client
+certificates and authentication.`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cc coordinator.Config
@@ -44,21 +52,40 @@ rejoins with a new lease when etcd is back.`,
 			group := fs.String("group", "herald", "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
 			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
+			allowPatterns, allowFile := allowFlags(fs)
+			secretsDir := fs.String("secrets-dir", "", "`directory` of secrets triggers name, one file per secret (as Kubernetes mounts them)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+				}
+				allow, err := allowlist(*allowPatterns, *allowFile)
+				if err != nil {
+					return err
+				}
+				kc, err := c.kafkaConfig()
+				if err != nil {
+					return err
+				}
+				dialer, err := kc.Dialer()
+				if err != nil {
+					return err
 				}
 				cc.Prefix, cc.Version = c.prefix, version
 				return runWorker(ctx, c, cc, worker.Config{
 					Brokers: c.kafkaBrokers(), Topic: c.topic, DeadLetterTopic: *deadTopic,
 					GroupID: *group, NoIntake: *noIntake,
-				}, *httpAddr)
+					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
+				}, kc, *httpAddr)
 			}
 		},
 	}
 }
 
-func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, httpAddr string) error {
+func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr string) error {
+	deadTransport, err := kc.Transport()
+	if err != nil {
+		return err
+	}
 	cli, err := etcdClient(c)
 	if err != nil {
 		return err
@@ -76,15 +103,16 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 		ln.Close()
 		return err
 	}
-	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, nil, c.log.With("component", "deadletters"))
+	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, deadTransport, c.log.With("component", "deadletters"))
 	defer dead.Close()
 	w, err := worker.New(wc, co, dead, c.log, reg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	c.log.Info("worker starting", "id", cc.MemberID, "etcd", c.etcd, "kafka", c.kafka, "http", ln.Addr().String())
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: connect.DefaultMaxHeaderBytes}
+	c.log.Info("worker starting", "id", cc.MemberID, "etcd", c.etcd, "kafka", c.kafka, "http", ln.Addr().String(),
+		"allow_endpoints", wc.Allow.String(), "kafka_tls", kc.UsesTLS(), "kafka_sasl", kc.SASL)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -95,7 +123,10 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 		return errors.Join(err, srv.Shutdown(sctx))
 	})
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		// Headers past MaxHeaderBytes are refused by net/http itself;
+		// the listener counts them with the worker's other limits.
+		counted := connect.CountHeaderRefusals(ln, func() { w.LimitHit(worker.LimitRequestHeaders) })
+		if err := srv.Serve(counted); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil

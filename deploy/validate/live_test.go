@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -299,10 +300,78 @@ func TestLiveWorker(t *testing.T) {
 		checkSelectorsExported(t, readDashboard(t).selectors(t), fams)
 	})
 
+	for _, rel := range []string{"base", "overlays/example"} {
+		t.Run("a worker with the settings of k8s/"+rel+" joins and leaves", func(t *testing.T) {
+			env := kubeletEnv(t, fleetOf(t, build(t, rel)), t.TempDir())
+			// The cluster's addresses, TLS and credentials cannot be had
+			// here; everything else (allowlist file, secrets folder, TTL,
+			// log settings, memory limit) is used as the kubelet gives it.
+			for _, name := range []string{"HERALD_KAFKA_TLS", "HERALD_KAFKA_SASL", "HERALD_KAFKA_USER", "HERALD_KAFKA_PASSWORD",
+				"HERALD_ETCD_USER", "HERALD_ETCD_PASSWORD", "HERALD_ETCD_CA", "HERALD_ETCD_CERT", "HERALD_ETCD_KEY",
+				"HERALD_KAFKA_CA", "HERALD_KAFKA_CERT", "HERALD_KAFKA_KEY"} {
+				delete(env, name)
+			}
+			port := freePort(t)
+			env["HERALD_ETCD"], env["HERALD_KAFKA"], env["HERALD_HTTP_ADDR"] = etcd, kafka, "127.0.0.1:"+port
+			kw := start(t, "k8s-worker", env, nil, "worker")
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				code, _, err := get("http://127.0.0.1:" + port + paths[0])
+				if err == nil && code == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) || !kw.running() {
+					t.Fatalf("not ready: %d %v; output:\n%s", code, err, kw.output())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			kw.stop(t, gracefulStopTime+10*time.Second)
+		})
+	}
+
 	t.Run("SIGTERM stops cleanly", func(t *testing.T) {
 		wk.stop(t, gracefulStopTime+10*time.Second)
 	})
 	dev.stop(t, 30*time.Second)
+}
+
+// kubeletEnv is the worker container's environment as the kubelet would
+// give it, with the ConfigMap and Secret volumes written under root and
+// every file variable pointed there.
+func kubeletEnv(t *testing.T, f *fleet, root string) map[string]string {
+	t.Helper()
+	c := f.container(t)
+	env := f.env(t)
+	env["HERALD_ID"] = f.deploy.Name + "-5d8c7b9f4-x2k7q"
+	if env["GOMEMLIMIT"] == "<fieldRef>" {
+		env["GOMEMLIMIT"] = strconv.FormatInt(c.Resources.Limits.Memory().Value(), 10)
+	}
+	for name, v := range env {
+		if v == "<fieldRef>" {
+			t.Fatalf("%s comes from a field this test does not fill in", name)
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		keys, ok := f.volumeKeys(m.Name)
+		if !ok {
+			t.Fatalf("volume %s is not a ConfigMap or Secret of the build", m.Name)
+		}
+		dir := filepath.Join(root, m.MountPath)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range keys {
+			if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, v := range env {
+			if isPathVar(name) && (v == m.MountPath || strings.HasPrefix(v, m.MountPath+"/")) {
+				env[name] = filepath.Join(root, v)
+			}
+		}
+	}
+	return env
 }
 
 func lastLine(s string) string {

@@ -89,17 +89,6 @@ func herald(t *testing.T) string {
 	return heraldOnce.bin
 }
 
-// The flags the project lead fixed for TLS, authentication, the endpoint
-// allowlist and secrets. The manifests use their environment twins; the
-// binary gains them as the security work lands, and until then a twin the
-// binary does not declare is ignored by it (only declared flags are read
-// from the environment), so the manifests already run.
-var leadFixedFlags = []string{
-	"etcd-ca", "etcd-cert", "etcd-key", "etcd-user", "etcd-password",
-	"kafka-tls", "kafka-ca", "kafka-cert", "kafka-key", "kafka-sasl", "kafka-user", "kafka-password",
-	"allow-endpoint", "allow-endpoint-file", "secrets-dir",
-}
-
 // runtimeEnv are variables read by the Go runtime, not by herald.
 var runtimeEnv = []string{"GOMEMLIMIT", "GOMAXPROCS", "GOGC"}
 
@@ -109,10 +98,8 @@ const secretEnvPrefix = "HERALD_SECRET_"
 var helpEnv = regexp.MustCompile(`\$(HERALD_[A-Z0-9_]+)`)
 
 // knownEnv is what a container running `herald <command>` may set: the
-// environment twins `herald <command> --help` lists, the Go runtime's, and
-// for the worker the lead's fixed names. pending lists the fixed names the binary
-// does not declare yet.
-func knownEnv(t *testing.T, command string) (known map[string]bool, pending []string) {
+// environment twins `herald <command> --help` lists, and the Go runtime's.
+func knownEnv(t *testing.T, command string) map[string]bool {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(herald(t), command, "--help")
@@ -121,27 +108,17 @@ func knownEnv(t *testing.T, command string) (known map[string]bool, pending []st
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("herald %s --help: %v\n%s", command, err, out.Bytes())
 	}
-	known = map[string]bool{}
+	known := map[string]bool{}
 	for _, m := range helpEnv.FindAllStringSubmatch(out.String(), -1) {
 		known[m[1]] = true
 	}
 	if len(known) == 0 {
 		t.Fatalf("herald %s --help lists no HERALD_ variables:\n%s", command, out.Bytes())
 	}
-	for _, f := range leadFixedFlags {
-		if command != "worker" {
-			break
-		}
-		name := "HERALD_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
-		if !known[name] {
-			pending = append(pending, name)
-			known[name] = true
-		}
-	}
 	for _, name := range runtimeEnv {
 		known[name] = true
 	}
-	return known, pending
+	return known
 }
 
 // checkEnvNames reports every name in names that a container running
@@ -149,7 +126,7 @@ func knownEnv(t *testing.T, command string) (known map[string]bool, pending []st
 // ignored by the binary, so only a test can catch it.
 func checkEnvNames(t *testing.T, where, command string, names []string) {
 	t.Helper()
-	known, pending := knownEnv(t, command)
+	known := knownEnv(t, command)
 	var unknown []string
 	for _, n := range names {
 		if !known[n] && !strings.HasPrefix(n, secretEnvPrefix) {
@@ -158,9 +135,6 @@ func checkEnvNames(t *testing.T, where, command string, names []string) {
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		t.Errorf("%s sets variables `herald %s` does not read: %v", where, command, unknown)
-	}
-	if len(pending) > 0 {
-		t.Logf("fixed by the lead, not yet declared by herald %s: %v", command, pending)
+		t.Errorf("%s sets variables `herald %s --help` does not list: %v", where, command, unknown)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -380,4 +381,23 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
+}
+
+// underDir reports whether path, made absolute against the working
+// directory and cleaned, lies inside dir. It compares names only: links
+// inside dir are the operator's and are trusted.
+func underDir(dir, path string) bool {
+	if path == "" {
+		return false
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "."
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/worker/audience"
 )
 
 // registry is what trigger intake needs of the broadcast registry.
@@ -121,6 +122,9 @@ func (in *intake) check(s Spec) error {
 			why = in.cfg.Allow.why(u)
 		}
 		return &SpecError{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + why}
+	}
+	if s.Audience.Source == audience.SourceFile && in.cfg.AudienceDir != "" && !underDir(in.cfg.AudienceDir, s.Audience.Path) {
+		return &SpecError{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
 	}
 	if _, field, msg := loadCredentials(in.cfg.Secrets, s.Endpoint); msg != "" {
 		return &SpecError{ID: s.ID, Field: field, Msg: msg}

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,5 +263,41 @@ func TestInputLimitsCounted(t *testing.T) {
 		if got := labelled(t, w, "herald_input_limit_hits_total", "limit", limit); got != n {
 			t.Errorf("limit %s counted %v, want %v", limit, got, n)
 		}
+	}
+}
+
+// TestAudienceOutsideDirRejected: with an audience directory, a trigger
+// cannot make the workers read another file (their secrets, say).
+func TestAudienceOutsideDirRejected(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	dir := t.TempDir()
+	inside := filepath.Join(dir, "followers.jsonl")
+	if err := os.WriteFile(inside, []byte(`{"id":"u1","name":"Ann","code":"A1"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "push-auth")
+	if err := os.WriteFile(outside, []byte(`{"id":"Bearer hunter2"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) { c.AudienceDir = dir }})
+	for id, path := range map[string]string{"outside": outside, "escape": dir + "/../" + filepath.Base(filepath.Dir(outside)) + "/push-auth", "inside": inside} {
+		spec := synthetic(id, e.endpoint(), 1)
+		spec["audience"] = map[string]any{"source": "file", "path": path}
+		e.trigger(spec)
+	}
+	if st := e.waitDone("inside", 30*time.Second); st.State != coordinator.StateDone || st.Counters.Delivered != 1 {
+		t.Fatalf("inside: %s %+v", st.State, st.Counters)
+	}
+	for _, id := range []string{"outside", "escape"} {
+		waitFor(t, 10*time.Second, id+" rejected", func() bool {
+			st, err := e.reg.Status(context.Background(), id)
+			return err == nil && st.State == coordinator.StateRejected
+		})
+		if st := e.status(id); !strings.Contains(st.Reason, "audience.path") {
+			t.Errorf("%s: reason %q", id, st.Reason)
+		}
+	}
+	if n := len(e.sink.Stats().Broadcasts); n != 1 {
+		t.Errorf("deliveries for %d broadcasts, want 1", n)
 	}
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// the cluster wants them (internal/connect builds one). Nil means
 	// plain TCP.
 	KafkaDialer *kafka.Dialer
+	// AudienceDir, when set, is the only directory file audiences may be
+	// read from: intake rejects a trigger whose audience.path, made
+	// absolute against the working directory and cleaned, is not under it.
+	// "" allows any file the worker can read (docs/SECURITY.md).
+	AudienceDir string
 	// FetchMaxBytes bounds what one fetch from the trigger topic may
 	// return (0: 4 MiB). A trigger is at most SpecLimits.MaxBytes; the
 	// broker still returns a single larger message, which intake rejects.

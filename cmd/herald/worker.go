@@ -40,8 +40,9 @@ Security (docs/SECURITY.md): a worker sends only to endpoint origins on its
 allowlist (--allow-endpoint, --allow-endpoint-file); with none configured it
 rejects every trigger. Secrets that triggers name (endpoint.signing_secret,
 endpoint.auth_secret) are read from --secrets-dir (a file per secret) or
-HERALD_SECRET_<NAME>. The --etcd-* and --kafka-* flags set TLS, client
-certificates and authentication.`,
+HERALD_SECRET_<NAME>. --audience-dir confines file audiences to one
+directory. The --etcd-* and --kafka-* flags set TLS, client certificates
+and authentication.`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cc coordinator.Config
@@ -54,6 +55,7 @@ certificates and authentication.`,
 			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
 			allowPatterns, allowFile := allowFlags(fs)
 			secretsDir := fs.String("secrets-dir", "", "`directory` of secrets triggers name, one file per secret (as Kubernetes mounts them)")
+			audienceDir := fs.String("audience-dir", "", "only `directory` file audiences may be read from (default: any file the worker can read)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
@@ -75,6 +77,7 @@ certificates and authentication.`,
 					Brokers: c.kafkaBrokers(), Topic: c.topic, DeadLetterTopic: *deadTopic,
 					GroupID: *group, NoIntake: *noIntake,
 					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
+					AudienceDir: *audienceDir,
 				}, kc, *httpAddr)
 			}
 		},

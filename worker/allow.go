@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -83,10 +82,18 @@ func ReadAllowlistFile(path string) ([]string, error) {
 		return nil, fmt.Errorf("worker: read allowlist: %w", err)
 	}
 	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAllowFile+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("worker: read allowlist %s: %w", path, err)
+	case len(data) > maxAllowFile:
+		return nil, fmt.Errorf("worker: read allowlist %s: more than %d bytes", path, maxAllowFile)
+	}
 	var out []string
-	sc := bufio.NewScanner(io.LimitReader(f, maxAllowFile))
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
+	n := 0
+	for raw := range strings.Lines(string(data)) {
+		n++
+		line, _, _ := strings.Cut(raw, "#")
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
@@ -94,9 +101,6 @@ func ReadAllowlistFile(path string) ([]string, error) {
 			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
 		}
 		out = append(out, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("worker: read allowlist %s: %w", path, err)
 	}
 	return out, nil
 }

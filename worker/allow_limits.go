@@ -16,6 +16,9 @@ const (
 	LimitFields        = "template_fields"      // fields of one locale
 	LimitRenderedField = "rendered_field_bytes" // one rendered field of one message
 	LimitTemplateWork  = "template_work"        // a template's work budget for one message
+	// LimitRequestHeaders is counted by whoever serves Handler, through
+	// LimitHit: net/http refuses oversized headers before any handler.
+	LimitRequestHeaders = "request_header_bytes"
 )
 
 // admission counts what the worker refused at its boundaries: inputs past
@@ -30,7 +33,7 @@ func newAdmission(reg prometheus.Registerer) *admission {
 	a := &admission{
 		limitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_input_limit_hits_total",
-			Help: "Inputs refused or cut short for passing a limit, by limit (trigger_bytes, template_bytes, template_locales, template_fields, rendered_field_bytes, template_work, response_body_bytes, response_header_bytes).",
+			Help: "Inputs refused or cut short for passing a limit, by limit (trigger_bytes, template_bytes, template_locales, template_fields, rendered_field_bytes, template_work, request_header_bytes, response_body_bytes, response_header_bytes).",
 		}, []string{"limit"}),
 		notAllowed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_endpoint_not_allowed_total",
@@ -40,7 +43,7 @@ func newAdmission(reg prometheus.Registerer) *admission {
 	// Every series exists from the start, so a rate() or an alert on it
 	// sees 0 rather than nothing.
 	for _, l := range []string{LimitTriggerBytes, LimitTemplateBytes, LimitLocales, LimitFields,
-		LimitRenderedField, LimitTemplateWork, delivery.LimitResponseBody, delivery.LimitResponseHeaders} {
+		LimitRenderedField, LimitTemplateWork, LimitRequestHeaders, delivery.LimitResponseBody, delivery.LimitResponseHeaders} {
 		a.limitHits.WithLabelValues(l)
 	}
 	a.notAllowed.WithLabelValues("intake")
@@ -52,3 +55,8 @@ func newAdmission(reg prometheus.Registerer) *admission {
 }
 
 func (a *admission) limit(name string) { a.limitHits.WithLabelValues(name).Inc() }
+
+// LimitHit counts an input refused for passing the limit named, for
+// limits enforced outside the worker's own code, such as the HTTP server's
+// header limit (LimitRequestHeaders).
+func (w *Worker) LimitHit(limit string) { w.admit.limit(limit) }

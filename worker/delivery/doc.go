@@ -17,6 +17,13 @@
 // Implemented included. Connections honour HTTP_PROXY, HTTPS_PROXY and
 // NO_PROXY as net/http's defaults do.
 //
+// Before every attempt the Sender asks Config.Allow whether the URL may be
+// dialed (the worker's endpoint allowlist), so a refused URL is never
+// contacted; with Config.SigningKeys each attempt is signed anew with a
+// Herald-Signature header (package signature), and Config.Authorization is
+// sent as is. Answers are bounded: MaxResponseBytes of body are read,
+// MaxResponseHeaderBytes of headers accepted.
+//
 // A DeadLetterWriter appends failed deliveries to the dead-letter topic
 // (herald.deadletters) and returns only once Kafka has acknowledged them.
 //

@@ -123,16 +123,14 @@ func (p *PKI) ServerTLS(requireClientCert bool) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if requireClientCert {
-		pool := x509.NewCertPool()
-		pool.AddCert(p.caCert)
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		cfg.ClientCAs, cfg.ClientAuth = p.roots(), tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
 }
 
 // roots is a pool holding only the PKI's CA.
-func (p *PKI) roots() (*x509.CertPool, error) {
+func (p *PKI) roots() *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(p.caCert)
-	return pool, nil
+	return pool
 }

@@ -166,11 +166,7 @@ func (p *PKI) clientTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devstack: pki: %w", err)
 	}
-	roots, err := p.roots()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: p.roots(), MinVersion: tls.VersionTLS12}, nil
 }
 
 // KafkaSecurity makes an embedded Kafka broker serve TLS and require SASL

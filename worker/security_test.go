@@ -301,3 +301,28 @@ func TestAudienceOutsideDirRejected(t *testing.T) {
 		t.Errorf("deliveries for %d broadcasts, want 1", n)
 	}
 }
+
+// TestTriggerLargerThanAFetch: a trigger larger than the consumer's fetch
+// size neither stalls intake nor gets through: the broker still hands it
+// over whole, the spec limit rejects it, and the trigger behind it runs.
+func TestTriggerLargerThanAFetch(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	w := e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) {
+		c.FetchMaxBytes = 16 << 10
+		c.SpecLimits.MaxBytes = 8 << 10
+	}})
+	big := synthetic("big", e.endpoint(), 10)
+	big["template"].(map[string]any)["locales"].(map[string]any)["en"] = map[string]string{"title": strings.Repeat("x", 100<<10)}
+	bigRaw, _ := json.Marshal(big)
+	goodRaw, _ := json.Marshal(synthetic("after-big", e.endpoint(), 10))
+	produceRaw(t, e, string(bigRaw), string(goodRaw))
+	if st := e.waitDone("after-big", 30*time.Second); st.State != coordinator.StateDone {
+		t.Fatalf("after-big: %s", st.State)
+	}
+	if st := e.status("big"); st.State != coordinator.StateRejected || !strings.Contains(st.Reason, "more than the limit of 8192") {
+		t.Errorf("big: %s %q", st.State, st.Reason)
+	}
+	if got := labelled(t, w, "herald_input_limit_hits_total", "limit", LimitTriggerBytes); got != 1 {
+		t.Errorf("trigger_bytes counted %v, want 1", got)
+	}
+}

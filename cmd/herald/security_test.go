@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -219,6 +220,25 @@ func TestSecureFleetEndToEnd(t *testing.T) {
 		t.Errorf("forged delivery: status %d, want 401 counted", resp.StatusCode)
 	}
 
+	// The worker's HTTP server refuses oversized headers and counts them.
+	workerAddr := waitLine(t, &running{stdout: w.stderr, exited: w.exited}, regexp.MustCompile(`worker starting.*? http=(\S+)`))
+	big, _ := http.NewRequest(http.MethodGet, "http://"+workerAddr+"/healthz", nil)
+	big.Header.Set("X-Pad", strings.Repeat("p", 32<<10))
+	if resp, err := cl.Do(big); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("oversized headers to the worker: %v %v, want 431", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	metrics, err := cl.Get("http://" + workerAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	if !strings.Contains(string(text), `herald_input_limit_hits_total{limit="request_header_bytes"} 1`) {
+		t.Errorf("metrics do not count the refused headers:\n%s", grepLines(string(text), "herald_input_limit_hits_total"))
+	}
+
 	// Wrong credentials: status cannot read, with a reason.
 	for name, bad := range map[string]map[string]string{
 		"wrong etcd password":          with(env, "HERALD_ETCD_PASSWORD", "guess"),
@@ -276,4 +296,15 @@ func sinkStats(t *testing.T, base string) sink.Stats {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// grepLines keeps the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -37,8 +37,10 @@ type Config struct {
 	Subscribers int64
 	// Workers lists the fleet sizes of the steady runs. Empty means 1, 2, 4.
 	Workers []int
-	// ChaosSubscribers and ChaosWorkers size kill9, sigstop, scaleout,
-	// sigterm and slow. 0 means 1,000,000 and 3.
+	// ChaosSubscribers and ChaosWorkers size kill9, sigstop, scaleout and
+	// sigterm (ChaosWorkers also slow). 0 means 1,500,000 and 3: long
+	// enough at this machine's rate for every kill, stop, join and restart
+	// to land before the end.
 	ChaosSubscribers int64
 	ChaosWorkers     int
 	// MaxInFlight is the broadcast's max_in_flight, per worker. 0 means 64.
@@ -48,7 +50,7 @@ type Config struct {
 	// Seed seeds the synthetic audience and the choice of victims.
 	Seed int64
 
-	// Kills bounds kill9's SIGKILLs (0: 3), one every KillEvery (0: 12 s,
+	// Kills bounds kill9's SIGKILLs (0: 3), one every KillEvery (0: 10 s,
 	// the first after one interval), each victim restarted RestartAfter
 	// later (0: lease TTL + 3 s, past the failover it causes).
 	Kills        int
@@ -99,7 +101,7 @@ func (c Config) withDefaults() Config {
 		c.Workers = []int{1, 2, 4}
 	}
 	if c.ChaosSubscribers == 0 {
-		c.ChaosSubscribers = 1_000_000
+		c.ChaosSubscribers = 1_500_000
 	}
 	if c.ChaosWorkers == 0 {
 		c.ChaosWorkers = 3
@@ -114,7 +116,7 @@ func (c Config) withDefaults() Config {
 		c.Kills = 3
 	}
 	if c.KillEvery == 0 {
-		c.KillEvery = 12 * time.Second
+		c.KillEvery = 10 * time.Second
 	}
 	if c.RestartAfter == 0 {
 		c.RestartAfter = c.LeaseTTL + 3*time.Second
@@ -215,13 +217,13 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 		c.Workers = ns
 		return err
 	})
-	fs.Int64Var(&c.ChaosSubscribers, "chaos-subscribers", 1_000_000, "subscribers of kill9, sigstop, scaleout, sigterm and slow")
+	fs.Int64Var(&c.ChaosSubscribers, "chaos-subscribers", 1_500_000, "subscribers of kill9, sigstop, scaleout and sigterm")
 	fs.IntVar(&c.ChaosWorkers, "chaos-workers", 3, "workers of the chaos and slow scenarios")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 64, "the broadcast's max_in_flight per worker")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Second, "workers' lease `TTL`")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed of the synthetic audience and of the victims' choice")
 	fs.IntVar(&c.Kills, "kills", 3, "SIGKILLs in kill9")
-	fs.DurationVar(&c.KillEvery, "kill-every", 12*time.Second, "`interval` between kill9's kills")
+	fs.DurationVar(&c.KillEvery, "kill-every", 10*time.Second, "`interval` between kill9's kills")
 	fs.DurationVar(&c.RestartAfter, "restart-after", 0, "restart a killed worker after this `delay` (default lease TTL + 3s)")
 	fs.DurationVar(&c.StopAfter, "stop-after", 6*time.Second, "SIGSTOP sigstop's victim at this `time`")
 	fs.DurationVar(&c.StopFor, "stop-for", 0, "keep sigstop's victim frozen this `long` (default lease TTL + 4s)")

@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
 
@@ -50,66 +47,15 @@ func StartSecureEtcd(ctx context.Context, cfg EtcdConfig, sec EtcdSecurity) (*Et
 	if len(sec.Users) > 0 && sec.RootPassword == "" {
 		return nil, errors.New("devstack: etcd users need auth on (a root password)")
 	}
-	if cfg.ClientAddr == "" {
-		cfg.ClientAddr = "127.0.0.1:0"
-	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 10 * time.Second
-	}
-	e := &Etcd{dir: cfg.Dir}
-	if e.dir == "" {
-		dir, err := os.MkdirTemp("", "herald-etcd-")
-		if err != nil {
-			return nil, fmt.Errorf("devstack: etcd data dir: %w", err)
-		}
-		e.dir, e.ownsDir = dir, true
-	}
-	peerAddr, err := freeAddr()
-	if err != nil {
-		e.removeDir()
-		return nil, err
-	}
-	// The same single fast node as StartEtcd, with TLS on the client URL.
-	ec := embed.NewConfig()
-	ec.Name = "herald-dev"
-	ec.Dir = e.dir
-	ec.LogLevel = "error"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	ec.UnsafeNoFsync = true
-	ec.TickMs, ec.ElectionMs = 10, 100
-	cu := url.URL{Scheme: "https", Host: cfg.ClientAddr}
-	pu := url.URL{Scheme: "http", Host: peerAddr}
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	ec.InitialCluster = ec.Name + "=" + pu.String()
-	ec.ClientTLSInfo = transport.TLSInfo{
+	e, err := startEtcd(ctx, cfg, &transport.TLSInfo{
 		CertFile:       sec.PKI.ServerCert,
 		KeyFile:        sec.PKI.ServerKey,
 		TrustedCAFile:  sec.PKI.CA,
 		ClientCertAuth: sec.ClientCertAuth,
-	}
-
-	srv, err := embed.StartEtcd(ec)
+	})
 	if err != nil {
-		e.removeDir()
-		return nil, fmt.Errorf("devstack: start etcd: %w", err)
+		return nil, err
 	}
-	e.srv = srv
-	timer := time.NewTimer(cfg.StartTimeout)
-	defer timer.Stop()
-	select {
-	case <-srv.Server.ReadyNotify():
-	case err := <-srv.Err():
-		e.Close()
-		return nil, fmt.Errorf("devstack: etcd failed while starting: %w", err)
-	case <-timer.C:
-		e.Close()
-		return nil, errors.New("devstack: etcd did not become ready in time")
-	case <-ctx.Done():
-		e.Close()
-		return nil, fmt.Errorf("devstack: start etcd: %w", ctx.Err())
-	}
-	e.client = "https://" + srv.Clients[0].Addr().String()
 	if sec.RootPassword != "" {
 		if err := enableAuth(ctx, e.client, sec); err != nil {
 			e.Close()

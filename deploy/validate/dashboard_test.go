@@ -137,6 +137,18 @@ func (d dashboard) selectors(t *testing.T) []selector {
 	t.Helper()
 	p := parser.NewParser(parser.Options{})
 	var out []selector
+	// A query variable's label_values(metric, label) names a metric too.
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		m := labelValues.FindStringSubmatch(v.Definition)
+		if m == nil {
+			t.Errorf("variable %s: definition %q is not label_values(metric, label)", v.Name, v.Definition)
+			continue
+		}
+		out = append(out, selector{panel: "variable $" + v.Name, expr: v.Definition, metric: m[1]})
+	}
 	for _, pn := range d.Panels {
 		for _, tg := range pn.Targets {
 			expr, err := p.ParseExpr(grafanaMacros.Replace(tg.Expr))
@@ -227,7 +239,10 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
-var variableRef = regexp.MustCompile(`\$\{?(\w+)`)
+var (
+	variableRef = regexp.MustCompile(`\$\{?(\w+)`)
+	labelValues = regexp.MustCompile(`^label_values\((\w+),\s*\w+\)$`)
+)
 
 // checkSelectorsExported checks each selector against a worker's scraped
 // metric families: the metric must be exported (a histogram's _bucket,

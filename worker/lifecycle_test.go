@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +191,56 @@ func counterValue(t *testing.T, w *testWorker, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// lateSecrets is a secret source whose secrets can appear later, as a
+// mounted Kubernetes Secret does after an update.
+type lateSecrets struct {
+	mu   sync.Mutex
+	vals map[string][]byte
+}
+
+func (s *lateSecrets) Secret(name string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.vals[name]
+	if !ok {
+		return nil, fmt.Errorf("no secret %q here", name)
+	}
+	return v, nil
+}
+
+func (s *lateSecrets) set(name, v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vals[name] = []byte(v)
+}
+
+// TestUnitThatCannotStartIsRetried: a worker that lacks a secret the
+// broadcast names keeps its claimed unit and retries, rather than sitting on
+// it; once the secret is there, the broadcast completes with nothing lost.
+func TestUnitThatCannotStartIsRetried(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	full := &lateSecrets{vals: map[string][]byte{"hook-key": []byte("0123456789abcdef-signing")}}
+	late := &lateSecrets{vals: map[string][]byte{}}
+	e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) { c.Secrets = full }})
+	w2 := e.startWorker("w2", workerOpts{tune: func(c *Config) { c.Secrets = late }})
+	spec := synthetic("late-secret", e.endpoint(), 5000)
+	spec["endpoint"].(map[string]any)["signing_secret"] = "hook-key"
+	e.trigger(spec)
+	waitFor(t, 20*time.Second, "w2 to fail starting its unit", func() bool {
+		return counterValue(t, w2, "herald_unit_start_errors_total") > 0
+	})
+	if st := e.status("late-secret"); st.State != coordinator.StateRunning || st.Workers["w2"].Units == 0 {
+		t.Fatalf("state %s, shares %+v: want running with w2 still holding its unit", st.State, st.Workers)
+	}
+	late.set("hook-key", "0123456789abcdef-signing")
+	st := e.waitDone("late-secret", 60*time.Second)
+	got := e.sink.Stats().Broadcasts["late-secret"]
+	if st.State != coordinator.StateDone || got.Delivered != eligible(t, st) || got.Duplicates != 0 {
+		t.Fatalf("state %s, delivered %d of %d, duplicates %d", st.State, got.Delivered, eligible(t, st), got.Duplicates)
+	}
+	if st.Workers["w2"].Delivered == 0 {
+		t.Errorf("w2 never sent its share: %+v", st.Workers)
+	}
 }

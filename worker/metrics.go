@@ -21,6 +21,7 @@ type metrics struct {
 	deadLetterErrors prometheus.Counter
 	triggers         *prometheus.CounterVec
 	streamErrors     prometheus.Counter
+	startErrors      prometheus.Counter
 	sendSeconds      prometheus.Histogram
 	retries          prometheus.Counter
 }
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) 
 			Name: "herald_audience_errors_total",
 			Help: "Failures to open or read an audience stream; the unit retries with backoff.",
 		}),
+		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_unit_start_errors_total",
+			Help: "Claimed units that could not start (spec, template or secret unavailable here); retried with backoff.",
+		}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_send_seconds",
 			Help:    "Time to deliver or fail one message, retries and waits included.",
@@ -84,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) 
 			}
 			return time.Until(d).Seconds()
 		})
-		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.sendSeconds, m.retries, slack)
+		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.startErrors, m.sendSeconds, m.retries, slack)
 	}
 	return m
 }

@@ -200,7 +200,12 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 	done := make(chan *unitRun)
 	var units sync.WaitGroup
 	running := 0
+	var waiting []*startRetry // claims whose unit could not start yet
 	defer func() {
+		// A claim never started has nothing in flight: give it back as it is.
+		for _, r := range waiting {
+			r.handBack(w.log)
+		}
 		// Runners end when the coordinator ends their claims (hand-back on
 		// shutdown, or lease loss); keep reaping until they have.
 		for running > 0 {
@@ -209,6 +214,22 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 		}
 		units.Wait()
 	}()
+	start := func(cl *coordinator.Claim) error {
+		u, err := w.startUnit(ctx, cl)
+		if err != nil {
+			return err
+		}
+		running++
+		units.Add(1)
+		go func() {
+			defer units.Done()
+			u.run()
+			done <- u
+		}()
+		return nil
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	claims := w.coord.Claims()
 	for {
 		select {
@@ -216,24 +237,71 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			u, err := w.startUnit(ctx, cl)
-			if err != nil {
-				w.log.Error("cannot run claimed unit", "broadcast", cl.Broadcast(), "unit", cl.Unit().ID, "err", err)
-				continue
+			if err := start(cl); err != nil {
+				waiting = append(waiting, w.cannotStart(cl, err, nil))
 			}
-			running++
-			units.Add(1)
-			go func() {
-				defer units.Done()
-				u.run()
-				done <- u
-			}()
 		case u := <-done:
 			running--
 			w.unitDone(u)
+		case now := <-tick.C:
+			waiting = w.retryStarts(waiting, now, start)
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// startRetry is a claimed unit that could not start: its spec could not be
+// loaded or compiled, or a secret it names is missing here. The claim is
+// kept and the start retried with backoff (the cause is often passing, and
+// handing the unit back would only split it among workers that may fail
+// alike); a hand-back request or the claim's end is honoured meanwhile.
+type startRetry struct {
+	cl      *coordinator.Claim
+	attempt int
+	next    time.Time
+}
+
+func (w *Worker) cannotStart(cl *coordinator.Claim, err error, r *startRetry) *startRetry {
+	if r == nil {
+		r = &startRetry{cl: cl}
+	}
+	r.attempt++
+	r.next = time.Now().Add(min(backoff(r.attempt+3), 30*time.Second))
+	w.metrics.startErrors.Inc()
+	w.log.Error("cannot start claimed unit; retrying", "broadcast", cl.Broadcast(), "unit", cl.Unit().ID,
+		"attempt", r.attempt, "err", err)
+	return r
+}
+
+func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error) []*startRetry {
+	kept := waiting[:0]
+	for _, r := range waiting {
+		select {
+		case <-r.cl.Context().Done():
+			continue // the claim ended; whoever owns the unit now starts it
+		case <-r.cl.HandoffRequested():
+			r.handBack(w.log)
+			continue
+		default:
+		}
+		if now.Before(r.next) {
+			kept = append(kept, r)
+			continue
+		}
+		if err := start(r.cl); err != nil {
+			kept = append(kept, w.cannotStart(r.cl, err, r))
+		}
+	}
+	return kept
+}
+
+// handBack returns a never-started unit at the progress it was claimed with.
+func (r *startRetry) handBack(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.cl.Handoff(ctx, r.cl.Progress()); err != nil {
+		log.Warn("hand back unstarted unit", "unit", r.cl.Unit().ID, "err", err)
 	}
 }
 

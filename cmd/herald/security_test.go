@@ -168,9 +168,10 @@ func TestSecureFleetEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// trigger without the allowlist: refused locally, nothing produced.
-	if code, _, stderr := runCLI(without(env, "HERALD_ALLOW_ENDPOINT"), commands(), "trigger", specFile); code != 1 || !strings.Contains(stderr, "not allowed") {
-		t.Fatalf("trigger without an allowlist: exit %d, %s", code, stderr)
+	// trigger with an allowlist that leaves the endpoint out: refused
+	// locally, nothing produced.
+	if code, _, stderr := runCLI(with(env, "HERALD_ALLOW_ENDPOINT", "https://*.elsewhere.example.com"), commands(), "trigger", specFile); code != 1 || !strings.Contains(stderr, "not allowed") {
+		t.Fatalf("trigger with an allowlist that leaves the endpoint out: exit %d, %s", code, stderr)
 	}
 	if code, _, stderr := runCLI(env, commands(), "trigger", specFile); code != 0 {
 		t.Fatalf("trigger: exit %d, %s", code, stderr)

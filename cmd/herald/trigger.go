@@ -15,7 +15,7 @@ func triggerCommand() command {
 		name:    "trigger",
 		summary: "Validate a broadcast spec and produce it to the trigger topic.",
 		usage:   "herald trigger SPEC.json | -",
-		example: "herald trigger spring-sale.json --allow-endpoint 'https://*.push.example.com'\n" +
+		example: "herald trigger spring-sale.json\nherald trigger spring-sale.json --allow-endpoint 'https://*.push.example.com'\n" +
 			`echo '{"id":"hello","audience":{"source":"synthetic","count":1000},"template":{"default_locale":"en","locales":{"en":{"title":"Hi {{.name}}"}}},"endpoint":{"url":"http://127.0.0.1:8080/push"}}' | herald trigger - --allow-endpoint 'http://127.0.0.1:*'`,
 		details: `The spec (SPEC section 2 of the contracts, docs/CONTRACTS.md) is checked
 here first: strict JSON, the id, the audience, every template, the endpoint.
@@ -23,9 +23,10 @@ A spec that fails is refused with the field and the reason, and nothing is
 produced. A valid one is produced with the broadcast id as the key; the
 fleet registers it once, so triggering the same spec again is harmless.
 
-The endpoint must be on the same allowlist the workers have
-(--allow-endpoint, --allow-endpoint-file; none allows nothing): a spec the
-fleet would reject for its endpoint is refused here first.`,
+With --allow-endpoint or --allow-endpoint-file, the endpoint is also checked
+against that list, which should be the workers' own: a spec the fleet would
+reject for its endpoint is then refused here first. Without them the
+workers alone decide (theirs refuse every endpoint unless configured).`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			allowPatterns, allowFile := allowFlags(fs)
@@ -33,9 +34,13 @@ fleet would reject for its endpoint is refused here first.`,
 				if len(args) != 1 {
 					return fmt.Errorf("%w: want one spec file, or - for standard input", errUsage)
 				}
-				allow, err := allowlist(*allowPatterns, *allowFile)
-				if err != nil {
-					return err
+				// No list given: the workers' list decides, not an empty one here.
+				var allow *worker.Allowlist
+				if *allowPatterns != "" || *allowFile != "" {
+					var err error
+					if allow, err = allowlist(*allowPatterns, *allowFile); err != nil {
+						return err
+					}
 				}
 				kc, err := c.kafkaConfig()
 				if err != nil {

@@ -122,9 +122,9 @@ func ignoreEnd(ctx context.Context, err error) error {
 	return err
 }
 
-// sleepUntil waits until d after the trigger.
+// sleepUntil waits until d after the broadcast was first seen running.
 func (r *run) sleepUntil(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(time.Until(r.t0.Add(d)))
+	t := time.NewTimer(time.Until(r.t1.Add(d)))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -197,7 +197,7 @@ func (r *run) disruption(ctx context.Context, p *fleet.Proc, kind string) *event
 		rate = rec.rate()
 	}
 	r.mu.Unlock()
-	e.memberRev, _ = r.h.memberRev(ctx, p.ID)
+	e.memberRev, _ = r.st.memberRev(ctx, p.ID)
 	if ss, err := r.sink.stats(ctx); err == nil {
 		e.dupBefore = ss.Broadcasts[r.id].Duplicates
 	}
@@ -240,7 +240,7 @@ func (r *run) stop(ctx context.Context, id string) (<-chan struct{}, error) {
 		return nil, err
 	}
 	e := r.disruption(ctx, p, "stop")
-	rev, err := r.h.revision(ctx)
+	rev, err := r.st.revision(ctx)
 	if err != nil {
 		return nil, err
 	}

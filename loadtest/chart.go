@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -113,6 +114,7 @@ func chart(path string, res Result) error {
 		p.Add(l)
 	}
 	p.Y.Min, p.Y.Max = 0, peak*1.35
+	p.Y.Tick.Marker = wholeTicks{}
 	if err := p.Save(9*vg.Inch, 4.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("loadtest: chart %s: %w", path, err)
 	}
@@ -128,4 +130,18 @@ func legendSwatch(kind string) plot.Thumbnailer {
 		l.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
 	}
 	return l
+}
+
+// wholeTicks labels an axis in whole numbers: messages per second have no
+// decimals worth showing.
+type wholeTicks struct{}
+
+func (wholeTicks) Ticks(min, max float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', 0, 64)
+		}
+	}
+	return ts
 }

@@ -31,11 +31,16 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	topic, partitions := diyTopic(id), diyPartitions(consumers)
-	if err := h.createDIYTopic(ctx, topic, partitions); err != nil {
+	st, err := startStack(ctx)
+	if err != nil {
 		return Result{}, err
 	}
-	defer h.dropDIYTopic(context.WithoutCancel(ctx), topic)
+	defer st.close()
+	brokers := st.KafkaBrokers()
+	topic, partitions := diyTopic(id), diyPartitions(consumers)
+	if err := createTopic(ctx, brokers, topic, partitions); err != nil {
+		return Result{}, err
+	}
 	consumeCtx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
 
@@ -48,7 +53,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.diyConsumer(consumeCtx, topic, i, inFlight, p, &failed)
+			h.diyConsumer(consumeCtx, brokers, topic, i, inFlight, p, &failed)
 		}()
 	}
 	expandErr := make(chan error, 1)
@@ -56,7 +61,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	go func() {
 		defer wg.Done()
 		var rf int64
-		err := h.expand(ctx, id, topic, &rf)
+		err := h.expand(ctx, brokers, id, topic, &rf)
 		renderFailed.Store(rf)
 		expandErr <- err
 	}()
@@ -102,7 +107,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 
 // expand writes every eligible subscriber's rendered delivery to the topic,
 // keyed by idempotency key, in batches of a thousand.
-func (h *harness) expand(ctx context.Context, id, topic string, renderFailed *int64) error {
+func (h *harness) expand(ctx context.Context, brokers []string, id, topic string, renderFailed *int64) error {
 	seq, seqErr, err := renderAll(id, h.cfg.Subscribers, h.cfg.Seed, renderFailed)
 	if err != nil {
 		return err
@@ -110,7 +115,7 @@ func (h *harness) expand(ctx context.Context, id, topic string, renderFailed *in
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{
-		Addr: kafka.TCP(h.stack.KafkaBrokers()...), Topic: topic, Transport: tr,
+		Addr: kafka.TCP(brokers...), Topic: topic, Transport: tr,
 		Balancer: &kafka.Hash{}, BatchSize: 1000, BatchBytes: 4 << 20, BatchTimeout: 5 * time.Millisecond,
 		RequiredAcks: kafka.RequireOne,
 	}
@@ -143,9 +148,9 @@ func (h *harness) expand(ctx context.Context, id, topic string, renderFailed *in
 // diyConsumer is one member of the baseline's group (named after the
 // topic): a fetch loop feeding inFlight senders, each committing what it
 // sent.
-func (h *harness) diyConsumer(ctx context.Context, topic string, n, inFlight int, p *poster, failed *atomic.Int64) {
+func (h *harness) diyConsumer(ctx context.Context, brokers []string, topic string, n, inFlight int, p *poster, failed *atomic.Int64) {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: h.stack.KafkaBrokers(), GroupID: topic, Topic: topic,
+		Brokers: brokers, GroupID: topic, Topic: topic,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 200 * time.Millisecond,
 		CommitInterval: time.Second, StartOffset: kafka.FirstOffset,
 	})
@@ -189,11 +194,12 @@ func diyTopic(id string) string { return "loadtest.diy." + id }
 
 func diyPartitions(consumers int) int { return max(8, 2*consumers) }
 
-// createDIYTopic creates the baseline's topic.
-func (h *harness) createDIYTopic(ctx context.Context, topic string, partitions int) error {
+// createTopic creates the baseline's topic. The stack, and the topic with
+// it, go when the baseline ends.
+func createTopic(ctx context.Context, brokers []string, topic string, partitions int) error {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(h.stack.KafkaBrokers()...), Transport: tr}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
 	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{
 		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}},
 	})
@@ -204,19 +210,4 @@ func (h *harness) createDIYTopic(ctx context.Context, topic string, partitions i
 		return fmt.Errorf("loadtest: create topic %s: %w", topic, err)
 	}
 	return nil
-}
-
-// dropDIYTopic deletes the expanded audience, which the in-memory broker
-// would otherwise hold for the rest of the run.
-func (h *harness) dropDIYTopic(ctx context.Context, topic string) {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(h.stack.KafkaBrokers()...), Transport: tr}
-	resp, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-	if err == nil {
-		err = resp.Errors[topic]
-	}
-	if err != nil {
-		h.log.Warn("drop the kafka baseline's topic", "topic", topic, "err", err)
-	}
 }

@@ -11,17 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
-	"github.com/herald-dev/herald/coordinator"
-	"github.com/herald-dev/herald/internal/devstack"
 )
 
-// harness is what every scenario of a run shares: the herald binary, the
-// embedded etcd and Kafka, the endpoint process and an etcd client.
+// harness is what every scenario of a run shares: the herald binary and
+// the endpoint process.
 type harness struct {
 	cfg    Config
 	log    *slog.Logger
@@ -29,10 +22,7 @@ type harness struct {
 	binary string
 	tmp    string // holds the built binary; removed on close
 
-	stack *devstack.Stack
-	cli   *clientv3.Client
-	reg   *coordinator.Registry
-	sink  *sinkProc
+	sink *sinkProc
 	// workerArgs are the flags every worker gets.
 	workerArgs []string
 
@@ -40,7 +30,7 @@ type harness struct {
 	eligibleBy map[int64]int64 // by audience size; the seed is the run's
 }
 
-// newHarness builds herald, starts etcd, Kafka and the endpoint.
+// newHarness builds herald and starts the endpoint.
 func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, err error) {
 	h := &harness{cfg: cfg, log: log, out: cfg.Out, binary: cfg.Binary, eligibleBy: make(map[int64]int64)}
 	defer func() {
@@ -67,18 +57,10 @@ func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, 
 		// a load test posts to, both on loopback in the end.
 		h.workerArgs = append(h.workerArgs, "--allow-endpoint", "http://127.0.0.1:*,http://"+proxyHost+":*")
 	}
-	if h.stack, err = devstack.Start(ctx, devstack.Config{}); err != nil {
-		return nil, err
-	}
-	h.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{h.stack.EtcdEndpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, fmt.Errorf("loadtest: etcd client: %w", err)
-	}
-	h.reg = coordinator.NewRegistry(h.cli, coordinator.DefaultPrefix)
 	if h.sink, err = startSink(ctx, h.binary, nil, filepath.Join(h.out, "sink.log")); err != nil {
 		return nil, err
 	}
-	log.Info("stack up", "etcd", h.stack.EtcdEndpoint(), "kafka", h.stack.KafkaBrokers()[0], "sink", h.sink.addr)
+	log.Info("sink up", "addr", h.sink.addr)
 	return h, nil
 }
 
@@ -95,12 +77,6 @@ func supportsFlag(binary, command, flag string) (bool, error) {
 func (h *harness) close() {
 	if h.sink != nil {
 		h.sink.close()
-	}
-	if h.cli != nil {
-		h.cli.Close()
-	}
-	if h.stack != nil {
-		h.stack.Close()
 	}
 	if h.tmp != "" {
 		os.RemoveAll(h.tmp)
@@ -120,29 +96,6 @@ func (h *harness) eligible(n int64) (int64, error) {
 	}
 	h.eligibleBy[n] = e
 	return e, nil
-}
-
-// revision is etcd's current revision: it grows by one with every write
-// transaction, so two readings bound the writes between them.
-func (h *harness) revision(ctx context.Context) (int64, error) {
-	resp, err := h.cli.Get(ctx, "loadtest-revision-probe", clientv3.WithCountOnly())
-	if err != nil {
-		return 0, fmt.Errorf("loadtest: etcd revision: %w", err)
-	}
-	return resp.Header.Revision, nil
-}
-
-// memberRev is the create revision of worker id's member record, 0 when it
-// has none: a new value means a new lease.
-func (h *harness) memberRev(ctx context.Context, id string) (int64, error) {
-	resp, err := h.cli.Get(ctx, coordinator.DefaultPrefix+"/members/"+id)
-	if err != nil {
-		return 0, fmt.Errorf("loadtest: member %s: %w", id, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return 0, nil
-	}
-	return resp.Kvs[0].CreateRevision, nil
 }
 
 // slowSink starts the endpoint of the slow scenario: latency, 429s and 5xx.

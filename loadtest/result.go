@@ -37,6 +37,10 @@ type Result struct {
 	ElapsedS       float64 `json:"elapsed_s"`
 	MsgsPerS       float64 `json:"msgs_per_s"`
 	FirstDeliveryS float64 `json:"first_delivery_s"`
+	// RunningS is from the trigger until the broadcast was seen running
+	// with every unit claimed (intake, registration, first claims); the
+	// chaos schedule counts from there.
+	RunningS float64 `json:"running_s,omitempty"`
 	// SendP50Ms and SendP99Ms are send latencies (retries and waits
 	// included) from the workers' herald_send_seconds histograms, or the
 	// baseline's own with the same buckets; estimated within a bucket

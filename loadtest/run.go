@@ -25,6 +25,7 @@ import (
 // chaos goroutine share it under mu.
 type run struct {
 	h      *harness
+	st     *stack
 	sc     scenario
 	id     string // the broadcast
 	fleet  *fleet.Fleet
@@ -35,6 +36,11 @@ type run struct {
 
 	t0   time.Time // the trigger was produced
 	rev0 int64     // etcd's revision just before
+	// running closes when the broadcast is first seen running with every
+	// unit claimed; t1 is then. The chaos schedule counts from t1, so that
+	// how long intake takes does not move it.
+	running chan struct{}
+	t1      time.Time
 
 	mu      sync.Mutex
 	status  coordinator.Status // the latest
@@ -116,7 +122,7 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("loadtest: %w", err)
 	}
 	fcfg := fleet.Config{
-		Binary: r.h.binary, Etcd: r.h.stack.EtcdEndpoint(), Kafka: r.h.stack.KafkaBrokers()[0],
+		Binary: r.h.binary, Etcd: r.st.EtcdEndpoint(), Kafka: r.st.KafkaBrokers()[0],
 		Args: r.h.workerArgs, LogDir: logDir, ReadyTimeout: cfg.LeaseTTL + 20*time.Second,
 	}
 	endpoint := r.sink.url("/push")
@@ -149,13 +155,13 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if err := r.startInitial(ctx); err != nil {
 		return Result{}, err
 	}
-	r.rev0, err = r.h.revision(ctx)
+	r.rev0, err = r.st.revision(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	raw := specJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
 	r.t0 = time.Now()
-	if _, err := worker.Trigger(ctx, r.h.stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
+	if _, err := worker.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
 		return Result{}, err
 	}
 	r.h.log.Info("triggered", "scenario", r.sc.name, "broadcast", r.id, "subscribers", r.sc.subscribers,
@@ -168,7 +174,11 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 		chaos.Add(1)
 		go func() {
 			defer chaos.Done()
-			chaosErr = r.sc.chaos(chaosCtx, r)
+			select {
+			case <-r.running:
+				chaosErr = r.sc.chaos(chaosCtx, r)
+			case <-chaosCtx.Done():
+			}
 		}()
 	}
 	st, err := r.monitor(ctx)
@@ -212,7 +222,7 @@ func (r *run) monitor(ctx context.Context) (coordinator.Status, error) {
 			return coordinator.Status{}, fmt.Errorf("loadtest: %s: broadcast %s did not finish: %w", r.sc.name, r.id, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
-		st, err := r.h.reg.Status(ctx, r.id)
+		st, err := r.st.reg.Status(ctx, r.id)
 		if err != nil {
 			continue // not registered yet, or etcd busy: ask again
 		}
@@ -243,6 +253,10 @@ func (r *run) observe(ctx context.Context, st coordinator.Status, now time.Time)
 		memberRev int64
 	}
 	var check []pending
+	if r.t1.IsZero() && st.State == coordinator.StateRunning && st.Units.Total > 0 && st.Units.Unclaimed == 0 {
+		r.t1 = now
+		close(r.running)
+	}
 	r.mu.Lock()
 	r.status = st
 	for _, e := range r.events {
@@ -256,7 +270,7 @@ func (r *run) observe(ctx context.Context, st coordinator.Status, now time.Time)
 		if !c.rejoined && victim.Units > 0 && st.Units.Unclaimed == 0 && !r.stoppedNow(c.e.Worker) {
 			// Claims again: a restart may hold them under a new lease,
 			// which its member record tells.
-			if rev, err := r.h.memberRev(ctx, c.e.Worker); err == nil && rev != 0 && rev != c.memberRev {
+			if rev, err := r.st.memberRev(ctx, c.e.Worker); err == nil && rev != 0 && rev != c.memberRev {
 				r.rejoin(c.e, now)
 				c.rejoined = true
 			}
@@ -276,8 +290,7 @@ func (r *run) observe(ctx context.Context, st coordinator.Status, now time.Time)
 // before the worker can claim work under the new lease and send, so the
 // zombie's sends in between are told apart exactly.
 func (r *run) watchRejoin(ctx context.Context, e *event, fromRev int64) {
-	key := coordinator.DefaultPrefix + "/members/" + e.Worker
-	for resp := range r.h.cli.Watch(ctx, key, clientv3.WithRev(fromRev+1)) {
+	for resp := range r.st.cli.Watch(ctx, memberKey(e.Worker), clientv3.WithRev(fromRev+1)) {
 		for _, ev := range resp.Events {
 			if ev.Type == clientv3.EventTypePut && ev.Kv.CreateRevision != e.memberRev {
 				r.rejoin(e, time.Now())
@@ -359,7 +372,7 @@ func (r *run) addEvent(e *event) *event {
 // finish reads the final figures and builds the result.
 func (r *run) finish(ctx context.Context, st coordinator.Status, eligible int64, end time.Time) (Result, error) {
 	r.sampleWorkers(ctx)
-	rev1, err := r.h.revision(ctx)
+	rev1, err := r.st.revision(ctx)
 	if err != nil {
 		return Result{}, err
 	}
@@ -374,7 +387,7 @@ func (r *run) finish(ctx context.Context, st coordinator.Status, eligible int64,
 		Subscribers: r.sc.subscribers, Eligible: eligible,
 		Delivered: got.Delivered, Duplicates: got.Duplicates, Failed: st.Counters.Failed,
 		State: string(st.State), Reason: st.Reason, ElapsedS: elapsed, Endpoint: endpointFigures(ss),
-		FirstDeliveryS: sinceOrZero(ss.FirstDeliveryAt, r.t0),
+		FirstDeliveryS: sinceOrZero(ss.FirstDeliveryAt, r.t0), RunningS: sinceOrZero(r.t1, r.t0),
 	}
 	res.Lost = max(eligible-res.Delivered-res.Failed, 0)
 	if elapsed > 0 {

@@ -73,8 +73,15 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		client:  &http.Client{Timeout: 2 * time.Second},
 		procs:   make(map[procKey]*procRecord),
 		stopped: make(map[string]bool),
+		running: make(chan struct{}),
 	}
 	defer r.client.CloseIdleConnections()
+	st, err := startStack(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer st.close()
+	r.st = st
 	if sc.slow {
 		s, err := h.slowSink(ctx)
 		if err != nil {

@@ -34,12 +34,9 @@ func (r *run) killEvery(ctx context.Context, restarts *errgroup.Group) error {
 		if err := r.sleepUntil(ctx, time.Duration(i)*cfg.KillEvery); err != nil {
 			return nil // the broadcast ended first
 		}
-		victim, err := r.pickHolder(ctx)
+		victim, err := r.disruptHolder(ctx, r.kill)
 		if err != nil || victim == "" {
-			return nil
-		}
-		if err := r.kill(ctx, victim); err != nil {
-			return err
+			return ignoreEnd(ctx, err)
 		}
 		restarts.Go(func() error {
 			select {
@@ -60,13 +57,14 @@ func chaosSigstop(ctx context.Context, r *run) error {
 	if err := r.sleepUntil(ctx, cfg.StopAfter); err != nil {
 		return nil
 	}
-	victim, err := r.pickHolder(ctx)
+	var watched <-chan struct{}
+	victim, err := r.disruptHolder(ctx, func(ctx context.Context, id string) (bool, error) {
+		var err error
+		watched, err = r.stop(ctx, id)
+		return watched != nil, err
+	})
 	if err != nil || victim == "" {
-		return nil
-	}
-	watched, err := r.stop(ctx, victim)
-	if err != nil {
-		return err
+		return ignoreEnd(ctx, err)
 	}
 	// Wake it whatever happens: a frozen process cannot even be terminated.
 	select {
@@ -134,25 +132,17 @@ func (r *run) sleepUntil(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// pickHolder chooses, at random, a running worker that holds units now,
-// waiting up to 10 s for one. "" when none did.
-func (r *run) pickHolder(ctx context.Context) (string, error) {
+// disruptHolder applies act (kill or stop) to a random running worker
+// that holds units, trying again if the chosen one turns out to hold none
+// by the time act looks (act then reports false), for up to 10 s. It
+// returns the victim, "" if there was none.
+func (r *run) disruptHolder(ctx context.Context, act func(context.Context, string) (bool, error)) (string, error) {
 	for range 100 {
-		live := map[string]bool{}
-		for _, p := range r.fleet.Procs() {
-			live[p.ID] = true
-		}
-		r.mu.Lock()
-		var holders []string
-		for id, s := range r.status.Workers {
-			if s.Units > 0 && live[id] && !r.stopped[id] {
-				holders = append(holders, id)
+		if victim := r.pickHolder(); victim != "" {
+			done, err := act(ctx, victim)
+			if err != nil || done {
+				return victim, err
 			}
-		}
-		r.mu.Unlock()
-		if len(holders) > 0 {
-			slices.Sort(holders) // map order is random; the seed alone must decide
-			return holders[r.rng.IntN(len(holders))], nil
 		}
 		select {
 		case <-ctx.Done():
@@ -161,6 +151,28 @@ func (r *run) pickHolder(ctx context.Context) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// pickHolder chooses, at random, a running worker that held units in the
+// latest status; "" when none did.
+func (r *run) pickHolder() string {
+	live := map[string]bool{}
+	for _, p := range r.fleet.Procs() {
+		live[p.ID] = true
+	}
+	r.mu.Lock()
+	var holders []string
+	for id, s := range r.status.Workers {
+		if s.Units > 0 && live[id] && !r.stopped[id] {
+			holders = append(holders, id)
+		}
+	}
+	r.mu.Unlock()
+	if len(holders) == 0 {
+		return ""
+	}
+	slices.Sort(holders) // map order is random; the seed alone must decide
+	return holders[r.rng.IntN(len(holders))]
 }
 
 func (r *run) proc(id string) (*fleet.Proc, error) {
@@ -190,8 +202,14 @@ func (r *run) start(ctx context.Context, id, kind string) error {
 func (r *run) disruption(ctx context.Context, p *fleet.Proc, kind string) *event {
 	r.sampleProc(ctx, p) // its last metrics and peak RSS, and its rate
 	e := &event{Kind: kind, Worker: p.ID}
+	// What it holds now, read fresh: the monitor's last status may be
+	// 100 ms old, and a hand-over may have moved its units since.
+	st, err := r.st.reg.Status(ctx, r.id)
 	r.mu.Lock()
-	e.Units = r.status.Workers[p.ID].Units
+	if err != nil {
+		st = r.status
+	}
+	e.Units = st.Workers[p.ID].Units
 	rate := 0.0
 	if rec := r.procs[procKey{p.ID, p.Pid()}]; rec != nil {
 		rate = rec.rate()
@@ -219,27 +237,35 @@ func windowBound(units int, rate float64, maxInFlight int) int64 {
 	return int64(units)*int64(perUnit) + int64(maxInFlight)
 }
 
-// kill SIGKILLs worker id.
-func (r *run) kill(ctx context.Context, id string) error {
+// kill SIGKILLs worker id if it holds units now, and reports whether it
+// did.
+func (r *run) kill(ctx context.Context, id string) (bool, error) {
 	p, err := r.proc(id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	e := r.disruption(ctx, p, "kill")
+	if e.Units == 0 {
+		return false, nil
+	}
 	_ = p.Kill()
 	e.at = time.Now()
 	r.addEvent(e)
-	return nil
+	return true, nil
 }
 
-// stop freezes worker id with SIGSTOP, and watches for its new lease
-// until ctx ends or it has one; the returned channel closes then.
+// stop freezes worker id with SIGSTOP if it holds units now, and watches
+// for its new lease until ctx ends or it has one; the returned channel
+// closes then. Nil when it held no units.
 func (r *run) stop(ctx context.Context, id string) (<-chan struct{}, error) {
 	p, err := r.proc(id)
 	if err != nil {
 		return nil, err
 	}
 	e := r.disruption(ctx, p, "stop")
+	if e.Units == 0 {
+		return nil, nil
+	}
 	rev, err := r.st.revision(ctx)
 	if err != nil {
 		return nil, err

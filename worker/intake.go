@@ -47,6 +47,15 @@ func (in *intake) run(ctx context.Context) error {
 		MaxBytes:    in.cfg.FetchMaxBytes,
 		MaxWait:     500 * time.Millisecond,
 		StartOffset: kafka.FirstOffset,
+		// A worker that dies holds its trigger partitions until the group
+		// notices: with kafka-go's defaults (30 s session, 30 s rebalance,
+		// 5 s join backoff) a trigger could wait over a minute and a half
+		// after a crash. These keep that to about ten seconds; heartbeats
+		// every second cost the broker nothing worth counting.
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    6 * time.Second,
+		RebalanceTimeout:  6 * time.Second,
+		JoinGroupBackoff:  time.Second,
 		// Lag reporting is a goroutine polling the broker; Herald does not
 		// use it.
 		ReadLagInterval: -1,

@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	reg := coordinator.NewRegistry(cli, "/herald")
 
 	id := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
-	raw := specJSON(id, cfg, endpoint)
+	raw := SpecJSON(id, cfg.Subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
 	start := time.Now()
 	if _, err := worker.Trigger(ctx, stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
 		return Summary{}, err
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	elapsed := time.Since(start)
 
-	eligible, err := countEligible(cfg)
+	eligible, err := CountEligible(cfg.Subscribers, cfg.Seed)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -211,12 +211,13 @@ func startWorkers(ctx context.Context, fl *fleet.Fleet, n int) error {
 	return errors.Join(errs...)
 }
 
-// specJSON is the demo's broadcast: synthetic subscribers, only the
-// reachable ones, greeted in their own language.
-func specJSON(id string, cfg Config, endpoint string) []byte {
+// SpecJSON is the demo's broadcast, which the load tests send too:
+// synthetic subscribers, only the reachable ones, greeted in their own
+// language.
+func SpecJSON(id string, subscribers, seed int64, endpoint string, maxInFlight int) []byte {
 	spec := map[string]any{
 		"id":             id,
-		"audience":       map[string]any{"source": "synthetic", "count": cfg.Subscribers, "seed": cfg.Seed},
+		"audience":       map[string]any{"source": "synthetic", "count": subscribers, "seed": seed},
 		"only_reachable": true,
 		"template": map[string]any{
 			"default_locale": "en",
@@ -227,16 +228,17 @@ func specJSON(id string, cfg Config, endpoint string) []byte {
 				"fr": map[string]string{"title": "Bonjour {{.name}}", "body": "Votre code : {{.code}}"},
 			},
 		},
-		"endpoint": map[string]any{"url": endpoint, "max_in_flight": cfg.MaxInFlight, "timeout_ms": 5000, "max_attempts": 6},
+		"endpoint": map[string]any{"url": endpoint, "max_in_flight": maxInFlight, "timeout_ms": 5000, "max_attempts": 6},
 	}
 	raw, _ := json.Marshal(spec) // maps of strings and numbers always marshal
 	return raw
 }
 
-// countEligible counts, independently of the workers, the subscribers the
-// broadcast must reach: the reachable ones.
-func countEligible(cfg Config) (int64, error) {
-	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: cfg.Subscribers, Seed: cfg.Seed},
+// CountEligible counts, without asking any worker, the subscribers of
+// SpecJSON's broadcast that must be reached: the valid and reachable ones.
+// "lost" is measured against this count, so it does not trust Herald's.
+func CountEligible(subscribers, seed int64) (int64, error) {
+	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: subscribers, Seed: seed},
 		sharding.Cursor{}, audience.Limits{})
 	if err != nil {
 		return 0, fmt.Errorf("demo: count eligible: %w", err)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -114,7 +117,7 @@ func chart(path string, res Result) error {
 		p.Add(l)
 	}
 	p.Y.Min, p.Y.Max = 0, peak*1.35
-	p.Y.Tick.Marker = wholeTicks{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = wholeTicks{}, wholeTicks{}
 	if err := p.Save(9*vg.Inch, 4.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("loadtest: chart %s: %w", path, err)
 	}
@@ -132,8 +135,8 @@ func legendSwatch(kind string) plot.Thumbnailer {
 	return l
 }
 
-// wholeTicks labels an axis in whole numbers: messages per second have no
-// decimals worth showing.
+// wholeTicks labels an axis in whole numbers: neither messages per second
+// nor the seconds of a run that lasts minutes have decimals worth showing.
 type wholeTicks struct{}
 
 func (wholeTicks) Ticks(min, max float64) []plot.Tick {
@@ -144,4 +147,40 @@ func (wholeTicks) Ticks(min, max float64) []plot.Tick {
 		}
 	}
 	return ts
+}
+
+// drawCharts saves res's chart as SVG and PNG in dir and records the SVG's
+// name in res.
+func drawCharts(dir string, res *Result) error {
+	if res.Series == nil {
+		return nil
+	}
+	for _, ext := range []string{".svg", ".png"} {
+		if err := chart(filepath.Join(dir, res.Scenario+ext), *res); err != nil {
+			return err
+		}
+	}
+	res.Chart = res.Scenario + ".svg"
+	return nil
+}
+
+// replot draws the charts of dir/results.json again, with this version's
+// drawing: figures do not need a new run to get a better picture.
+func replot(dir string) error {
+	f, err := os.Open(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return fmt.Errorf("loadtest: replot: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	for dec.More() {
+		var r Result
+		if err := dec.Decode(&r); err != nil {
+			return fmt.Errorf("loadtest: replot: %w", err)
+		}
+		if err := drawCharts(dir, &r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

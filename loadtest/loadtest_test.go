@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -208,6 +209,23 @@ func TestChart(t *testing.T) {
 	}
 	if err := chart(filepath.Join(dir, "none.svg"), Result{}); err != nil {
 		t.Errorf("no series: %v", err)
+	}
+
+	// The JSON keeps what the chart needs, so --replot redraws it.
+	line, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := t.TempDir()
+	if err := os.WriteFile(filepath.Join(again, "results.json"), append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := runMain(context.Background(), []string{"--replot", again}, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("--replot exit %d", code)
+	}
+	redrawn, err := os.ReadFile(filepath.Join(again, "kill9.svg"))
+	if err != nil || !bytes.Contains(redrawn, []byte("claimed 2.3s")) {
+		t.Errorf("replot: %v, chart with the events: %v", err, bytes.Contains(redrawn, []byte("claimed 2.3s")))
 	}
 }
 

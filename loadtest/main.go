@@ -24,9 +24,10 @@
 //	rss        worker peak RSS at two audience sizes (not run by default)
 //
 // For each it prints one JSON object per line, then a Markdown table, and
-// writes results.json, results.md and one SVG chart per scenario of
-// delivered messages per second with kills, stops and joins marked to
-// --out. Everything listens on loopback only, every kill and load is
+// writes results.json, results.md and one chart per scenario (SVG and PNG)
+// of delivered messages per second with kills, stops and joins marked to
+// --out; --replot DIR draws a directory's charts again from its
+// results.json. Everything listens on loopback only, every kill and load is
 // bounded in count and time, and every process it starts is stopped
 // before it exits (or killed with it, should it die). The exit status is 1
 // if any check failed.
@@ -63,8 +64,16 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	cfg.registerFlags(fs)
 	verbose := fs.Bool("v", false, "log every event and progress line")
+	replotDir := fs.String("replot", "", "draw the charts of `directory`/results.json again, and run nothing")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *replotDir != "" {
+		if err := replot(*replotDir); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -119,18 +128,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 
 	var results []Result
 	emit := func(r Result) error {
-		if r.Series != nil {
-			name := r.Scenario + ".svg"
-			err := chart(filepath.Join(cfg.Out, name), r)
-			if err == nil {
-				// A PNG too, for viewers that do not show SVG.
-				err = chart(filepath.Join(cfg.Out, r.Scenario+".png"), r)
-			}
-			if err != nil {
-				log.Warn("chart", "scenario", r.Scenario, "err", err)
-			} else {
-				r.Chart = name
-			}
+		if err := drawCharts(cfg.Out, &r); err != nil {
+			log.Warn("chart", "scenario", r.Scenario, "err", err)
 		}
 		line, err := json.Marshal(r)
 		if err != nil {

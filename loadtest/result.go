@@ -65,8 +65,8 @@ type Result struct {
 	Note         string   `json:"note,omitempty"`
 
 	// Series is the endpoint's first deliveries per second from the
-	// trigger on, for the chart.
-	Series *series `json:"-"`
+	// trigger on: the chart's data, kept so --replot can draw it again.
+	Series *series `json:"per_second,omitempty"`
 }
 
 // endpointStats is what the endpoint answered besides deliveries.
@@ -109,8 +109,8 @@ func (r *Result) setLatency(h hist) {
 
 // series is a per-second count starting StartS seconds after the trigger.
 type series struct {
-	StartS float64
-	Counts []int64
+	StartS float64 `json:"start_s"`
+	Counts []int64 `json:"counts"`
 }
 
 func seriesSince(ss sink.Stats, t0 time.Time) *series {

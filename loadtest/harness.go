@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/herald-dev/herald/internal/demo"
 )
 
 // harness is what every scenario of a run shares: the herald binary and
@@ -90,7 +92,7 @@ func (h *harness) eligible(n int64) (int64, error) {
 	if e, ok := h.eligibleBy[n]; ok {
 		return e, nil
 	}
-	e, err := countEligible(n, h.cfg.Seed)
+	e, err := demo.CountEligible(n, h.cfg.Seed)
 	if err != nil {
 		return 0, err
 	}

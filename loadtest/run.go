@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/demo"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/internal/fleet"
 	"github.com/herald-dev/herald/sink"
@@ -159,7 +160,7 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	raw := specJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
+	raw := demo.SpecJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
 	r.t0 = time.Now()
 	if _, err := worker.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
 		return Result{}, err

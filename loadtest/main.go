@@ -118,7 +118,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		return nil, fmt.Errorf("loadtest: %w", err)
 	}
 	defer jsonl.Close()
-	fmt.Fprintf(stdout, "# herald load test, results in %s (load average at start: %s)\n", cfg.Out, loadAverage())
+	startLoad := loadAverage()
+	fmt.Fprintf(stdout, "# herald load test, results in %s (load average at start: %s)\n", cfg.Out, startLoad)
 
 	h, err := newHarness(ctx, cfg, log)
 	if err != nil {
@@ -192,7 +193,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 	var table strings.Builder
 	writeTable(&table, results)
 	fmt.Fprintf(stdout, "\n%s", table.String())
-	md := fmt.Sprintf("Load test of %s, load average at the end %s.\n\n%s", time.Now().UTC().Format(time.RFC3339), loadAverage(), table.String())
+	// The load at the start says whether the machine was quiet; at the
+	// end it is mostly the run's own.
+	md := fmt.Sprintf("Load test finished %s; load average before it: %s.\n\n%s", time.Now().UTC().Format(time.RFC3339), startLoad, table.String())
 	if err := os.WriteFile(filepath.Join(cfg.Out, "results.md"), []byte(md), 0o644); err != nil {
 		return results, fmt.Errorf("loadtest: %w", err)
 	}

@@ -10,8 +10,12 @@ import (
 	"time"
 )
 
-// ErrConfig reports an invalid Config.
-var ErrConfig = errors.New("loadtest: invalid config")
+var (
+	// ErrConfig reports an invalid Config.
+	ErrConfig = errors.New("loadtest: invalid config")
+	// errStopped is returned when the run was interrupted.
+	errStopped = errors.New("loadtest: interrupted")
+)
 
 // Scenario names, in the order a full run performs them.
 const (

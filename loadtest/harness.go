@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -111,9 +110,6 @@ func (h *harness) slowSink(ctx context.Context) (*sinkProc, error) {
 	return startSink(ctx, h.binary, flags, filepath.Join(h.out, "sink-slow.log"))
 }
 
-// errStopped is returned when the run was interrupted.
-var errStopped = errors.New("loadtest: interrupted")
-
 // loadAverage is the 1, 5 and 15-minute load averages, for the record:
 // figures taken on a busy machine are not comparable.
 func loadAverage() string {
@@ -121,5 +117,6 @@ func loadAverage() string {
 	if err != nil {
 		return "unknown"
 	}
-	return strings.Join(strings.Fields(string(raw))[:3], " ")
+	f := strings.Fields(string(raw))
+	return strings.Join(f[:min(3, len(f))], " ")
 }

@@ -44,16 +44,20 @@ type progress struct {
 	counters coordinator.Counters
 	samples  []coordinator.InvalidSample
 	moved    uint64        // records popped since the last snapshot, for the checkpoint policy
+	every    uint64        // moved at which due is signalled; 0: never
 	room     chan struct{} // signalled when a slot frees up
 	drained  chan struct{} // signalled when the last slot in use finishes
+	due      chan struct{} // signalled when moved reaches every: a checkpoint is due
 }
 
 // maxInvalidSamples is how many invalid lines a unit remembers for the status.
 const maxInvalidSamples = 5
 
-func newProgress(start coordinator.Progress, limit int) *progress {
+func newProgress(start coordinator.Progress, limit int, every uint64) *progress {
 	p := &progress{
 		slots:    make([]slot, limit),
+		every:    every,
+		due:      make(chan struct{}, 1),
 		next:     start.Cursor,
 		counters: start.Counters,
 		samples:  append([]coordinator.InvalidSample(nil), start.InvalidSamples...),
@@ -108,7 +112,9 @@ func (p *progress) popLocked() {
 		*s = slot{}
 		p.head = (p.head + 1) % len(p.slots)
 		p.n--
-		p.moved++
+		if p.moved++; p.moved == p.every {
+			signal(p.due)
+		}
 		freed = true
 	}
 	if freed {
@@ -166,6 +172,13 @@ func (p *progress) cursorLocked() sharding.Cursor {
 		return p.slots[p.head].at
 	}
 	return p.next
+}
+
+// finishedSince is how many records finished since the last snapshot.
+func (p *progress) finishedSince() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.moved
 }
 
 // inFlight reports how many owned records are read but not yet finished.

@@ -11,7 +11,7 @@ import (
 func cur(seq uint64) sharding.Cursor { return sharding.Cursor{Seq: seq, Offset: int64(seq * 10)} }
 
 func TestProgressCursorStopsAtOldestUnfinished(t *testing.T) {
-	p := newProgress(coordinator.Progress{Cursor: cur(5)}, 8)
+	p := newProgress(coordinator.Progress{Cursor: cur(5)}, 8, 0)
 	if got, _ := p.snapshot(); got.Cursor != cur(5) {
 		t.Fatalf("fresh cursor = %v, want the claim's", got.Cursor)
 	}
@@ -42,7 +42,7 @@ func TestProgressCursorStopsAtOldestUnfinished(t *testing.T) {
 
 func TestProgressWindowFullAndInvalidSamples(t *testing.T) {
 	p := newProgress(coordinator.Progress{Counters: coordinator.Counters{Scanned: 10, Invalid: 1},
-		InvalidSamples: []coordinator.InvalidSample{{Line: 1, Reason: "old"}}}, 2)
+		InvalidSamples: []coordinator.InvalidSample{{Line: 1, Reason: "old"}}}, 2, 0)
 	first, ok := p.add(cur(0), cur(1), pending, 1, "")
 	if !ok {
 		t.Fatal("first add refused")
@@ -88,7 +88,7 @@ func TestProgressModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
 		window := 1 + rng.IntN(16)
-		p := newProgress(coordinator.Progress{}, window)
+		p := newProgress(coordinator.Progress{}, window, 0)
 		type rec struct {
 			seq  uint64
 			idx  int
@@ -155,5 +155,32 @@ func TestProgressModel(t *testing.T) {
 				t.Fatalf("round %d step %d: got %v %+v, want %v %+v", round, step, snap.Cursor, snap.Counters, wantCursor, want)
 			}
 		}
+	}
+}
+
+// TestProgressSignalsDue: the checkpoint loop is woken the moment the
+// configured number of records has finished, not at its next tick.
+func TestProgressSignalsDue(t *testing.T) {
+	p := newProgress(coordinator.Progress{}, 8, 3)
+	for i := range uint64(2) {
+		p.add(cur(i), cur(i+1), delivered, int64(i+1), "")
+	}
+	select {
+	case <-p.due:
+		t.Fatal("due after 2 of 3 records")
+	default:
+	}
+	p.add(cur(2), cur(3), delivered, 3, "")
+	select {
+	case <-p.due:
+	default:
+		t.Fatal("not due after 3 records")
+	}
+	if n := p.finishedSince(); n != 3 {
+		t.Fatalf("finishedSince = %d, want 3", n)
+	}
+	p.snapshot()
+	if n := p.finishedSince(); n != 0 {
+		t.Fatalf("finishedSince after a snapshot = %d, want 0", n)
 	}
 }

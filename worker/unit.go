@@ -251,15 +251,17 @@ func (u *unitRun) drain(ctx context.Context, readErr error) {
 	}
 }
 
-// checkpointLoop writes the unit's progress when enough records have
-// finished or enough time has passed, and never more often than the
-// minimum interval: etcd writes grow with units held, not with messages.
+// checkpointLoop writes the unit's progress as soon as CheckpointEvery
+// records have finished since the last write, or CheckpointInterval has
+// passed, but never more often than CheckpointMinInterval: etcd writes per
+// unit stay bounded whatever the message rate, and the re-send window after
+// a crash stays at CheckpointEvery records (plus those in flight) up to
+// CheckpointEvery per CheckpointMinInterval records a second per unit.
 func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
 	cfg := u.b.w.cfg
 	t := time.NewTicker(cfg.CheckpointMinInterval)
 	defer t.Stop()
 	last := time.Now()
-	var since uint64
 	lastCursor := u.cl.Unit().Cursor
 	for {
 		select {
@@ -268,13 +270,18 @@ func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-u.prog.due:
 		}
-		p, moved := u.prog.snapshot()
-		since += moved
-		if p.Cursor == lastCursor {
+		// Too soon after the last write: the ticker, one minimum interval
+		// long, comes back for it.
+		if time.Since(last) < cfg.CheckpointMinInterval {
 			continue
 		}
-		if since < uint64(cfg.CheckpointEvery) && time.Since(last) < cfg.CheckpointInterval {
+		if u.prog.finishedSince() < uint64(cfg.CheckpointEvery) && time.Since(last) < cfg.CheckpointInterval {
+			continue
+		}
+		p, _ := u.prog.snapshot()
+		if p.Cursor == lastCursor {
 			continue
 		}
 		err := u.cl.Checkpoint(ctx, p)
@@ -289,6 +296,6 @@ func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
 			u.log.Warn("checkpoint", "err", err)
 			continue
 		}
-		last, since, lastCursor = time.Now(), 0, p.Cursor
+		last, lastCursor = time.Now(), p.Cursor
 	}
 }

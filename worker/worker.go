@@ -33,10 +33,11 @@ type Config struct {
 	NoIntake bool
 
 	// CheckpointEvery and CheckpointInterval bound the re-send window after
-	// a crash: a unit checkpoints once this many records finished (0: 1000)
-	// or this much time passed (0: 1s), whichever comes first, but never
-	// more often than CheckpointMinInterval (0: 50ms), so etcd writes per
-	// unit stay bounded whatever the message rate.
+	// a crash: a unit checkpoints as soon as this many records finished
+	// (0: 1000) or this much time passed (0: 1s), whichever comes first,
+	// but never more often than CheckpointMinInterval (0: 20ms), so etcd
+	// writes per unit stay bounded (50/s) whatever the message rate, and
+	// the window holds up to 50,000 records a second per unit.
 	CheckpointEvery       int
 	CheckpointInterval    time.Duration
 	CheckpointMinInterval time.Duration
@@ -92,7 +93,7 @@ func (c *Config) setDefaults() {
 		c.CheckpointInterval = time.Second
 	}
 	if c.CheckpointMinInterval == 0 {
-		c.CheckpointMinInterval = 50 * time.Millisecond
+		c.CheckpointMinInterval = 20 * time.Millisecond
 	}
 	if c.Window == 0 {
 		c.Window = 4096
@@ -317,7 +318,7 @@ func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun
 	return &unitRun{
 		b:    b,
 		cl:   cl,
-		prog: newProgress(cl.Progress(), w.cfg.Window),
+		prog: newProgress(cl.Progress(), w.cfg.Window, uint64(w.cfg.CheckpointEvery)),
 		log:  b.log.With("unit", unit.ID),
 	}, nil
 }

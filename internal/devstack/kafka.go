@@ -43,6 +43,12 @@ const kafkaMinSessionTimeout = 100 * time.Millisecond
 // StartKafka starts a broker with cfg.Topics created. The caller must Close
 // it.
 func StartKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
+	return startKafka(ctx, cfg)
+}
+
+// startKafka starts the broker StartKafka and StartSecureKafka share, with
+// extra options (TLS, SASL) appended.
+func startKafka(ctx context.Context, cfg KafkaConfig, extra ...kfake.Opt) (*Kafka, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("devstack: start kafka: %w", err)
 	}
@@ -74,7 +80,7 @@ func StartKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if len(cfg.Topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(int32(cfg.Partitions), cfg.Topics...))
 	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := kfake.NewCluster(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.Addr, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -135,39 +134,15 @@ type KafkaUser struct {
 // StartSecureKafka starts a broker like StartKafka, with TLS and SASL as
 // sec says. The caller must Close it.
 func StartSecureKafka(ctx context.Context, cfg KafkaConfig, sec KafkaSecurity) (*Kafka, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("devstack: start kafka: %w", err)
-	}
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
-	}
-	if cfg.Partitions <= 0 {
-		cfg.Partitions = 4
-	}
-	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.ClusterID("herald-dev"),
-		kfake.DefaultNumPartitions(cfg.Partitions),
-		kfake.GroupMinSessionTimeout(kafkaMinSessionTimeout),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, cfg.Addr)
-		}),
-	}
-	if len(cfg.Topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(int32(cfg.Partitions), cfg.Topics...))
-	}
+	var extra []kfake.Opt
 	if sec.TLS != nil {
-		opts = append(opts, kfake.TLS(sec.TLS))
+		extra = append(extra, kfake.TLS(sec.TLS))
 	}
 	if len(sec.Users) > 0 {
-		opts = append(opts, kfake.EnableSASL())
+		extra = append(extra, kfake.EnableSASL())
 		for _, u := range sec.Users {
-			opts = append(opts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+			extra = append(extra, kfake.Superuser(u.Mechanism, u.Name, u.Password))
 		}
 	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("devstack: start kafka on %s: %w", cfg.Addr, err)
-	}
-	return &Kafka{cluster: c, brokers: c.ListenAddrs()}, nil
+	return startKafka(ctx, cfg, extra...)
 }

@@ -23,49 +23,78 @@ var errClaimEnded = errors.New("coordinator: claim ended")
 // Checkpoint; it ends the claim with Finish (the unit is done) or, when
 // HandoffRequested is closed, with Handoff after it stopped and drained.
 //
-// Every write is a transaction that first compares the claim key's create
-// revision with the token this claim got, so a member whose lease expired
-// can never overwrite its successor's progress; such a write returns
-// ErrNotOwner and ends the claim's context.
+// Every write is a transaction that first proves the claim still holds
+// (isOwner), so a member whose lease expired can never overwrite its
+// successor's progress; such a write returns ErrNotOwner and ends the
+// claim's context.
+//
+// A Claim is used from two goroutines: the worker's, which calls its
+// exported methods, and the Coordinator's Run goroutine, which asks for
+// hand-offs and ends claims it finds lost. The fields are grouped by who
+// owns them.
 type Claim struct {
-	c         *Coordinator
+	// Immutable after newClaim; read from any goroutine.
+	deps      claimDeps
 	broadcast string
 	unitKey   string
 	claimKey  string
 	token     int64 // create revision of the claim key: the fencing token
 	unit      sharding.Unit
 	start     Progress
+	ctx       context.Context
+	cancel    context.CancelCauseFunc // safe to call from any goroutine, more than once
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	ended  atomic.Bool
-
-	handoff     chan struct{}
+	ended       atomic.Bool   // set by lose or end, on any goroutine; never cleared
+	handoff     chan struct{} // closed once, through handoffOnce, by requestHandoff
 	handoffOnce sync.Once
-	delivered   atomic.Bool // the worker has received it from Claims
 
 	// base is the ring when the claim was taken; joiners are the members
 	// of a later ring that are not in it. Only Run's goroutine uses it.
 	base *sharding.Ring
 
-	mu    sync.Mutex // serialises the claim's writes; guards rec and moves
-	rec   unitRecord // the unit record as this claim last wrote (or read) it
-	moves map[string]sharding.Arcs
+	// mu serialises the claim's writes (Checkpoint, Finish, Handoff) and
+	// guards rec and moves. It is taken before Coordinator.mu: a refused
+	// write ends the claim, which calls forget, while mu is held.
+	mu    sync.Mutex
+	rec   unitRecord               // the unit record as this claim last wrote (or read) it
+	moves map[string]sharding.Arcs // set by requestHandoff on Run's goroutine; read by Handoff
 }
 
-func newClaim(c *Coordinator, l *lease, broadcast string, u *unitView, claimKey string, token int64) (*Claim, error) {
+// claimDeps is what a Claim needs from the member that took it, given at
+// construction, so that a Claim holds no pointer back to its Coordinator.
+type claimDeps struct {
+	member  string // this member's id: owner of the checkpoints, assignee of what it keeps
+	keys    keys
+	m       *metrics
+	txn     func(ctx context.Context, op string, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error)
+	leaving func() bool  // whether the member is leaving: a hand-off then releases the unit
+	forget  func(*Claim) // removes an ended claim from the member's held set
+}
+
+func newClaim(deps claimDeps, l *lease, broadcast string, u *unitView, claimKey string, token int64) (*Claim, error) {
 	start, err := u.rec.progress()
 	if err != nil {
 		return nil, err
 	}
 	cl := &Claim{
-		c: c, broadcast: broadcast, unitKey: u.key, claimKey: claimKey, token: token,
+		deps: deps, broadcast: broadcast, unitKey: u.key, claimKey: claimKey, token: token,
 		unit: u.unit, start: start, rec: u.rec, handoff: make(chan struct{}),
 	}
 	// Derived from the lease's context, so that passing the lease deadline
 	// ends every claim at the same instant.
 	cl.ctx, cl.cancel = context.WithCancelCause(l.ctx)
 	return cl, nil
+}
+
+// isOwner is the compare that proves the claim still holds its unit: the
+// claim key's create revision is still this claim's token. A deleted claim
+// key (its lease expired, or the unit was finished or handed off) compares
+// as 0, and one claimed again since has a later revision, so a claim that
+// is over never passes it. Every transaction written on the claim's
+// behalf (Checkpoint, Finish, Handoff, and the release of a claim on a
+// broadcast that is over) carries it.
+func (cl *Claim) isOwner() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(cl.claimKey), "=", cl.token)
 }
 
 // Broadcast is the id of the broadcast the unit belongs to.
@@ -110,9 +139,9 @@ func (cl *Claim) Checkpoint(ctx context.Context, p Progress) error {
 	if err != nil {
 		return err
 	}
-	cl.c.m.checkpoints.Inc()
+	cl.deps.m.checkpoints.Inc()
 	if err := cl.write(ctx, "checkpoint", clientv3.OpPut(cl.unitKey, val)); err != nil {
-		cl.c.m.checkpointFailures.Inc()
+		cl.deps.m.checkpointFailures.Inc()
 		return err
 	}
 	cl.rec = rec
@@ -155,13 +184,13 @@ func (cl *Claim) Handoff(ctx context.Context, p Progress) error {
 	}
 	var ops []clientv3.Op
 	switch {
-	case cl.c.leaving.Load():
+	case cl.deps.leaving():
 		rec.Assignee = ""
 		ops, err = cl.replace(rec)
 	case len(cl.moves) > 0:
 		ops, err = cl.carve(rec, p.Cursor)
 	default:
-		rec.Assignee = cl.c.cfg.MemberID
+		rec.Assignee = cl.deps.member
 		ops, err = cl.replace(rec)
 	}
 	if err != nil {
@@ -170,7 +199,7 @@ func (cl *Claim) Handoff(ctx context.Context, p Progress) error {
 	if err := cl.write(ctx, "handoff", ops...); err != nil {
 		return err
 	}
-	cl.c.m.handoffs.Inc()
+	cl.deps.m.handoffs.Inc()
 	cl.end()
 	return nil
 }
@@ -189,7 +218,7 @@ func (cl *Claim) advance(op string, p Progress) (unitRecord, error) {
 		return unitRecord{}, fmt.Errorf("coordinator: %s %s/%s: %d after %d: %w",
 			op, cl.broadcast, cl.unit.ID, p.Cursor.Seq, cur.Seq, ErrCursorBackwards)
 	}
-	return cl.rec.withProgress(p, cl.c.cfg.MemberID, time.Now().UTC())
+	return cl.rec.withProgress(p, cl.deps.member, time.Now().UTC())
 }
 
 // replace is the ops that put rec and drop the claim.
@@ -228,11 +257,11 @@ func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, e
 		if child.Empty() {
 			continue
 		}
-		assignee := cl.c.cfg.MemberID
+		assignee := cl.deps.member
 		if i > 0 {
 			assignee = joiners[i-1]
 		}
-		puts, _, err := newUnitOps(cl.c.keys, cl.broadcast, child, assignee, now)
+		puts, _, err := newUnitOps(cl.deps.keys, cl.broadcast, child, assignee, now)
 		if err != nil {
 			return nil, err
 		}
@@ -251,8 +280,7 @@ func (cl *Claim) carve(rec unitRecord, cursor sharding.Cursor) ([]clientv3.Op, e
 // write runs ops if the claim still holds. A failed compare means someone
 // else owns the unit now: the claim ends with ErrNotOwner.
 func (cl *Claim) write(ctx context.Context, op string, ops ...clientv3.Op) error {
-	fence := clientv3.Compare(clientv3.CreateRevision(cl.claimKey), "=", cl.token)
-	resp, err := cl.c.txn(ctx, op, []clientv3.Cmp{fence}, ops...)
+	resp, err := cl.deps.txn(ctx, op, []clientv3.Cmp{cl.isOwner()}, ops...)
 	if err != nil {
 		return fmt.Errorf("coordinator: %s %s/%s: %w", op, cl.broadcast, cl.unit.ID, err)
 	}
@@ -290,12 +318,12 @@ func (cl *Claim) handoffPending() bool {
 func (cl *Claim) lose(cause error) {
 	cl.ended.Store(true)
 	cl.cancel(cause)
-	cl.c.forget(cl)
+	cl.deps.forget(cl)
 }
 
 // end closes a claim whose work was recorded (finished or handed off).
 func (cl *Claim) end() {
 	cl.ended.Store(true)
 	cl.cancel(errClaimEnded)
-	cl.c.forget(cl)
+	cl.deps.forget(cl)
 }

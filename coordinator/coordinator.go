@@ -28,30 +28,51 @@ var (
 // Coordinator is one fleet member's view of the fleet and its share of the
 // work. Run joins the fleet, keeps the view current and claims work; the
 // worker takes the claims from Claims.
+//
+// Run's goroutine (the one that called Run) makes every decision and is
+// the only writer of the member's state. Other goroutines (the worker,
+// through the accessors and a Claim's methods, and a metrics scrape) only
+// read that state, through atomics or under mu. Two writes come from
+// elsewhere, both under mu: a claim that ends removes itself from held on
+// whichever goroutine ended it, and BroadcastState adds an empty entry to
+// states for a broadcast not seen yet. The fields are grouped by who owns
+// them; doc.go lists the goroutines and the lock order.
 type Coordinator struct {
-	cfg  Config
-	cli  *clientv3.Client
-	log  *slog.Logger
-	m    *metrics
-	keys keys
-	reg  *Registry
+	// Immutable after New; read from any goroutine.
+	cfg       Config
+	cli       *clientv3.Client
+	log       *slog.Logger
+	m         *metrics
+	keys      keys
+	reg       *Registry
+	claimDeps claimDeps     // what every Claim this member takes is given
+	claims    chan *Claim   // sent on by the queue's goroutine; closed by Run when it returns
+	queue     *claimQueue   // pushed to by Run's goroutine; guarded by its own lock
+	wake      chan struct{} // capacity 1: a claim ended (forget), look again soon; only Run's goroutine receives
 
-	claims chan *Claim
-	queue  *claimQueue
-	wake   chan struct{} // capacity 1: a claim ended, look again soon
+	// Written only by Run's goroutine; read from any goroutine.
+	running atomic.Bool           // set by the first call of Run, never cleared
+	leaving atomic.Bool           // set by leave, once ctx ended; read by Ready and Claim.Handoff
+	synced  atomic.Bool           // the view is a complete copy kept current by a watch; read by Ready
+	live    atomic.Int64          // live members not leaving, as of the last reconcile; read by LiveMembers
+	lease   atomic.Pointer[lease] // nil when not joined; read by Deadline (also the metrics gauge) and Ready
 
-	running atomic.Bool
-	leaving atomic.Bool
-	synced  atomic.Bool
-	live    atomic.Int64
-	lease   atomic.Pointer[lease] // nil when not joined
-
-	mu     sync.Mutex
-	held   map[string]*Claim // by claim key
+	// mu guards held and states. Never held while taking another lock or
+	// talking to etcd (see the lock order in doc.go).
+	mu sync.Mutex
+	// held is every claim this member holds, by claim key. Entries are
+	// added only by Run's goroutine (claimUnit) and removed by forget, on
+	// whichever goroutine ended the claim: the worker's (Finish, Handoff,
+	// a refused Checkpoint) or Run's (a lost, fenced or released claim).
+	held map[string]*Claim
+	// states is the cached state of each broadcast asked about or seen.
+	// An entry is added by whoever asks first (BroadcastState from any
+	// goroutine, noteState on Run's); its state changes, and its channel
+	// is closed, only on Run's goroutine (noteState).
 	states map[string]*stateSignal
 
-	// Owned by Run's goroutine.
-	view    *view
+	// Run's goroutine only, with no lock: nothing else may touch these.
+	view    *view          // nil until the first resync
 	ring    *sharding.Ring // of the live members, as last seen
 	ringKey string         // the membership ring was built from
 	started time.Time      // of the current membership epoch
@@ -97,6 +118,14 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		return nil, err
 	}
 	c.m = m
+	c.claimDeps = claimDeps{
+		member:  cfg.MemberID,
+		keys:    c.keys,
+		m:       m,
+		txn:     c.txn,
+		leaving: c.leaving.Load,
+		forget:  c.forget,
+	}
 	return c, nil
 }
 
@@ -152,7 +181,8 @@ func (c *Coordinator) stateSignalLocked(id string) *stateSignal {
 	return s
 }
 
-// noteState publishes broadcast id's state from the view.
+// noteState publishes broadcast id's state from the view. Run's goroutine
+// only: it reads the view.
 func (c *Coordinator) noteState(id string) {
 	var st State
 	if b, ok := c.view.broadcasts[id]; ok && b.hasState {
@@ -200,7 +230,8 @@ func (c *Coordinator) holds(claimKey string) bool {
 	return ok
 }
 
-// forget removes an ended claim from the held set and wakes Run.
+// forget removes an ended claim from the held set and wakes Run. It runs
+// on whichever goroutine ended the claim, possibly holding cl.mu.
 func (c *Coordinator) forget(cl *Claim) {
 	c.mu.Lock()
 	if c.held[cl.claimKey] == cl {

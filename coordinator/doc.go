@@ -18,4 +18,51 @@
 // worker's job, driven by the Claims a Coordinator hands out. It does not
 // parse broadcast specs either; the Registry stores them as opaque bytes.
 // The etcd key layout and every transaction are described in docs/ETCD.md.
+//
+// # Goroutines and locks
+//
+// New starts nothing. A running Coordinator has these goroutines:
+//
+//   - Run's own, the caller's: it joins, reads and watches the view,
+//     reconciles, claims, and once ctx ends, leaves. It is the only writer
+//     of the Coordinator's state; the comment on Coordinator says, field by
+//     field, who may read what. It ends when Run returns.
+//   - The claim queue's, started by Run before its loop and stopped by Run
+//     (a closed stop channel, then a wait) before the leave. It hands
+//     claims to the worker on Claims in the order taken, so Run never waits
+//     for the worker. Run closes Claims after it stopped.
+//   - Two per lease, that is per membership epoch, started by grantLease
+//     (from join, on Run's goroutine): one renews the lease every TTL/4 and
+//     moves the local deadline; the other ends the lease's context when the
+//     deadline passes or the session ends. lease.release stops both and
+//     waits for them; Run's goroutine calls it when the lease is lost
+//     (fence), when a join fails, and on leave. The concurrency.Session
+//     behind the lease runs etcd's keepalive goroutine, which release ends
+//     (Session.Orphan, which waits) before revoking the lease.
+//   - The etcd client's, behind the one watch on the prefix; Run's loop
+//     cancels the watch when it breaks, when the lease is lost, and when the
+//     loop ends.
+//
+// Not started here, but calling in: the worker's goroutines use a Claim's
+// methods (Checkpoint, Finish, Handoff, Context) and the accessors (Ready,
+// Deadline, LiveMembers, BroadcastState); a metrics scrape reads the lease
+// deadline.
+//
+// Locks, in the order they are taken:
+//
+//  1. Claim.mu serialises one claim's writes and is held across the
+//     write's transaction. A refused write ends the claim, and so takes
+//     Coordinator.mu in forget, with it held. Run's goroutine takes it to
+//     record a hand-off's moves and, on leave, to hand back the claims the
+//     worker never saw; before dropping a claim the view shows lost it
+//     only tries it (TryLock), so that a Finish or Handoff in flight ends
+//     its claim itself.
+//  2. Coordinator.mu guards the held claims and the broadcast states. It is
+//     held only to read or change those maps, never across an etcd call or
+//     while taking another lock.
+//
+// claimQueue.mu guards the queue alone: no other lock is held while it is
+// taken, and none is taken under it. The lease has no lock: its deadline
+// is an atomic, set by grantLease and then moved only by the renewing
+// goroutine.
 package coordinator

@@ -46,7 +46,7 @@ func (c *Coordinator) tryJoin(ctx context.Context) (*lease, error) {
 	c.started = time.Now().UTC()
 	val, err := encode(c.memberRecord(false))
 	if err != nil {
-		l.release(time.Second)
+		c.releaseUnjoined(l)
 		return nil, err
 	}
 	key := c.keys.member(c.cfg.MemberID)
@@ -58,10 +58,19 @@ func (c *Coordinator) tryJoin(ctx context.Context) (*lease, error) {
 		err = errMemberTaken
 	}
 	if err != nil {
-		l.release(time.Second)
+		c.releaseUnjoined(l)
 		return nil, fmt.Errorf("coordinator: join as %s: %w", c.cfg.MemberID, err)
 	}
 	return l, nil
+}
+
+// releaseUnjoined gives back the lease of a join that failed. A revoke that
+// fails leaves the lease, and a member record a lost reply may hide, to
+// expire: no claim is ever bound to it.
+func (c *Coordinator) releaseUnjoined(l *lease) {
+	if err := l.release(time.Second); err != nil {
+		c.log.Debug("revoke lease of a failed join", "err", err)
+	}
 }
 
 func (c *Coordinator) memberRecord(leaving bool) memberRecord {

@@ -64,7 +64,6 @@ func (q *claimQueue) run(stop <-chan struct{}, out chan<- *Claim) {
 		}
 		select {
 		case out <- cl:
-			cl.delivered.Store(true)
 			q.remove(cl)
 		case <-q.signal:
 			// Something changed (the claim may have ended); look again.

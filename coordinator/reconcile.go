@@ -87,8 +87,7 @@ func (c *Coordinator) release(l *lease, cl *Claim, st State) {
 	cl.lose(errBroadcastOver)
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
-	fence := clientv3.Compare(clientv3.CreateRevision(cl.claimKey), "=", cl.token)
-	if _, err := c.txn(ctx, "release", []clientv3.Cmp{fence}, clientv3.OpDelete(cl.claimKey)); err != nil {
+	if _, err := c.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, clientv3.OpDelete(cl.claimKey)); err != nil {
 		c.log.Warn("release claim", "broadcast", cl.broadcast, "unit", cl.unit.ID, "state", st, "err", err)
 	}
 }
@@ -108,6 +107,7 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	st.State, st.UpdatedAt = StateRunning, now
 	val, err := encode(st)
 	if err != nil {
+		c.log.Error("start broadcast", "broadcast", b.id, "err", err)
 		return
 	}
 	ops, inPlan, err := startOps(c.keys, b.id, val, live, c.ring, now)
@@ -212,7 +212,7 @@ func (c *Coordinator) claimUnit(l *lease, b *broadcastView, u *unitView) {
 	if !resp.Succeeded {
 		return // the view was stale; the next event brings the news
 	}
-	cl, err := newClaim(c, l, b.id, u, key, resp.Header.Revision)
+	cl, err := newClaim(c.claimDeps, l, b.id, u, key, resp.Header.Revision)
 	if err != nil {
 		c.log.Error("claim unit", "broadcast", b.id, "unit", u.unit.ID, "err", err)
 		return
@@ -230,7 +230,8 @@ func (c *Coordinator) claimUnit(l *lease, b *broadcastView, u *unitView) {
 
 // takeOver splits an orphan's remainder, from its last checkpoint, into
 // one child per live member (the i-th child to the i-th member by id), or
-// reassigns it whole when one member is live. The method's step 5.
+// reassigns it whole when one member is live. docs/ETCD.md gives the
+// transaction (Transactions, 6: take-over).
 func (c *Coordinator) takeOver(l *lease, b *broadcastView, u *unitView, live []sharding.Member) {
 	ids := takeOverMembers(live, u.unit.ID)
 	if len(ids) == 0 {
@@ -262,6 +263,7 @@ func (c *Coordinator) takeOver(l *lease, b *broadcastView, u *unitView, live []s
 	}
 	val, err := encode(parent)
 	if err != nil {
+		c.log.Error("take over", "broadcast", b.id, "unit", u.unit.ID, "err", err)
 		return
 	}
 	ops = append([]clientv3.Op{clientv3.OpPut(u.key, val)}, ops...)
@@ -327,6 +329,7 @@ func (c *Coordinator) complete(l *lease, b *broadcastView) {
 	}
 	val, err := encode(st)
 	if err != nil {
+		c.log.Error("complete broadcast", "broadcast", b.id, "err", err)
 		return
 	}
 	ctx, cancel := c.opCtx(l)

@@ -10,7 +10,8 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// State is a broadcast's state, as SPEC section 5 names them.
+// State is a broadcast's state, named as `herald status` shows it
+// (docs/CONTRACTS.md, "Progress and state").
 type State string
 
 // The states of a broadcast. Pending waits for its start time; running and

@@ -13,8 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Status is a broadcast's progress as SPEC section 5 shows it
-// (`herald status ID --json`).
+// Status is a broadcast's progress as `herald status ID --json` prints it
+// (docs/CONTRACTS.md, "Progress and state").
 type Status struct {
 	ID        string    `json:"id"`
 	State     State     `json:"state"`

@@ -13,8 +13,9 @@ import (
 	"github.com/herald-dev/herald/internal/fleet"
 )
 
-// The checkpoint window of SPEC section 6.2: a unit checkpoints at least
-// every second or every 1000 records, whichever comes first.
+// The checkpoint window Herald guarantees (docs/CONTRACTS.md, "Guarantees",
+// 2): a unit checkpoints at least every second or every 1000 records,
+// whichever comes first.
 const (
 	windowRecords = 1000
 	windowTime    = time.Second

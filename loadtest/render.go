@@ -19,8 +19,9 @@ type delivery struct {
 
 // renderAll yields the deliveries of broadcast id as a worker would build
 // them: every eligible subscriber, rendered with the broadcast's template,
-// encoded as SPEC section 4's body with its idempotency key. Records that
-// fail to render are skipped and counted in *failed.
+// encoded as the JSON body an endpoint receives, with its idempotency key
+// (docs/CONTRACTS.md, "A delivery"). Records that fail to render are
+// skipped and counted in *failed.
 func renderAll(id string, subscribers, seed int64, failed *int64) (iter.Seq[delivery], func() error, error) {
 	// The same broadcast as Herald's runs, so every sender posts the same
 	// messages.

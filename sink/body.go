@@ -45,8 +45,8 @@ func skipSpace(b []byte) []byte {
 	return b
 }
 
-// validKey reports whether key is what SPEC section 4 promises: printable
-// ASCII, at most 200 characters.
+// validKey reports whether key is what Herald promises endpoints of an
+// idempotency key: printable ASCII, at most 200 characters.
 func validKey(key string) bool {
 	if len(key) == 0 || len(key) > 200 {
 		return false

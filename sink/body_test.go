@@ -66,7 +66,8 @@ func FuzzBroadcastID(f *testing.F) {
 	})
 }
 
-// validID is SPEC section 2's rule for broadcast ids.
+// validID is the trigger's rule for broadcast ids: 1 to 128 characters of
+// [A-Za-z0-9._-].
 func validID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false

@@ -1,8 +1,9 @@
 // Package sink provides Herald's reference receiving endpoint: an HTTP
-// handler that accepts deliveries (SPEC section 4), counts requests,
-// distinct idempotency keys and duplicates, overall and per broadcast, and
-// serves the counts as JSON at GET /stats. It can inject latency, 429s and
-// 5xx answers to exercise a sender's retries.
+// handler that accepts deliveries (the POSTs of docs/CONTRACTS.md, "A
+// delivery"), counts requests, distinct idempotency keys and duplicates,
+// overall and per broadcast, and serves the counts as JSON at GET /stats.
+// It can inject latency, 429s and 5xx answers to exercise a sender's
+// retries.
 //
 // It keeps a 128-bit hash of every key it has delivered, nothing else per
 // request, so memory grows with distinct keys only. It does not store or
@@ -29,7 +30,7 @@
 //	503  injected, with Retry-After
 //	200  the key is new: it is now delivered
 //	409  the key was delivered before: a duplicate, still delivered as
-//	     far as the sender is concerned (SPEC section 4)
+//	     far as the sender is concerned (a sender counts 409 as delivered)
 //
 // Injected answers and abandoned requests never mark a key delivered.
 package sink

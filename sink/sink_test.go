@@ -31,7 +31,8 @@ func newSink(t testing.TB, cfg Config) *Sink {
 	return s
 }
 
-// deliveryBody is a body shaped like SPEC section 4.
+// deliveryBody is a body shaped like the one a delivery POSTs
+// (docs/CONTRACTS.md, "A delivery").
 func deliveryBody(broadcast, subscriber, key string) []byte {
 	b, err := json.Marshal(map[string]any{
 		"broadcast_id":    broadcast,

@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// typicalSpec is SPEC section 2's example template.
+// typicalSpec is the example template of Herald's contracts: a title and
+// a body in English.
 func typicalSpec() Spec {
 	return Spec{DefaultLocale: "en", Locales: map[string]map[string]string{
 		"en": {"title": "Hi {{.name}}", "body": "Your code: {{.code}}"},

@@ -2,7 +2,8 @@ package templates
 
 import "unicode/utf8"
 
-// Delivery is what one POST to the endpoint carries (SPEC section 4).
+// Delivery is what one POST to the endpoint carries (docs/CONTRACTS.md,
+// "A delivery").
 type Delivery struct {
 	BroadcastID  string
 	SubscriberID string

@@ -12,7 +12,7 @@
 //     Message, the hot path of a worker;
 //   - ParseRecord, which decodes an audience line with numbers as
 //     json.Number, the Record convention;
-//   - AppendBody, the SPEC section 4 request body, always valid JSON;
+//   - AppendBody, the JSON body of a delivery's POST, always valid JSON;
 //   - Key and AppendKey, the deterministic idempotency key.
 //
 // It does not read audiences, send anything, or choose which subscribers

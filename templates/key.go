@@ -10,7 +10,7 @@ import (
 // future scheme can be told apart, and it must never change for this one.
 const KeyPrefix = "hk1-"
 
-// Key returns the idempotency key of SPEC section 4 for a subscriber of a
+// Key returns the idempotency key a delivery carries for a subscriber of a
 // broadcast: "hk1-" and 32 lowercase hex digits, the first 16 bytes of
 // SHA-256 over the two ids, each preceded by its length as 8 big-endian
 // bytes. The length prefixes make the hashed input differ for any other
@@ -26,8 +26,8 @@ func Key(broadcastID, subscriberID string) string {
 const keyBytes = 16
 
 // AppendKey appends Key(broadcastID, subscriberID) to dst. It allocates
-// nothing for ids within SPEC's lengths (128 and 256 bytes), only to grow
-// dst.
+// nothing for ids within the longest Herald allows (a broadcast id of 128
+// bytes, a subscriber id of 256), only to grow dst.
 func AppendKey(dst []byte, broadcastID, subscriberID string) []byte {
 	var scratch [8 + 128 + 8 + 256]byte
 	in := scratch[:0]

@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// Record is a subscriber record as template data: the JSON object of SPEC
-// section 3, decoded with numbers as json.Number so that they print exactly
+// Record is a subscriber record as template data: one audience line's JSON
+// object, decoded with numbers as json.Number so that they print exactly
 // as written ({{.code}} of 12345678 prints "12345678", not "1.2345678e+07").
 // Values are what encoding/json produces with UseNumber: string,
 // json.Number, bool, nil, []any and map[string]any. Go integers and floats

@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// Spec is the template object of a broadcast trigger (SPEC section 2): for
-// each locale, the texts of the message's fields.
+// Spec is the template object of a broadcast trigger (docs/CONTRACTS.md,
+// "The trigger"): for each locale, the texts of the message's fields.
 type Spec struct {
 	// DefaultLocale is used for subscribers whose locale matches no other.
 	// It must be one of the keys of Locales.

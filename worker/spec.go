@@ -15,8 +15,9 @@ import (
 	"github.com/herald-dev/herald/worker/audience"
 )
 
-// Spec is a broadcast spec, the value of a trigger message (SPEC section
-// 2). ParseSpec returns it validated and with defaults filled in.
+// Spec is a broadcast spec, the value of a trigger message
+// (docs/CONTRACTS.md, "The trigger"). ParseSpec returns it validated and
+// with defaults filled in.
 type Spec struct {
 	ID            string         `json:"id"`
 	Audience      audience.Spec  `json:"audience"`

@@ -13,7 +13,8 @@ import (
 	"github.com/herald-dev/herald/worker/audience"
 )
 
-// specExample is the trigger value of SPEC section 2.
+// specExample is the example trigger value of Herald's contracts: a file
+// audience, two locales, an endpoint and a time window.
 const specExample = `{
   "id": "spring-sale-2026",
   "audience": {"source": "file", "path": "/data/followers.jsonl"},

@@ -15,7 +15,8 @@ const (
 // far beyond any test while keeping Seq arithmetic far from overflow.
 const MaxSyntheticCount = 10_000_000_000
 
-// MaxIDBytes is the longest subscriber id a record may carry (SPEC section 3).
+// MaxIDBytes is the longest subscriber id a record may carry, as Herald's
+// contracts set it.
 const MaxIDBytes = 256
 
 // DefaultMaxLineBytes is the longest file line read when Limits leaves it unset.

@@ -10,7 +10,8 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// DefaultDeadLetterTopic is where failed deliveries go (SPEC section 4).
+// DefaultDeadLetterTopic is the Kafka topic failed deliveries are written
+// to, as Herald's contracts name it.
 const DefaultDeadLetterTopic = "herald.deadletters"
 
 // DeadLetter is a delivery that failed for good, as written to the

@@ -21,9 +21,10 @@ const (
 	verdictRetryAfter                    // try again when the endpoint's Retry-After says
 )
 
-// classify is Herald's delivery policy (SPEC section 4), the one place that
-// decides whether an attempt's answer ends the delivery or earns another
-// attempt. status is the response code, 0 when err says why there was none.
+// classify is Herald's delivery policy (the table in docs/CONTRACTS.md, "A
+// delivery"), the one place that decides whether an attempt's answer ends
+// the delivery or earns another attempt. status is the response code, 0
+// when err says why there was none.
 //
 //	answer                                  verdict
 //	2xx                                     delivered

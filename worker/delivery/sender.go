@@ -57,7 +57,7 @@ type Result struct {
 	Latency time.Duration
 }
 
-// maxKeyLen is SPEC section 4's limit on an idempotency key.
+// maxKeyLen is the longest idempotency key Herald promises endpoints.
 const maxKeyLen = 200
 
 // Sender delivers messages over a pool of keep-alive connections, retrying
@@ -125,7 +125,7 @@ func (s *Sender) limit(name string) {
 // Close drops the pool's idle connections. Sends still running finish.
 func (s *Sender) Close() { s.pool.CloseIdleConnections() }
 
-// Send POSTs body to url with the headers SPEC section 4 requires,
+// Send POSTs body to url with the headers a delivery carries,
 // identical in every attempt, and retries until the delivery is finished,
 // MaxAttempts is spent, or ctx ends. It never waits past ctx: a retry that
 // would fall after ctx's deadline is not waited for.
@@ -176,8 +176,9 @@ func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result 
 	return c.result(ctx, err)
 }
 
-// validKey holds a key to SPEC section 4, which also keeps it a valid
-// header value: an invalid one would fail every attempt in the transport.
+// validKey holds a key to what Herald promises endpoints (printable ASCII,
+// at most maxKeyLen characters), which also keeps it a valid header value:
+// an invalid one would fail every attempt in the transport.
 func validKey(key string) bool {
 	if len(key) == 0 || len(key) > maxKeyLen {
 		return false

@@ -16,25 +16,34 @@ import (
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
-// sender is what the pool needs of the delivery package.
-type sender interface {
-	Send(ctx context.Context, url, key string, body []byte) delivery.Result
-}
-
-// deadLetters records failed deliveries.
-type deadLetters interface {
-	Write(ctx context.Context, d delivery.DeadLetter) error
+// broadcastDeps are what a broadcast run needs of the worker around it,
+// shared by every broadcast the worker runs.
+type broadcastDeps struct {
+	metrics *metrics
+	dead    *delivery.DeadLetterWriter
+	admit   *admission
+	// liveMembers is how many workers the fleet has now: each takes an
+	// equal share of a broadcast's rate.
+	liveMembers func() int
+	// broadcastState is the coordinator's view of a broadcast's state and
+	// a channel closed when that state changes.
+	broadcastState func(id string) (coordinator.State, <-chan struct{})
+	log            *slog.Logger
 }
 
 // broadcastRun is one broadcast on this worker: its compiled spec, a fixed
 // pool of max_in_flight senders shared by every unit of the broadcast the
-// worker holds, and this worker's share of the fleet-wide rate limit.
+// worker holds, this worker's share of the fleet-wide rate limit, and a
+// watcher that keeps the broadcast's state and that share fresh.
+//
+// newBroadcastRun starts the pool and the watcher; stop ends and waits for
+// both. Nothing else starts or stops them.
 type broadcastRun struct {
-	w    *Worker
 	id   string
 	spec Spec
 	set  *templates.Set
-	send sender
+	send *delivery.Sender
+	deps broadcastDeps
 	log  *slog.Logger
 
 	jobs    chan job
@@ -44,20 +53,23 @@ type broadcastRun struct {
 	state     atomic.Value // coordinator.State
 	changed   atomic.Value // <-chan struct{}: closed when the state changes
 	expiresAt time.Time
-	units     int // units running; owned by the worker's loop
+	units     int // units running; owned by the worker's claim loop
 
-	watching  sync.WaitGroup
-	stopWatch func()
+	cancelWatch context.CancelFunc
+	watching    sync.WaitGroup
 }
 
-func newBroadcastRun(w *Worker, id string, spec Spec, set *templates.Set, send sender) *broadcastRun {
+// newBroadcastRun starts the broadcast's send pool (max_in_flight
+// goroutines reading jobs) and its state watcher. The caller owns the run
+// and must call stop once no unit feeds it any more.
+func newBroadcastRun(id string, spec Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
-		w:    w,
 		id:   id,
 		spec: spec,
 		set:  set,
 		send: send,
-		log:  w.log.With("broadcast", id),
+		deps: deps,
+		log:  deps.log.With("broadcast", id),
 		jobs: make(chan job, spec.Endpoint.MaxInFlight),
 	}
 	if spec.ExpiresAt != nil {
@@ -65,7 +77,7 @@ func newBroadcastRun(w *Worker, id string, spec Spec, set *templates.Set, send s
 	}
 	if spec.Endpoint.RatePerSec > 0 {
 		b.limiter = rate.NewLimiter(rate.Limit(spec.Endpoint.RatePerSec), 1)
-		b.shareRate(w.coord.LiveMembers())
+		b.shareRate(deps.liveMembers())
 	}
 	b.refreshState()
 	for range spec.Endpoint.MaxInFlight {
@@ -75,13 +87,28 @@ func newBroadcastRun(w *Worker, id string, spec Spec, set *templates.Set, send s
 			b.sendLoop()
 		}()
 	}
+	// The watcher lives exactly as long as the run: stop cancels it, not
+	// the context of whoever happened to start the broadcast's first unit.
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancelWatch = cancel
+	b.watching.Add(1)
+	go func() {
+		defer b.watching.Done()
+		b.watchState(ctx)
+	}()
 	return b
 }
 
-// close ends the pool once no unit feeds it any more.
-func (b *broadcastRun) close() {
+// stop ends the run's goroutines and returns once they have all ended.
+// The caller must make sure no unit sends jobs any more (every unit of the
+// broadcast has returned). The pool then empties the queue, sending
+// nothing (a job still queued belongs to a unit that gave up on it), and
+// ends; the watcher is cancelled and waited for.
+func (b *broadcastRun) stop() {
 	close(b.jobs)
 	b.pool.Wait()
+	b.cancelWatch()
+	b.watching.Wait()
 }
 
 // shareRate gives this worker 1/live of the fleet-wide rate.
@@ -103,7 +130,7 @@ func (b *broadcastRun) shareRate(live int) {
 
 // refreshState reads the coordinator's view of the broadcast's state.
 func (b *broadcastRun) refreshState() {
-	st, ch := b.w.coord.BroadcastState(b.id)
+	st, ch := b.deps.broadcastState(b.id)
 	b.state.Store(st)
 	b.changed.Store(ch)
 }
@@ -141,7 +168,7 @@ func (b *broadcastRun) watchState(ctx context.Context) {
 		case <-b.changed.Load().(<-chan struct{}):
 			b.refreshState()
 		case <-t.C:
-			b.shareRate(b.w.coord.LiveMembers())
+			b.shareRate(b.deps.liveMembers())
 		case <-ctx.Done():
 			return
 		}
@@ -161,7 +188,7 @@ func (b *broadcastRun) sendLoop() {
 	for j := range b.jobs {
 		out := b.deliver(j, &msg, &key)
 		if out != pending {
-			b.w.metrics.outcome(out)
+			b.deps.metrics.outcome(out)
 			j.u.prog.finish(j.idx, out)
 		}
 	}
@@ -180,9 +207,9 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 	if err := b.set.Render(j.data, j.locale, msg); err != nil {
 		switch {
 		case errors.Is(err, templates.ErrFieldTooLarge):
-			b.w.admit.limit(LimitRenderedField)
+			b.deps.admit.limit(LimitRenderedField)
 		case errors.Is(err, templates.ErrWorkLimit):
-			b.w.admit.limit(LimitTemplateWork)
+			b.deps.admit.limit(LimitTemplateWork)
 		}
 		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()})
 		return failed
@@ -198,7 +225,7 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 		}
 	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
-	b.w.metrics.sent(res)
+	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:
 		return delivered
@@ -219,8 +246,8 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 func (b *broadcastRun) deadLetter(ctx context.Context, d delivery.DeadLetter) {
 	d.BroadcastID = b.id
 	d.At = time.Now().UTC()
-	if err := b.w.dead.Write(ctx, d); err != nil {
-		b.w.metrics.deadLetterErrors.Inc()
+	if err := b.deps.dead.Write(ctx, d); err != nil {
+		b.deps.metrics.deadLetterErrors.Inc()
 		b.log.Warn("dead letter not recorded", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
 	}
 }

@@ -254,8 +254,8 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// conserved checks the identity every finished broadcast keeps: scanned =
-// unreachable + invalid + delivered + failed + expired.
+// conserved checks that every scanned record of a finished broadcast ended
+// exactly one way: scanned = unreachable + invalid + delivered + failed + expired.
 func conserved(t *testing.T, st coordinator.Status) {
 	t.Helper()
 	c := st.Counters

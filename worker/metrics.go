@@ -26,7 +26,9 @@ type metrics struct {
 	retries          prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) *metrics {
+// newMetrics builds the series; leaseDeadline is the coordinator's local
+// lease deadline, exported as the time left before it.
+func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metrics {
 	m := &metrics{
 		registerer: reg,
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,7 +85,7 @@ func newMetrics(reg prometheus.Registerer, c interface{ Deadline() time.Time }) 
 			Name: "herald_lease_deadline_slack_seconds",
 			Help: "Time left before this worker must stop sending unless etcd acknowledges its lease again.",
 		}, func() float64 {
-			d := c.Deadline()
+			d := leaseDeadline()
 			if d.IsZero() {
 				return 0
 			}

@@ -14,20 +14,6 @@ import (
 	"github.com/herald-dev/herald/worker/audience"
 )
 
-// claim is what a unit runner needs of a coordinator claim; declared here,
-// where it is used, so the runner can be driven by a test double of the
-// pure logic while integration tests use the real coordinator.
-type claim interface {
-	Broadcast() string
-	Unit() sharding.Unit
-	Progress() coordinator.Progress
-	Context() context.Context
-	HandoffRequested() <-chan struct{}
-	Checkpoint(ctx context.Context, p coordinator.Progress) error
-	Handoff(ctx context.Context, p coordinator.Progress) error
-	Finish(ctx context.Context, p coordinator.Progress) error
-}
-
 // job is one owned, reachable record on its way to the endpoint.
 type job struct {
 	u      *unitRun
@@ -37,17 +23,57 @@ type job struct {
 	data   templates.Record
 }
 
-// unitRun streams one claimed unit and keeps its progress.
+// unitConfig is what a unit runner takes from the worker's Config.
+type unitConfig struct {
+	// window is how many owned records may be read but not yet finished.
+	window int
+	// checkpointEvery, checkpointInterval and checkpointMinInterval are
+	// the checkpoint policy (see checkpointLoop).
+	checkpointEvery       int
+	checkpointInterval    time.Duration
+	checkpointMinInterval time.Duration
+	// handoffDrain is how long a hand-back waits for sends in flight.
+	handoffDrain   time.Duration
+	audienceLimits audience.Limits
+}
+
+func (c Config) unitConfig() unitConfig {
+	return unitConfig{
+		window:                c.Window,
+		checkpointEvery:       c.CheckpointEvery,
+		checkpointInterval:    c.CheckpointInterval,
+		checkpointMinInterval: c.CheckpointMinInterval,
+		handoffDrain:          c.HandoffDrain,
+		audienceLimits:        c.AudienceLimits,
+	}
+}
+
+// unitRun streams one claimed unit and keeps its progress; its broadcast
+// run sends what it dispatches. The claim loop runs it on a goroutine of
+// its own and waits for it; run owns the unit's checkpoint loop.
 type unitRun struct {
-	b    *broadcastRun
-	cl   claim
-	prog *progress
-	log  *slog.Logger
+	b       *broadcastRun
+	cl      *coordinator.Claim
+	cfg     unitConfig
+	metrics *metrics
+	prog    *progress
+	log     *slog.Logger
 	// sendCtx ends the unit's sends: when the claim is lost (the
 	// coordinator ends the claim's context) or when a hand-back gives up
 	// waiting for stragglers.
 	sendCtx    context.Context
 	cancelSend context.CancelFunc
+}
+
+func newUnitRun(b *broadcastRun, cl *coordinator.Claim, cfg unitConfig, m *metrics) *unitRun {
+	return &unitRun{
+		b:       b,
+		cl:      cl,
+		cfg:     cfg,
+		metrics: m,
+		prog:    newProgress(cl.Progress(), cfg.window, uint64(cfg.checkpointEvery)),
+		log:     b.log.With("unit", cl.Unit().ID),
+	}
 }
 
 // errHandBack ends the reading loop when the coordinator wants the unit back.
@@ -87,7 +113,7 @@ func (u *unitRun) run() {
 		if herr := u.cl.Handoff(wctx, final); herr != nil {
 			u.log.Warn("hand back unit", "err", herr)
 		} else {
-			u.b.w.metrics.handoffs.Inc()
+			u.metrics.handoffs.Inc()
 		}
 	default:
 		// The claim ended (lease deadline, lost claim, cancelled broadcast):
@@ -112,7 +138,7 @@ func (u *unitRun) stream() error {
 		if !errors.Is(err, errStream) {
 			return err
 		}
-		u.b.w.metrics.streamErrors.Inc()
+		u.metrics.streamErrors.Inc()
 		from = u.prog.resumeAt()
 		u.log.Error("audience stream failed; trying again", "err", err, "cursor", from.Seq, "attempt", attempt+1)
 		t := time.NewTimer(backoff(attempt + 4)) // 1.6 s, doubling, at most 5 s
@@ -135,13 +161,13 @@ var errStream = errors.New("worker: audience stream")
 // arcs cost one hash; owned ones are parsed, filtered and dispatched.
 func (u *unitRun) read(ctx context.Context, from sharding.Cursor) error {
 	unit := u.cl.Unit()
-	s, err := audience.Open(u.b.spec.Audience, from, u.b.w.cfg.AudienceLimits)
+	s, err := audience.Open(u.b.spec.Audience, from, u.cfg.audienceLimits)
 	if err != nil {
 		return fmt.Errorf("%w: open for %s: %w", errStream, u.b.id, err)
 	}
 	defer s.Close()
 	handback := u.cl.HandoffRequested()
-	scanned := u.b.w.metrics.scanned
+	scanned := u.metrics.scanned
 	var batch int
 	for {
 		if err := u.b.waitRunnable(ctx, handback); err != nil {
@@ -207,7 +233,7 @@ func (u *unitRun) own(ctx context.Context, rec *audience.Record, next sharding.C
 func (u *unitRun) settle(ctx context.Context, at, next sharding.Cursor, out outcome, line int64, why string) error {
 	_, err := u.reserve(ctx, at, next, out, line, why)
 	if err == nil {
-		u.b.w.metrics.outcome(out)
+		u.metrics.outcome(out)
 	}
 	return err
 }
@@ -234,7 +260,7 @@ func (u *unitRun) reserve(ctx context.Context, at, next sharding.Cursor, out out
 func (u *unitRun) drain(ctx context.Context, readErr error) {
 	var limit <-chan time.Time
 	if errors.Is(readErr, errHandBack) {
-		t := time.NewTimer(u.b.w.cfg.HandoffDrain)
+		t := time.NewTimer(u.cfg.handoffDrain)
 		defer t.Stop()
 		limit = t.C
 	}
@@ -258,8 +284,8 @@ func (u *unitRun) drain(ctx context.Context, readErr error) {
 // a crash stays at CheckpointEvery records (plus those in flight) up to
 // CheckpointEvery per CheckpointMinInterval records a second per unit.
 func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
-	cfg := u.b.w.cfg
-	t := time.NewTicker(cfg.CheckpointMinInterval)
+	cfg := u.cfg
+	t := time.NewTicker(cfg.checkpointMinInterval)
 	defer t.Stop()
 	last := time.Now()
 	lastCursor := u.cl.Unit().Cursor
@@ -274,10 +300,10 @@ func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
 		}
 		// Too soon after the last write: the ticker, one minimum interval
 		// long, comes back for it.
-		if time.Since(last) < cfg.CheckpointMinInterval {
+		if time.Since(last) < cfg.checkpointMinInterval {
 			continue
 		}
-		if u.prog.finishedSince() < uint64(cfg.CheckpointEvery) && time.Since(last) < cfg.CheckpointInterval {
+		if u.prog.finishedSince() < uint64(cfg.checkpointEvery) && time.Since(last) < cfg.checkpointInterval {
 			continue
 		}
 		p, _ := u.prog.snapshot()
@@ -285,7 +311,7 @@ func (u *unitRun) checkpointLoop(ctx context.Context, stop <-chan struct{}) {
 			continue
 		}
 		err := u.cl.Checkpoint(ctx, p)
-		u.b.w.metrics.checkpoints.Inc()
+		u.metrics.checkpoints.Inc()
 		if err != nil {
 			if errors.Is(err, coordinator.ErrNotOwner) {
 				// Fenced: someone else owns this work now. Stop sending at once.

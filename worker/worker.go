@@ -121,37 +121,32 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// coord is what the worker needs of its coordinator.
-type coord interface {
-	Run(ctx context.Context) error
-	Claims() <-chan *coordinator.Claim
-	Ready() bool
-	Deadline() time.Time
-	LiveMembers() int
-	BroadcastState(id string) (coordinator.State, <-chan struct{})
-	Registry() *coordinator.Registry
-}
-
 // Worker is one fleet member: it takes triggers from Kafka, and streams,
 // renders and sends the units its coordinator claims.
 type Worker struct {
 	cfg     Config
-	coord   coord
-	dead    deadLetters
+	coord   *coordinator.Coordinator
 	log     *slog.Logger
 	metrics *metrics
 	admit   *admission
 	gather  prometheus.Gatherer
+	// unitCfg and runDeps are what each unit run and broadcast run is
+	// built with: the parts of the worker they use, and nothing else.
+	unitCfg unitConfig
+	runDeps broadcastDeps
 
-	mu         sync.Mutex
-	broadcasts map[string]*broadcastRun // owned by Run's loop; mu guards reads from Status
-	ready      bool
+	// broadcasts are the broadcasts with a unit running here. Only the
+	// claim loop's goroutine reads or writes it.
+	broadcasts map[string]*broadcastRun
+
+	mu    sync.Mutex // guards ready
+	ready bool
 }
 
 // New builds a worker around its coordinator. dead records failed
-// deliveries (usually a delivery.DeadLetterWriter on the dead-letter topic).
-// A nil registerer means no metrics are exported.
-func New(cfg Config, c *coordinator.Coordinator, dead deadLetters, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
+// deliveries on the dead-letter topic; the caller closes it after Run has
+// returned. A nil registerer means no metrics are exported.
+func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -162,16 +157,24 @@ func New(cfg Config, c *coordinator.Coordinator, dead deadLetters, log *slog.Log
 	w := &Worker{
 		cfg:        cfg,
 		coord:      c,
-		dead:       dead,
 		log:        log,
+		unitCfg:    cfg.unitConfig(),
 		broadcasts: make(map[string]*broadcastRun),
 	}
 	var r prometheus.Registerer
 	if reg != nil {
 		r, w.gather = reg, reg
 	}
-	w.metrics = newMetrics(r, c)
+	w.metrics = newMetrics(r, c.Deadline)
 	w.admit = newAdmission(r)
+	w.runDeps = broadcastDeps{
+		metrics:        w.metrics,
+		dead:           dead,
+		admit:          w.admit,
+		liveMembers:    c.LiveMembers,
+		broadcastState: c.BroadcastState,
+		log:            log,
+	}
 	if cfg.Allow.Len() == 0 {
 		log.Warn("the endpoint allowlist is empty: every trigger will be rejected (configure --allow-endpoint)")
 	}
@@ -196,7 +199,9 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // claimLoop starts a unit runner for every claim and owns them all: it
-// returns only after every runner and every broadcast pool has stopped.
+// returns only after every runner has returned and, with the last unit of
+// each broadcast, that broadcast's run (send pool and state watcher) has
+// stopped.
 func (w *Worker) claimLoop(ctx context.Context) error {
 	done := make(chan *unitRun)
 	var units sync.WaitGroup
@@ -314,35 +319,26 @@ func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun
 	}
 	b.units++
 	w.metrics.unitsHeld.Inc()
-	unit := cl.Unit()
-	return &unitRun{
-		b:    b,
-		cl:   cl,
-		prog: newProgress(cl.Progress(), w.cfg.Window, uint64(w.cfg.CheckpointEvery)),
-		log:  b.log.With("unit", unit.ID),
-	}, nil
+	return newUnitRun(b, cl, w.unitCfg, w.metrics), nil
 }
 
+// unitDone accounts for a unit runner that returned. The last unit of a
+// broadcast on this worker stops the broadcast's run: nothing feeds its
+// pool any more.
 func (w *Worker) unitDone(u *unitRun) {
 	w.metrics.unitsHeld.Dec()
 	b := u.b
 	if b.units--; b.units > 0 {
 		return
 	}
-	w.mu.Lock()
 	delete(w.broadcasts, b.id)
-	w.mu.Unlock()
-	b.stopWatch()
-	b.close()
+	b.stop()
 }
 
 // broadcastFor returns the broadcast's run on this worker, loading and
 // compiling its spec on first use.
 func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, error) {
-	w.mu.Lock()
-	b := w.broadcasts[id]
-	w.mu.Unlock()
-	if b != nil {
+	if b := w.broadcasts[id]; b != nil {
 		return b, nil
 	}
 	raw, err := w.coord.Registry().Spec(ctx, id)
@@ -373,17 +369,8 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: sender for %s: %w", id, err)
 	}
-	b = newBroadcastRun(w, id, spec, set, s)
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	b.stopWatch = func() { cancel(); b.watching.Wait() }
-	b.watching.Add(1)
-	go func() {
-		defer b.watching.Done()
-		b.watchState(wctx)
-	}()
-	w.mu.Lock()
+	b := newBroadcastRun(id, spec, set, s, w.runDeps)
 	w.broadcasts[id] = b
-	w.mu.Unlock()
 	return b, nil
 }
 

@@ -33,7 +33,9 @@
 // if any check failed.
 //
 // It does not belong in `go test ./...`: a full run takes tens of minutes
-// and both cores.
+// and both cores. It is a module of its own, so its charting libraries
+// (gonum/plot and the fonts and PDF writer it brings) stay out of Herald's:
+// `go -C loadtest run . -h` from the repository root.
 package main
 
 import (

@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herald-dev/herald/internal/connect"
+	"github.com/herald-dev/herald/internal/headerlimit"
 	"github.com/herald-dev/herald/signature"
 )
 
@@ -236,7 +236,7 @@ func (s *Sink) Run(ctx context.Context, ln net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	// net/http answers oversized headers itself; the wrapper counts them.
-	counted := connect.CountHeaderRefusals(ln, func() { s.cur.Load().headersTooLarge.Add(1) })
+	counted := headerlimit.CountRefusals(ln, func() { s.cur.Load().headersTooLarge.Add(1) })
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(counted) }()
 	select {

@@ -3,8 +3,9 @@
 // TLS, client certificates and user/password authentication; kafka-go
 // transports and dialers with TLS and SASL (PLAIN, SCRAM-SHA-256,
 // SCRAM-SHA-512); named secrets read from a directory or the environment;
-// and HTTP listeners that count the requests net/http refuses for their
-// header size.
+// and, for the commands' HTTP servers, the header bound and refusal count
+// of package headerlimit (which the reference endpoint, sink, uses without
+// the etcd and Kafka clients this package brings).
 //
 // It reads files and builds configuration; it keeps no connection of its
 // own and starts no goroutine. The SCRAM client is Herald's own, written to

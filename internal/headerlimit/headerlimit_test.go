@@ -1,4 +1,4 @@
-package connect
+package headerlimit
 
 import (
 	"bufio"
@@ -12,10 +12,10 @@ import (
 	"time"
 )
 
-// TestCountHeaderRefusals: net/http's own 431 for headers past
+// TestCountRefusals: net/http's own 431 for headers past
 // MaxHeaderBytes is counted; ordinary answers, even a 431 body text, are
 // not.
-func TestCountHeaderRefusals(t *testing.T) {
+func TestCountRefusals(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestCountHeaderRefusals(t *testing.T) {
 		MaxHeaderBytes: 1024,
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(CountHeaderRefusals(ln, func() { refused.Add(1) })) }()
+	go func() { done <- srv.Serve(CountRefusals(ln, func() { refused.Add(1) })) }()
 	defer func() {
 		// Shutdown, not Close: it also waits for the connection net/http
 		// lingers on after a 431.

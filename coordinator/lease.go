@@ -41,7 +41,13 @@ type lease struct {
 	ctx    context.Context // ends at the deadline, when the session ends, or on release
 	cancel context.CancelCauseFunc
 
-	deadline atomic.Int64  // unix nanoseconds
+	// base is when the lease was granted, with its monotonic clock
+	// reading; deadline counts nanoseconds from it. Deadline rebuilds the
+	// time from base, so comparisons with time.Now use the monotonic clock
+	// and a step of the wall clock (NTP, an operator) cannot move the
+	// fencing deadline.
+	base     time.Time
+	deadline atomic.Int64  // nanoseconds after base
 	moved    chan struct{} // capacity 1: the deadline moved
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -58,9 +64,9 @@ func grantLease(ctx context.Context, cli *clientv3.Client, ttl, margin, timeout 
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: grant lease: %w", err)
 	}
-	l := &lease{cli: cli, id: resp.ID, ttl: ttl, margin: margin,
+	l := &lease{cli: cli, id: resp.ID, ttl: ttl, margin: margin, base: sent,
 		moved: make(chan struct{}, 1), stop: make(chan struct{})}
-	l.deadline.Store(sent.Add(l.granted(resp.TTL)).UnixNano())
+	l.setDeadline(sent.Add(l.granted(resp.TTL)))
 	// The session's context is ours, not the caller's, so that a graceful
 	// leave can keep the lease alive after Run's context has ended.
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
@@ -94,7 +100,11 @@ func (l *lease) granted(ttlSeconds int64) time.Duration {
 
 // Deadline is when this member must stop work unless a renewal is
 // acknowledged first.
-func (l *lease) Deadline() time.Time { return time.Unix(0, l.deadline.Load()) }
+func (l *lease) Deadline() time.Time { return l.base.Add(time.Duration(l.deadline.Load())) }
+
+// setDeadline records d, which must carry a monotonic clock reading (a
+// time.Now plus a duration), as nanoseconds after base.
+func (l *lease) setDeadline(d time.Time) { l.deadline.Store(int64(d.Sub(l.base))) }
 
 // probe renews the lease every TTL/4 and moves the deadline from each
 // acknowledged probe's send time.
@@ -120,7 +130,7 @@ func (l *lease) probe() {
 		case err != nil:
 			continue // unreachable for now; the deadline will tell
 		}
-		l.deadline.Store(sent.Add(l.granted(resp.TTL)).UnixNano())
+		l.setDeadline(sent.Add(l.granted(resp.TTL)))
 		select {
 		case l.moved <- struct{}{}:
 		default:

@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// FuzzParse: Parse never panics; a refusal is a *Error whose
+// FuzzParseSpec: Parse never panics; a refusal is a *Error whose
 // ID, when set, is a valid id; an accepted spec's canonical form parses
 // back to an equal spec with the same canonical form.
-func FuzzParse(f *testing.F) {
+func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(specExample))
 	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5,"seed":-1},"template":{"default_locale":"en","locales":{"en":{"t":"{{default \"x\" .name}}"}}},"endpoint":{"url":"https://h/p","rate_per_sec":2.5}}`))
 	f.Add([]byte(`{"id":"a","audience":{"source":"file","path":"x"},"template":{"default_locale":"zh","locales":{"zh":{"t":"<{{.id}}>"}}},"endpoint":{"url":"http://h"},"not_before":"2026-01-01T00:00:00+05:30","expires_at":null}`))

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -32,7 +33,7 @@ type deadLetters interface {
 type broadcastRun struct {
 	w    *Worker
 	id   string
-	spec Spec
+	spec spec.Spec
 	set  *templates.Set
 	send sender
 	log  *slog.Logger
@@ -50,7 +51,7 @@ type broadcastRun struct {
 	stopWatch func()
 }
 
-func newBroadcastRun(w *Worker, id string, spec Spec, set *templates.Set, send sender) *broadcastRun {
+func newBroadcastRun(w *Worker, id string, spec spec.Spec, set *templates.Set, send sender) *broadcastRun {
 	b := &broadcastRun{
 		w:    w,
 		id:   id,

@@ -148,3 +148,26 @@ func labelled(t *testing.T, w *testWorker, name, label, value string) float64 {
 	}
 	return 0
 }
+
+func TestUnderDir(t *testing.T) {
+	tests := []struct {
+		dir, path string
+		want      bool
+	}{
+		{"/data", "/data/followers.jsonl", true},
+		{"/data/", "/data/a/b.jsonl", true},
+		{"/data", "/data/../etc/passwd", false},
+		{"/data", "/data2/x", false},
+		{"/data", "/data", false},
+		{"/data", "/etc/herald/secrets/push-auth", false},
+		{"/data", "data/x", false}, // relative to a working directory that is not /
+		{"/data", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir+" "+tt.path, func(t *testing.T) {
+			if got := underDir(tt.dir, tt.path); got != tt.want {
+				t.Errorf("underDir(%q, %q) = %v, want %v", tt.dir, tt.path, got, tt.want)
+			}
+		})
+	}
+}

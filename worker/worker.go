@@ -14,7 +14,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/audience"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -50,14 +52,14 @@ type Config struct {
 	HandoffDrain time.Duration
 
 	AudienceLimits audience.Limits
-	SpecLimits     SpecLimits
+	SpecLimits     spec.Limits
 	// Delivery tunes the sender beyond what each broadcast's endpoint sets.
 	Delivery delivery.Config
 
 	// Allow lists the endpoint origins deliveries may go to. A trigger
 	// whose endpoint it does not allow is rejected at intake, and the
 	// sender checks again before every attempt. Nil allows nothing.
-	Allow *Allowlist
+	Allow *allowlist.List
 	// Secrets supplies the secrets specs name (endpoint.signing_secret,
 	// endpoint.auth_secret). Nil means none: a spec naming one is rejected.
 	Secrets Secrets
@@ -349,15 +351,15 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: load spec of %s: %w", id, err)
 	}
-	spec, set, err := ParseSpec(raw, w.cfg.SpecLimits)
+	spec, set, err := spec.Parse(raw, w.cfg.SpecLimits)
 	if err != nil {
 		return nil, fmt.Errorf("worker: registered spec of %s: %w", id, err)
 	}
 	// Secrets are read once per broadcast on this worker: a rotated secret
 	// takes effect for broadcasts started after the change.
-	creds, field, msg := loadCredentials(w.cfg.Secrets, spec.Endpoint)
-	if msg != "" {
-		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, field, msg)
+	creds, cerr := loadCredentials(w.cfg.Secrets, spec.Endpoint)
+	if cerr != nil {
+		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, cerr.Field, cerr.Msg)
 	}
 	dc := w.cfg.Delivery
 	dc.MaxInFlight = spec.Endpoint.MaxInFlight

@@ -7,7 +7,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/allowlist"
+	"github.com/herald-dev/herald/trigger"
 )
 
 func triggerCommand() command {
@@ -35,10 +36,10 @@ workers alone decide (theirs refuse every endpoint unless configured).`,
 					return fmt.Errorf("%w: want one spec file, or - for standard input", errUsage)
 				}
 				// No list given: the workers' list decides, not an empty one here.
-				var allow *worker.Allowlist
+				var allow *allowlist.List
 				if *allowPatterns != "" || *allowFile != "" {
 					var err error
-					if allow, err = allowlist(*allowPatterns, *allowFile); err != nil {
+					if allow, err = endpointAllowlist(*allowPatterns, *allowFile); err != nil {
 						return err
 					}
 				}
@@ -54,13 +55,13 @@ workers alone decide (theirs refuse every endpoint unless configured).`,
 				if err != nil {
 					return err
 				}
-				spec, err := worker.Produce(ctx, worker.TriggerConfig{
+				s, err := trigger.Produce(ctx, trigger.Config{
 					Brokers: c.kafkaBrokers(), Topic: c.topic, Transport: tr, Allow: allow,
 				}, raw)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.stdout, "triggered %s on %s; follow it with: herald status %s --watch\n", spec.ID, c.topic, spec.ID)
+				fmt.Fprintf(c.stdout, "triggered %s on %s; follow it with: herald status %s --watch\n", s.ID, c.topic, s.ID)
 				return nil
 			}
 		},

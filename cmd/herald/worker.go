@@ -60,7 +60,7 @@ and authentication.`,
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
-				allow, err := allowlist(*allowPatterns, *allowFile)
+				allow, err := endpointAllowlist(*allowPatterns, *allowFile)
 				if err != nil {
 					return err
 				}

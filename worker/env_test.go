@@ -62,7 +62,7 @@ func newEnv(t testing.TB, sc sink.Config) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	t.Cleanup(e.srv.Close)
 	cli := e.etcd()
-	e.reg = coordinator.NewRegistry(cli, "/herald")
+	e.reg = coordinator.NewRegistry(cli, coordinator.DefaultPrefix)
 	return e
 }
 

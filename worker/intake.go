@@ -16,6 +16,10 @@ import (
 	"github.com/herald-dev/herald/worker/audience"
 )
 
+// DefaultGroupID is the Kafka consumer group of a fleet's intake when none
+// is configured: every worker of a fleet must share one.
+const DefaultGroupID = "herald"
+
 // registry is what trigger intake needs of the broadcast registry.
 type registry interface {
 	Register(ctx context.Context, b coordinator.Broadcast) (bool, error)

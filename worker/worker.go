@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/spec"
+	"github.com/herald-dev/herald/trigger"
 	"github.com/herald-dev/herald/worker/audience"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -25,11 +26,13 @@ import (
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
 	Brokers []string
-	// Topic is the trigger topic; "" means herald.broadcasts.
+	// Topic is the trigger topic; "" means trigger.DefaultTopic.
 	Topic string
-	// DeadLetterTopic receives failed deliveries; "" means herald.deadletters.
+	// DeadLetterTopic receives failed deliveries; "" means
+	// delivery.DefaultDeadLetterTopic.
 	DeadLetterTopic string
-	// GroupID is the Kafka consumer group of the fleet; "" means herald.
+	// GroupID is the Kafka consumer group of the fleet; "" means
+	// DefaultGroupID.
 	GroupID string
 	// NoIntake leaves trigger intake to other workers (tests, batch runs).
 	NoIntake bool
@@ -80,13 +83,13 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Topic == "" {
-		c.Topic = "herald.broadcasts"
+		c.Topic = trigger.DefaultTopic
 	}
 	if c.DeadLetterTopic == "" {
-		c.DeadLetterTopic = "herald.deadletters"
+		c.DeadLetterTopic = delivery.DefaultDeadLetterTopic
 	}
 	if c.GroupID == "" {
-		c.GroupID = "herald"
+		c.GroupID = DefaultGroupID
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = 1000

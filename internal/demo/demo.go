@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, fmt.Errorf("demo: etcd client: %w", err)
 	}
 	defer cli.Close()
-	reg := coordinator.NewRegistry(cli, "/herald")
+	reg := coordinator.NewRegistry(cli, coordinator.DefaultPrefix)
 
 	id := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
 	raw := SpecJSON(id, cfg.Subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)

@@ -95,11 +95,12 @@ func (c Config) withDefaults() Config {
 // Validate reports whether c, with defaults applied, is usable.
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	idErr := CheckID(c.MemberID)
 	switch {
 	case c.Prefix == "":
 		return fmt.Errorf("%w: prefix %q is only slashes", ErrInvalidConfig, c.Prefix)
-	case c.MemberID != "" && !validID(c.MemberID):
-		return fmt.Errorf("%w: member id %q: %w", ErrInvalidConfig, c.MemberID, ErrInvalidID)
+	case c.MemberID != "" && idErr != nil:
+		return fmt.Errorf("%w: member id %q: %w", ErrInvalidConfig, c.MemberID, idErr)
 	case c.Capacity < sharding.MinWeight || c.Capacity > sharding.MaxWeight || c.Capacity != c.Capacity:
 		return fmt.Errorf("%w: capacity %v not in [%v, %v]", ErrInvalidConfig, c.Capacity, sharding.MinWeight, sharding.MaxWeight)
 	case c.LeaseTTL < MinLeaseTTL:
@@ -119,7 +120,7 @@ func (c Config) Validate() error {
 func generatedMemberID() string {
 	host, _ := os.Hostname()
 	host = strings.Map(func(r rune) rune {
-		if r < 128 && validID(string(r)) {
+		if r < 128 && idChar(byte(r)) {
 			return r
 		}
 		return '-'

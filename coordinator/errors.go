@@ -1,6 +1,9 @@
 package coordinator
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers can test for with errors.Is. Each is wrapped with the
 // operation that failed.
@@ -29,20 +32,29 @@ var (
 	ErrAlreadyRunning = errors.New("coordinator: already running")
 )
 
-// validID reports whether s is 1 to 128 characters of [A-Za-z0-9._-], the
-// contract for broadcast ids; member ids follow it too, since both become
-// single etcd key segments.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
+// maxIDLen is the longest broadcast or member id.
+const maxIDLen = 128
+
+// CheckID returns nil if id is 1 to 128 characters of [A-Za-z0-9._-],
+// the contract for broadcast ids; member ids follow it too. The
+// coordinator owns the rule because both become single etcd key segments.
+// A refusal wraps ErrInvalidID and says what is wrong, after the
+// ErrInvalidID text and ": ".
+func CheckID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: required", ErrInvalidID)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
+	if len(id) > maxIDLen {
+		return fmt.Errorf("%w: %d characters, more than %d", ErrInvalidID, len(id), maxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !idChar(c) {
+			return fmt.Errorf("%w: character %q at %d: only A-Z a-z 0-9 . _ - are allowed", ErrInvalidID, c, i)
 		}
 	}
-	return true
+	return nil
+}
+
+func idChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }

@@ -66,8 +66,8 @@ func newRegistry(kv clientv3.KV, prefix string) *Registry {
 // harmless), and ErrConflict when it exists with a different spec; the
 // existing broadcast is then left untouched.
 func (r *Registry) Register(ctx context.Context, b Broadcast) (created bool, err error) {
-	if !validID(b.ID) {
-		return false, fmt.Errorf("coordinator: register %q: %w", b.ID, ErrInvalidID)
+	if err := CheckID(b.ID); err != nil {
+		return false, fmt.Errorf("coordinator: register %q: %w", b.ID, err)
 	}
 	now := time.Now().UTC()
 	return r.create(ctx, "register", b.ID, b.Spec, stateRecord{
@@ -81,8 +81,8 @@ func (r *Registry) Register(ctx context.Context, b Broadcast) (created bool, err
 // no-op when the same id and spec are already recorded, and ErrConflict
 // when the id is taken by another spec.
 func (r *Registry) Reject(ctx context.Context, id string, spec []byte, reason string) error {
-	if !validID(id) {
-		return fmt.Errorf("coordinator: reject %q: %w", id, ErrInvalidID)
+	if err := CheckID(id); err != nil {
+		return fmt.Errorf("coordinator: reject %q: %w", id, err)
 	}
 	now := time.Now().UTC()
 	_, err := r.create(ctx, "reject", id, spec, stateRecord{

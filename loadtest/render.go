@@ -6,8 +6,8 @@ import (
 
 	"github.com/herald-dev/herald/internal/demo"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
-	"github.com/herald-dev/herald/worker"
 	"github.com/herald-dev/herald/worker/audience"
 )
 
@@ -25,7 +25,7 @@ type delivery struct {
 func renderAll(id string, subscribers, seed int64, failed *int64) (iter.Seq[delivery], func() error, error) {
 	// The same broadcast as Herald's runs, so every sender posts the same
 	// messages.
-	_, set, err := worker.ParseSpec(demo.SpecJSON(id, subscribers, seed, "http://127.0.0.1:1/", 1), worker.SpecLimits{})
+	_, set, err := spec.Parse(demo.SpecJSON(id, subscribers, seed, "http://127.0.0.1:1/", 1), spec.Limits{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("loadtest: baseline spec: %w", err)
 	}

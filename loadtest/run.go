@@ -18,7 +18,8 @@ import (
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/internal/fleet"
 	"github.com/herald-dev/herald/sink"
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/spec"
+	"github.com/herald-dev/herald/trigger"
 )
 
 // run is one Herald scenario in progress: its fleet, its broadcast, and
@@ -162,7 +163,7 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	}
 	raw := demo.SpecJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
 	r.t0 = time.Now()
-	if _, err := worker.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
+	if _, err := trigger.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{}); err != nil {
 		return Result{}, err
 	}
 	r.h.log.Info("triggered", "scenario", r.sc.name, "broadcast", r.id, "subscribers", r.sc.subscribers,

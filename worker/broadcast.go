@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -40,7 +41,7 @@ type broadcastDeps struct {
 // both. Nothing else starts or stops them.
 type broadcastRun struct {
 	id   string
-	spec Spec
+	spec spec.Spec
 	set  *templates.Set
 	send *delivery.Sender
 	deps broadcastDeps
@@ -62,25 +63,25 @@ type broadcastRun struct {
 // newBroadcastRun starts the broadcast's send pool (max_in_flight
 // goroutines reading jobs) and its state watcher. The caller owns the run
 // and must call stop once no unit feeds it any more.
-func newBroadcastRun(id string, spec Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
+func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
 		id:   id,
-		spec: spec,
+		spec: sp,
 		set:  set,
 		send: send,
 		deps: deps,
 		log:  deps.log.With("broadcast", id),
-		jobs: make(chan job, spec.Endpoint.MaxInFlight),
+		jobs: make(chan job, sp.Endpoint.MaxInFlight),
 	}
-	if spec.ExpiresAt != nil {
-		b.expiresAt = *spec.ExpiresAt
+	if sp.ExpiresAt != nil {
+		b.expiresAt = *sp.ExpiresAt
 	}
-	if spec.Endpoint.RatePerSec > 0 {
-		b.limiter = rate.NewLimiter(rate.Limit(spec.Endpoint.RatePerSec), 1)
+	if sp.Endpoint.RatePerSec > 0 {
+		b.limiter = rate.NewLimiter(rate.Limit(sp.Endpoint.RatePerSec), 1)
 		b.shareRate(deps.liveMembers())
 	}
 	b.refreshState()
-	for range spec.Endpoint.MaxInFlight {
+	for range sp.Endpoint.MaxInFlight {
 		b.pool.Add(1)
 		go func() {
 			defer b.pool.Done()

@@ -8,10 +8,11 @@
 // It does not coordinate: membership, claims, checkpoints, hand-over and
 // broadcast state live in package coordinator, which the worker is built
 // around. One delivery with its retry policy, and dead letters, are
-// worker/delivery; reading audiences is worker/audience. Parsing and
-// validating the broadcast spec, the endpoint allowlist and producing
-// triggers are here for now and are meant to move to packages spec,
-// allowlist and trigger.
+// worker/delivery; reading audiences is worker/audience. The broadcast spec
+// is parsed and validated by package spec, endpoints are checked against
+// package allowlist, and triggers are produced by package trigger; the
+// worker only applies them (intake rejects what they refuse, and the
+// sender asks the allowlist again before every attempt).
 //
 // # Goroutines
 //

@@ -17,9 +17,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/sink"
+	"github.com/herald-dev/herald/spec"
+	"github.com/herald-dev/herald/trigger"
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
@@ -59,7 +62,7 @@ func newEnv(t testing.TB, sc sink.Config) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	t.Cleanup(e.srv.Close)
 	cli := e.etcd()
-	e.reg = coordinator.NewRegistry(cli, "/herald")
+	e.reg = coordinator.NewRegistry(cli, coordinator.DefaultPrefix)
 	return e
 }
 
@@ -171,8 +174,8 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 }
 
 // loopback is the allowlist of the test workers: the httptest servers.
-var loopback = func() *Allowlist {
-	a, err := ParseAllowlist([]string{"http://127.0.0.1:*"})
+var loopback = func() *allowlist.List {
+	a, err := allowlist.Parse([]string{"http://127.0.0.1:*"})
 	if err != nil {
 		panic(err)
 	}
@@ -206,16 +209,16 @@ func (tw *testWorker) kill(t testing.TB) {
 	tw.stop(t)
 }
 
-// trigger produces spec through Kafka.
-func (e *env) trigger(spec map[string]any) string {
+// trigger produces a spec, given as its JSON object, through Kafka.
+func (e *env) trigger(obj map[string]any) string {
 	e.t.Helper()
-	raw, err := json.Marshal(spec)
+	raw, err := json.Marshal(obj)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := Trigger(ctx, e.stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, SpecLimits{})
+	s, err := trigger.Trigger(ctx, e.stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

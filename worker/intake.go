@@ -5,14 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/audience"
 )
+
+// DefaultGroupID is the Kafka consumer group of a fleet's intake when none
+// is configured: every worker of a fleet must share one.
+const DefaultGroupID = "herald"
 
 // registry is what trigger intake needs of the broadcast registry.
 type registry interface {
@@ -90,25 +96,25 @@ func (in *intake) run(ctx context.Context) error {
 // reports false only when ctx ended first.
 func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 	log := in.log.With("partition", m.Partition, "offset", m.Offset, "key", string(m.Key))
-	spec, _, perr := ParseSpec(m.Value, in.cfg.SpecLimits)
+	s, _, perr := spec.Parse(m.Value, in.cfg.SpecLimits)
 	if perr == nil {
-		perr = in.check(spec)
+		perr = in.check(s)
 	}
-	var se *SpecError
+	var se *spec.Error
 	if errors.As(perr, &se) && se.Limit != "" {
 		in.admit.limit(se.Limit)
 	}
 	for attempt := 0; ; attempt++ {
-		result, err := in.record(ctx, spec, perr, m.Value)
+		result, err := in.record(ctx, s, perr, m.Value)
 		if err == nil {
 			in.metrics.triggers.WithLabelValues(result).Inc()
 			switch result {
 			case "rejected", "unreadable":
 				log.Warn("trigger refused", "result", result, "reason", perr)
 			case "conflict":
-				log.Warn("trigger refused: another spec is registered under this id", "broadcast", spec.ID)
+				log.Warn("trigger refused: another spec is registered under this id", "broadcast", s.ID)
 			default:
-				log.Info("trigger taken", "result", result, "broadcast", spec.ID)
+				log.Info("trigger taken", "result", result, "broadcast", s.ID)
 			}
 			return true
 		}
@@ -122,42 +128,57 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 // check refuses a valid spec this fleet must not run: an endpoint outside
 // the allowlist, or secrets the workers do not have. Refused here, the
 // broadcast is rejected before anything is sent.
-func (in *intake) check(s Spec) error {
-	u, err := url.Parse(s.Endpoint.URL)
-	if err != nil || !in.cfg.Allow.Allows(u) {
+func (in *intake) check(s spec.Spec) error {
+	if err := in.cfg.Allow.Check(s.Endpoint.URL); err != nil {
 		in.admit.notAllowed.WithLabelValues("intake").Inc()
-		why := "not a URL"
-		if err == nil {
-			why = in.cfg.Allow.why(u)
-		}
-		return &SpecError{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + why}
+		return &spec.Error{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + err.Error()}
 	}
 	if s.Audience.Source == audience.SourceFile && in.cfg.AudienceDir != "" && !underDir(in.cfg.AudienceDir, s.Audience.Path) {
-		return &SpecError{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
+		return &spec.Error{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
 	}
-	if _, field, msg := loadCredentials(in.cfg.Secrets, s.Endpoint); msg != "" {
-		return &SpecError{ID: s.ID, Field: field, Msg: msg}
+	if _, e := loadCredentials(in.cfg.Secrets, s.Endpoint); e != nil {
+		e.ID = s.ID
+		return e
 	}
 	return nil
 }
 
-func (in *intake) record(ctx context.Context, spec Spec, perr error, raw []byte) (string, error) {
+// underDir reports whether path, made absolute against the working
+// directory and cleaned, lies inside dir. It compares names only: links
+// inside dir are the operator's and are trusted.
+func underDir(dir, path string) bool {
+	if path == "" {
+		return false
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "."
+}
+
+func (in *intake) record(ctx context.Context, s spec.Spec, perr error, raw []byte) (string, error) {
 	if perr != nil {
-		var se *SpecError
+		var se *spec.Error
 		if !errors.As(perr, &se) || se.ID == "" {
 			return "unreadable", nil
 		}
-		if len(raw) > in.cfg.SpecLimits.maxBytes() {
+		if len(raw) > in.cfg.SpecLimits.ByteLimit() {
 			raw = nil // do not store what the limit exists to keep out
 		}
 		return "rejected", in.reg.Reject(ctx, se.ID, raw, perr.Error())
 	}
-	b := coordinator.Broadcast{ID: spec.ID, Spec: spec.Canonical()}
-	if spec.NotBefore != nil {
-		b.NotBefore = *spec.NotBefore
+	b := coordinator.Broadcast{ID: s.ID, Spec: s.Canonical()}
+	if s.NotBefore != nil {
+		b.NotBefore = *s.NotBefore
 	}
-	if spec.ExpiresAt != nil {
-		b.ExpiresAt = *spec.ExpiresAt
+	if s.ExpiresAt != nil {
+		b.ExpiresAt = *s.ExpiresAt
 	}
 	created, err := in.reg.Register(ctx, b)
 	switch {

@@ -14,6 +14,8 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/sink"
+	"github.com/herald-dev/herald/trigger"
+	"github.com/herald-dev/herald/worker/delivery"
 )
 
 // produceRaw writes trigger values as they are, bypassing local validation,
@@ -147,4 +149,38 @@ func labelled(t *testing.T, w *testWorker, name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestDevstackTopicsAreTheDefaults: a worker left at its default topics
+// finds the ones devstack creates (devstack spells them out; see there).
+func TestDevstackTopicsAreTheDefaults(t *testing.T) {
+	if devstack.BroadcastsTopic != trigger.DefaultTopic {
+		t.Errorf("devstack.BroadcastsTopic %q, trigger.DefaultTopic %q", devstack.BroadcastsTopic, trigger.DefaultTopic)
+	}
+	if devstack.DeadLettersTopic != delivery.DefaultDeadLetterTopic {
+		t.Errorf("devstack.DeadLettersTopic %q, delivery.DefaultDeadLetterTopic %q", devstack.DeadLettersTopic, delivery.DefaultDeadLetterTopic)
+	}
+}
+
+func TestUnderDir(t *testing.T) {
+	tests := []struct {
+		dir, path string
+		want      bool
+	}{
+		{"/data", "/data/followers.jsonl", true},
+		{"/data/", "/data/a/b.jsonl", true},
+		{"/data", "/data/../etc/passwd", false},
+		{"/data", "/data2/x", false},
+		{"/data", "/data", false},
+		{"/data", "/etc/herald/secrets/push-auth", false},
+		{"/data", "data/x", false}, // relative to a working directory that is not /
+		{"/data", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir+" "+tt.path, func(t *testing.T) {
+			if got := underDir(tt.dir, tt.path); got != tt.want {
+				t.Errorf("underDir(%q, %q) = %v, want %v", tt.dir, tt.path, got, tt.want)
+			}
+		})
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/signature"
 	"github.com/herald-dev/herald/sink"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
 )
 
@@ -84,11 +85,11 @@ func TestSenderRefusesWhatIntakeDidNotCheck(t *testing.T) {
 	w := e.startWorker("w1", workerOpts{})
 	outside, hits := countingServer(t)
 	raw, _ := json.Marshal(synthetic("bypass", outside, 30))
-	spec, _, err := ParseSpec(raw, SpecLimits{})
+	s, _, err := spec.Parse(raw, spec.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.reg.Register(context.Background(), coordinator.Broadcast{ID: spec.ID, Spec: spec.Canonical()}); err != nil {
+	if _, err := e.reg.Register(context.Background(), coordinator.Broadcast{ID: s.ID, Spec: s.Canonical()}); err != nil {
 		t.Fatal(err)
 	}
 	st := e.waitDone("bypass", 30*time.Second)
@@ -203,7 +204,7 @@ func TestSecretsRefusedAtIntake(t *testing.T) {
 func TestInputLimitsCounted(t *testing.T) {
 	e := newEnv(t, sink.Config{})
 	w := e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) {
-		c.SpecLimits = SpecLimits{MaxBytes: 4096, Template: templates.Limits{MaxLocales: 2, MaxFields: 2, MaxFieldBytes: 64}}
+		c.SpecLimits = spec.Limits{MaxBytes: 4096, Template: templates.Limits{MaxLocales: 2, MaxFields: 2, MaxFieldBytes: 64}}
 		c.Delivery.MaxResponseBytes = 1024
 	}})
 	// Too large: the id is still read, so the refusal is recorded under it.
@@ -253,11 +254,11 @@ func TestInputLimitsCounted(t *testing.T) {
 	chatty := e.waitDone("chatty", 30*time.Second)
 
 	want := map[string]float64{
-		LimitTriggerBytes:     1,
-		LimitLocales:          1,
-		LimitFields:           1,
-		LimitRenderedField:    float64(st.Counters.Failed),
-		"response_body_bytes": float64(chatty.Counters.Delivered),
+		spec.LimitTriggerBytes: 1,
+		spec.LimitLocales:      1,
+		spec.LimitFields:       1,
+		LimitRenderedField:     float64(st.Counters.Failed),
+		"response_body_bytes":  float64(chatty.Counters.Delivered),
 	}
 	for limit, n := range want {
 		if got := labelled(t, w, "herald_input_limit_hits_total", "limit", limit); got != n {
@@ -322,7 +323,7 @@ func TestTriggerLargerThanAFetch(t *testing.T) {
 	if st := e.status("big"); st.State != coordinator.StateRejected || !strings.Contains(st.Reason, "more than the limit of 8192") {
 		t.Errorf("big: %s %q", st.State, st.Reason)
 	}
-	if got := labelled(t, w, "herald_input_limit_hits_total", "limit", LimitTriggerBytes); got != 1 {
+	if got := labelled(t, w, "herald_input_limit_hits_total", "limit", spec.LimitTriggerBytes); got != 1 {
 		t.Errorf("trigger_bytes counted %v, want 1", got)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/spec"
+	"github.com/herald-dev/herald/trigger"
 	"github.com/herald-dev/herald/worker/audience"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -23,11 +26,13 @@ import (
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
 	Brokers []string
-	// Topic is the trigger topic; "" means herald.broadcasts.
+	// Topic is the trigger topic; "" means trigger.DefaultTopic.
 	Topic string
-	// DeadLetterTopic receives failed deliveries; "" means herald.deadletters.
+	// DeadLetterTopic receives failed deliveries; "" means
+	// delivery.DefaultDeadLetterTopic.
 	DeadLetterTopic string
-	// GroupID is the Kafka consumer group of the fleet; "" means herald.
+	// GroupID is the Kafka consumer group of the fleet; "" means
+	// DefaultGroupID.
 	GroupID string
 	// NoIntake leaves trigger intake to other workers (tests, batch runs).
 	NoIntake bool
@@ -50,14 +55,14 @@ type Config struct {
 	HandoffDrain time.Duration
 
 	AudienceLimits audience.Limits
-	SpecLimits     SpecLimits
+	SpecLimits     spec.Limits
 	// Delivery tunes the sender beyond what each broadcast's endpoint sets.
 	Delivery delivery.Config
 
 	// Allow lists the endpoint origins deliveries may go to. A trigger
 	// whose endpoint it does not allow is rejected at intake, and the
 	// sender checks again before every attempt. Nil allows nothing.
-	Allow *Allowlist
+	Allow *allowlist.List
 	// Secrets supplies the secrets specs name (endpoint.signing_secret,
 	// endpoint.auth_secret). Nil means none: a spec naming one is rejected.
 	Secrets Secrets
@@ -78,13 +83,13 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Topic == "" {
-		c.Topic = "herald.broadcasts"
+		c.Topic = trigger.DefaultTopic
 	}
 	if c.DeadLetterTopic == "" {
-		c.DeadLetterTopic = "herald.deadletters"
+		c.DeadLetterTopic = delivery.DefaultDeadLetterTopic
 	}
 	if c.GroupID == "" {
-		c.GroupID = "herald"
+		c.GroupID = DefaultGroupID
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = 1000
@@ -345,20 +350,20 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: load spec of %s: %w", id, err)
 	}
-	spec, set, err := ParseSpec(raw, w.cfg.SpecLimits)
+	sp, set, err := spec.Parse(raw, w.cfg.SpecLimits)
 	if err != nil {
 		return nil, fmt.Errorf("worker: registered spec of %s: %w", id, err)
 	}
 	// Secrets are read once per broadcast on this worker: a rotated secret
 	// takes effect for broadcasts started after the change.
-	creds, field, msg := loadCredentials(w.cfg.Secrets, spec.Endpoint)
-	if msg != "" {
-		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, field, msg)
+	creds, cerr := loadCredentials(w.cfg.Secrets, sp.Endpoint)
+	if cerr != nil {
+		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, cerr.Field, cerr.Msg)
 	}
 	dc := w.cfg.Delivery
-	dc.MaxInFlight = spec.Endpoint.MaxInFlight
-	dc.Timeout = time.Duration(spec.Endpoint.TimeoutMS) * time.Millisecond
-	dc.MaxAttempts = spec.Endpoint.MaxAttempts
+	dc.MaxInFlight = sp.Endpoint.MaxInFlight
+	dc.Timeout = time.Duration(sp.Endpoint.TimeoutMS) * time.Millisecond
+	dc.MaxAttempts = sp.Endpoint.MaxAttempts
 	dc.Fence = w.fence
 	dc.Allow = w.senderAllow
 	dc.OnLimit = w.admit.limit
@@ -369,7 +374,7 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: sender for %s: %w", id, err)
 	}
-	b := newBroadcastRun(id, spec, set, s, w.runDeps)
+	b := newBroadcastRun(id, sp, set, s, w.runDeps)
 	w.broadcasts[id] = b
 	return b, nil
 }

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/connect"
+	"github.com/herald-dev/herald/trigger"
 )
 
 // errUsage marks an error in how a command was called; it exits with
@@ -23,11 +25,11 @@ var errUsage = errors.New("usage")
 const envPrefix = "HERALD_"
 
 // Defaults shared by every command, matching what `herald dev` listens on.
+// The etcd prefix and the trigger topic default to coordinator.DefaultPrefix
+// and trigger.DefaultTopic, the components' own defaults.
 const (
-	defaultEtcd   = "http://127.0.0.1:2379"
-	defaultKafka  = "127.0.0.1:9092"
-	defaultPrefix = "/herald"
-	defaultTopic  = "herald.broadcasts"
+	defaultEtcd  = "http://127.0.0.1:2379"
+	defaultKafka = "127.0.0.1:9092"
 )
 
 // command is one `herald <name>` subcommand.
@@ -156,8 +158,8 @@ func (a *cli) flagSet(cmd command, c *common) *flag.FlagSet {
 	if cmd.cluster {
 		fs.StringVar(&c.etcd, "etcd", defaultEtcd, "etcd client `URLs`, comma-separated")
 		fs.StringVar(&c.kafka, "kafka", defaultKafka, "Kafka bootstrap `brokers`, comma-separated host:port")
-		fs.StringVar(&c.prefix, "prefix", defaultPrefix, "etcd key `prefix` under which Herald keeps its state")
-		fs.StringVar(&c.topic, "topic", defaultTopic, "Kafka `topic` carrying broadcast triggers")
+		fs.StringVar(&c.prefix, "prefix", coordinator.DefaultPrefix, "etcd key `prefix` under which Herald keeps its state")
+		fs.StringVar(&c.topic, "topic", trigger.DefaultTopic, "Kafka `topic` carrying broadcast triggers")
 		clusterSecurityFlags(fs, c)
 	}
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")

@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/trigger"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -112,7 +115,7 @@ func TestFlagsAnywhereAndEnvTwins(t *testing.T) {
 			if tt.kafka != "" && p.c.kafka != tt.kafka {
 				t.Errorf("kafka %q, want %q", p.c.kafka, tt.kafka)
 			}
-			if p.c.prefix != defaultPrefix || p.c.topic != defaultTopic {
+			if p.c.prefix != coordinator.DefaultPrefix || p.c.topic != trigger.DefaultTopic {
 				t.Errorf("prefix %q topic %q", p.c.prefix, p.c.topic)
 			}
 		})

@@ -7,9 +7,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/connect"
-	"github.com/herald-dev/herald/worker"
 )
 
 // version is recorded in member records; release builds set it with
@@ -78,9 +78,9 @@ func allowFlags(fs *flag.FlagSet) (patterns, file *string) {
 	return patterns, file
 }
 
-// allowlist reads --allow-endpoint and --allow-endpoint-file together.
-// Neither given means an empty list: nothing is allowed.
-func allowlist(patterns, file string) (*worker.Allowlist, error) {
+// endpointAllowlist reads --allow-endpoint and --allow-endpoint-file
+// together. Neither given means an empty list: nothing is allowed.
+func endpointAllowlist(patterns, file string) (*allowlist.List, error) {
 	var all []string
 	for _, p := range strings.Split(patterns, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -88,13 +88,13 @@ func allowlist(patterns, file string) (*worker.Allowlist, error) {
 		}
 	}
 	if file != "" {
-		more, err := worker.ReadAllowlistFile(file)
+		more, err := allowlist.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errUsage, err)
 		}
 		all = append(all, more...)
 	}
-	a, err := worker.ParseAllowlist(all)
+	a, err := allowlist.Parse(all)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/statusview"
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/audience"
 )
 
@@ -179,14 +179,14 @@ func audienceSize(ctx context.Context, reg *coordinator.Registry, id string) int
 	if err != nil {
 		return 0
 	}
-	spec, _, err := worker.ParseSpec(raw, worker.SpecLimits{})
+	s, _, err := spec.Parse(raw, spec.Limits{})
 	if err != nil {
 		return 0
 	}
-	if spec.Audience.Source == audience.SourceSynthetic {
-		return spec.Audience.Count
+	if s.Audience.Source == audience.SourceSynthetic {
+		return s.Audience.Count
 	}
-	return countLines(spec.Audience.Path)
+	return countLines(s.Audience.Path)
 }
 
 // countLines counts a local audience file's lines (records), when it is

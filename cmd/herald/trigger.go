@@ -7,7 +7,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/allowlist"
+	"github.com/herald-dev/herald/trigger"
 )
 
 func triggerCommand() command {
@@ -17,7 +18,7 @@ func triggerCommand() command {
 		usage:   "herald trigger SPEC.json | -",
 		example: "herald trigger spring-sale.json\nherald trigger spring-sale.json --allow-endpoint 'https://*.push.example.com'\n" +
 			`echo '{"id":"hello","audience":{"source":"synthetic","count":1000},"template":{"default_locale":"en","locales":{"en":{"title":"Hi {{.name}}"}}},"endpoint":{"url":"http://127.0.0.1:8080/push"}}' | herald trigger - --allow-endpoint 'http://127.0.0.1:*'`,
-		details: `The spec (SPEC section 2 of the contracts, docs/CONTRACTS.md) is checked
+		details: `The spec (the trigger section of docs/CONTRACTS.md) is checked
 here first: strict JSON, the id, the audience, every template, the endpoint.
 A spec that fails is refused with the field and the reason, and nothing is
 produced. A valid one is produced with the broadcast id as the key; the
@@ -35,10 +36,10 @@ workers alone decide (theirs refuse every endpoint unless configured).`,
 					return fmt.Errorf("%w: want one spec file, or - for standard input", errUsage)
 				}
 				// No list given: the workers' list decides, not an empty one here.
-				var allow *worker.Allowlist
+				var allow *allowlist.List
 				if *allowPatterns != "" || *allowFile != "" {
 					var err error
-					if allow, err = allowlist(*allowPatterns, *allowFile); err != nil {
+					if allow, err = endpointAllowlist(*allowPatterns, *allowFile); err != nil {
 						return err
 					}
 				}
@@ -54,13 +55,13 @@ workers alone decide (theirs refuse every endpoint unless configured).`,
 				if err != nil {
 					return err
 				}
-				spec, err := worker.Produce(ctx, worker.TriggerConfig{
+				s, err := trigger.Produce(ctx, trigger.Config{
 					Brokers: c.kafkaBrokers(), Topic: c.topic, Transport: tr, Allow: allow,
 				}, raw)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.stdout, "triggered %s on %s; follow it with: herald status %s --watch\n", spec.ID, c.topic, spec.ID)
+				fmt.Fprintf(c.stdout, "triggered %s on %s; follow it with: herald status %s --watch\n", s.ID, c.topic, s.ID)
 				return nil
 			}
 		},

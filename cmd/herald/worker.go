@@ -50,7 +50,7 @@ and authentication.`,
 			fs.DurationVar(&cc.LeaseTTL, "lease-ttl", 5*time.Second, "etcd lease `TTL`: how soon a dead worker's work is taken over")
 			fs.Float64Var(&cc.Capacity, "capacity", 1, "this worker's `weight` on the ring relative to others")
 			httpAddr := fs.String("http-addr", ":9464", "`address` for /metrics, /healthz and /readyz")
-			group := fs.String("group", "herald", "Kafka consumer `group` of the fleet")
+			group := fs.String("group", worker.DefaultGroupID, "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
 			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
 			allowPatterns, allowFile := allowFlags(fs)
@@ -60,7 +60,7 @@ and authentication.`,
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
-				allow, err := allowlist(*allowPatterns, *allowFile)
+				allow, err := endpointAllowlist(*allowPatterns, *allowFile)
 				if err != nil {
 					return err
 				}

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/spec"
 )
 
 // proc is a herald process started by a test, its output in a file. Its
@@ -185,17 +185,17 @@ func get(url string) (int, []byte, error) {
 
 // exampleSpec reads deploy/examples/hello.json and validates it as the
 // worker does.
-func exampleSpec(t *testing.T) worker.Spec {
+func exampleSpec(t *testing.T) spec.Spec {
 	t.Helper()
 	data, err := os.ReadFile(deployPath("examples", "hello.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, _, err := worker.ParseSpec(data, worker.SpecLimits{})
+	s, _, err := spec.Parse(data, spec.Limits{})
 	if err != nil {
 		t.Fatalf("deploy/examples/hello.json: %v", err)
 	}
-	return spec
+	return s
 }
 
 // TestLiveWorker runs a worker configured exactly as the Compose file's

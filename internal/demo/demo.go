@@ -28,7 +28,8 @@ import (
 	"github.com/herald-dev/herald/internal/statusview"
 	"github.com/herald-dev/herald/sharding"
 	"github.com/herald-dev/herald/sink"
-	"github.com/herald-dev/herald/worker"
+	"github.com/herald-dev/herald/spec"
+	"github.com/herald-dev/herald/trigger"
 	"github.com/herald-dev/herald/worker/audience"
 )
 
@@ -161,12 +162,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return Summary{}, fmt.Errorf("demo: etcd client: %w", err)
 	}
 	defer cli.Close()
-	reg := coordinator.NewRegistry(cli, "/herald")
+	reg := coordinator.NewRegistry(cli, coordinator.DefaultPrefix)
 
 	id := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
 	raw := SpecJSON(id, cfg.Subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
 	start := time.Now()
-	if _, err := worker.Trigger(ctx, stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, worker.SpecLimits{}); err != nil {
+	if _, err := trigger.Trigger(ctx, stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{}); err != nil {
 		return Summary{}, err
 	}
 	fmt.Fprintf(out, "triggered broadcast %s to %s subscribers through Kafka\n", id, statusview.Count(cfg.Subscribers))

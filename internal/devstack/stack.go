@@ -7,7 +7,11 @@ package devstack
 
 import "context"
 
-// Topic names Herald uses, created by Start.
+// Topic names Herald uses, created by Start. They are the components'
+// defaults, trigger.DefaultTopic and delivery.DefaultDeadLetterTopic,
+// written out because devstack cannot import those packages: the tests of
+// coordinator and delivery start a devstack, and trigger imports
+// coordinator through spec. A worker test checks that they agree.
 const (
 	// BroadcastsTopic carries broadcast triggers.
 	BroadcastsTopic = "herald.broadcasts"

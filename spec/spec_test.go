@@ -1,4 +1,4 @@
-package worker
+package spec
 
 import (
 	"bytes"
@@ -71,17 +71,17 @@ func specJSON(t *testing.T, edits map[string]any) []byte {
 
 func mustParse(t *testing.T, data []byte) (Spec, *templates.Set) {
 	t.Helper()
-	s, set, err := ParseSpec(data, SpecLimits{})
+	s, set, err := Parse(data, Limits{})
 	if err != nil {
-		t.Fatalf("ParseSpec: %v", err)
+		t.Fatalf("Parse: %v", err)
 	}
 	if set == nil {
-		t.Fatal("ParseSpec returned no compiled template")
+		t.Fatal("Parse returned no compiled template")
 	}
 	return s, set
 }
 
-func TestParseSpecExample(t *testing.T) {
+func TestParseExample(t *testing.T) {
 	s, _ := mustParse(t, []byte(specExample))
 	nb := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	ex := nb.Add(24 * time.Hour)
@@ -93,16 +93,16 @@ func TestParseSpecExample(t *testing.T) {
 			"en": {"title": "Hi {{.name}}", "body": "Your code: {{.code}}"},
 			"zh": {"title": "{{.name}}，你好", "body": "优惠码：{{.code}}"},
 		}},
-		Endpoint:  EndpointSpec{URL: "http://127.0.0.1:9000/push", MaxInFlight: 64, RatePerSec: 0, TimeoutMS: 5000, MaxAttempts: 6},
+		Endpoint:  Endpoint{URL: "http://127.0.0.1:9000/push", MaxInFlight: 64, RatePerSec: 0, TimeoutMS: 5000, MaxAttempts: 6},
 		NotBefore: &nb,
 		ExpiresAt: &ex,
 	}
 	if !reflect.DeepEqual(s, want) {
-		t.Fatalf("ParseSpec =\n%+v\nwant\n%+v", s, want)
+		t.Fatalf("Parse =\n%+v\nwant\n%+v", s, want)
 	}
 }
 
-func TestParseSpecAccepts(t *testing.T) {
+func TestParseAccepts(t *testing.T) {
 	tests := []struct {
 		name  string
 		edits map[string]any
@@ -111,7 +111,7 @@ func TestParseSpecAccepts(t *testing.T) {
 		{
 			name: "endpoint defaults",
 			check: func(t *testing.T, s Spec) {
-				want := EndpointSpec{URL: "https://push.example.com/v1", MaxInFlight: 64, TimeoutMS: 5000, MaxAttempts: 6}
+				want := Endpoint{URL: "https://push.example.com/v1", MaxInFlight: 64, TimeoutMS: 5000, MaxAttempts: 6}
 				if s.Endpoint != want || s.OnlyReachable || s.NotBefore != nil || s.ExpiresAt != nil {
 					t.Fatalf("got %+v", s)
 				}
@@ -121,7 +121,7 @@ func TestParseSpecAccepts(t *testing.T) {
 			name:  "endpoint bounds, low",
 			edits: map[string]any{"endpoint.max_in_flight": 1, "endpoint.timeout_ms": 1, "endpoint.max_attempts": 1, "endpoint.rate_per_sec": 0.5},
 			check: func(t *testing.T, s Spec) {
-				want := EndpointSpec{URL: "https://push.example.com/v1", MaxInFlight: 1, RatePerSec: 0.5, TimeoutMS: 1, MaxAttempts: 1}
+				want := Endpoint{URL: "https://push.example.com/v1", MaxInFlight: 1, RatePerSec: 0.5, TimeoutMS: 1, MaxAttempts: 1}
 				if s.Endpoint != want {
 					t.Fatalf("got %+v", s.Endpoint)
 				}
@@ -199,13 +199,13 @@ func TestParseSpecAccepts(t *testing.T) {
 	}
 }
 
-func TestParseSpecRefuses(t *testing.T) {
+func TestParseRefuses(t *testing.T) {
 	valid := string(specJSON(t, nil))
 	tests := []struct {
 		name  string
 		data  string
-		lim   SpecLimits
-		id    string // the SpecError's ID
+		lim   Limits
+		id    string // the Error's ID
 		field string
 		msg   string // a part of the message
 	}{
@@ -216,9 +216,9 @@ func TestParseSpecRefuses(t *testing.T) {
 		{name: "list", data: `[` + valid + `]`, msg: "must be an object"},
 		{name: "data after the spec", data: valid + ` {}`, id: "spring-sale", msg: "data after the spec"},
 		{name: "second document", data: valid + valid, id: "spring-sale", msg: "data after the spec"},
-		{name: "too large", data: specExample, lim: SpecLimits{MaxBytes: 40}, id: "spring-sale-2026", msg: "more than the limit of 40"},
-		{name: "too large once defaults are filled in", data: valid, lim: SpecLimits{MaxBytes: len(valid) + 10}, id: "spring-sale", msg: "with defaults filled in"},
-		{name: "too large, id past the limit", data: `{"template":{},"id":"spring-sale"}`, lim: SpecLimits{MaxBytes: 20}, msg: "more than the limit"},
+		{name: "too large", data: specExample, lim: Limits{MaxBytes: 40}, id: "spring-sale-2026", msg: "more than the limit of 40"},
+		{name: "too large once defaults are filled in", data: valid, lim: Limits{MaxBytes: len(valid) + 10}, id: "spring-sale", msg: "with defaults filled in"},
+		{name: "too large, id past the limit", data: `{"template":{},"id":"spring-sale"}`, lim: Limits{MaxBytes: 20}, msg: "more than the limit"},
 
 		// Strictness.
 		{name: "unknown field", data: string(specJSON(t, map[string]any{"colour": "red"})), id: "spring-sale", field: "colour", msg: "unknown field"},
@@ -265,7 +265,7 @@ func TestParseSpecRefuses(t *testing.T) {
 		{name: "default locale not among locales", data: string(specJSON(t, map[string]any{"template.default_locale": "fr"})), id: "spring-sale", field: "template.default_locale", msg: `"fr"`},
 		{name: "template does not parse", data: string(specJSON(t, map[string]any{"template.locales.zh": map[string]any{"title": "Hi {{.name"}})), id: "spring-sale", field: "template.locales.zh.title", msg: "line 1 col"},
 		{name: "locale without fields", data: string(specJSON(t, map[string]any{"template.locales.fr": map[string]any{}})), id: "spring-sale", field: "template.locales.fr", msg: "no fields"},
-		{name: "template too large", data: string(specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 100)})), lim: SpecLimits{Template: templates.Limits{MaxTemplateBytes: 50}}, id: "spring-sale", field: "template", msg: "limit"},
+		{name: "template too large", data: string(specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 100)})), lim: Limits{Template: templates.Limits{MaxTemplateBytes: 50}}, id: "spring-sale", field: "template", msg: "limit"},
 
 		// The endpoint.
 		{name: "url missing", data: string(specJSON(t, map[string]any{"endpoint.url": nil})), id: "spring-sale", field: "endpoint.url", msg: "required"},
@@ -294,29 +294,29 @@ func TestParseSpecRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, set, err := ParseSpec([]byte(tt.data), tt.lim)
-			var se *SpecError
+			s, set, err := Parse([]byte(tt.data), tt.lim)
+			var se *Error
 			if !errors.As(err, &se) {
-				t.Fatalf("ParseSpec = %+v, %v; want a *SpecError", s, err)
+				t.Fatalf("Parse = %+v, %v; want a *Error", s, err)
 			}
 			if se.ID != tt.id || se.Field != tt.field || !strings.Contains(se.Msg, tt.msg) {
-				t.Fatalf("ParseSpec error %#v; want id %q field %q and a message containing %q", se, tt.id, tt.field, tt.msg)
+				t.Fatalf("Parse error %#v; want id %q field %q and a message containing %q", se, tt.id, tt.field, tt.msg)
 			}
-			if !errors.Is(err, ErrInvalidSpec) || set != nil || !reflect.DeepEqual(s, Spec{}) {
-				t.Fatalf("a refusal must match ErrInvalidSpec and return nothing else: %v, %v, %+v", err, set, s)
+			if !errors.Is(err, ErrInvalid) || set != nil || !reflect.DeepEqual(s, Spec{}) {
+				t.Fatalf("a refusal must match ErrInvalid and return nothing else: %v, %v, %+v", err, set, s)
 			}
 		})
 	}
 }
 
-func TestSpecErrorMessage(t *testing.T) {
+func TestErrorMessage(t *testing.T) {
 	tests := []struct {
-		err  SpecError
+		err  Error
 		want string
 	}{
-		{SpecError{ID: "spring-sale", Field: "endpoint.url", Msg: "must be http or https"}, `spec "spring-sale": endpoint.url: must be http or https`},
-		{SpecError{Field: "id", Msg: "required"}, `spec: id: required`},
-		{SpecError{Msg: "not valid JSON: unexpected end"}, `spec: not valid JSON: unexpected end`},
+		{Error{ID: "spring-sale", Field: "endpoint.url", Msg: "must be http or https"}, `spec "spring-sale": endpoint.url: must be http or https`},
+		{Error{Field: "id", Msg: "required"}, `spec: id: required`},
+		{Error{Msg: "not valid JSON: unexpected end"}, `spec: not valid JSON: unexpected end`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -325,16 +325,16 @@ func TestSpecErrorMessage(t *testing.T) {
 			}
 		})
 	}
-	_, _, err := ParseSpec(specJSON(t, map[string]any{"endpoint.url": "ftp://x/"}), SpecLimits{})
+	_, _, err := Parse(specJSON(t, map[string]any{"endpoint.url": "ftp://x/"}), Limits{})
 	if got, want := err.Error(), `spec "spring-sale": endpoint.url: must be http or https`; got != want {
-		t.Fatalf("ParseSpec error %q, want %q", got, want)
+		t.Fatalf("Parse error %q, want %q", got, want)
 	}
 }
 
-func TestParseSpecBadLimits(t *testing.T) {
-	for _, lim := range []SpecLimits{{MaxBytes: -1}, {Template: templates.Limits{MaxFields: -1}}} {
-		_, _, err := ParseSpec([]byte(specExample), lim)
-		var se *SpecError
+func TestParseBadLimits(t *testing.T) {
+	for _, lim := range []Limits{{MaxBytes: -1}, {Template: templates.Limits{MaxFields: -1}}} {
+		_, _, err := Parse([]byte(specExample), lim)
+		var se *Error
 		if err == nil || errors.As(err, &se) {
 			t.Errorf("limits %+v: err %v, want a plain error", lim, err)
 		}
@@ -398,41 +398,59 @@ func TestCanonical(t *testing.T) {
 	}
 }
 
-// A spec built in code, without ParseSpec, gets its defaults in the
+// A spec built in code, without Parse, gets its defaults in the
 // canonical form too.
 func TestCanonicalFillsDefaults(t *testing.T) {
-	s := Spec{ID: "x", Endpoint: EndpointSpec{URL: "http://h/"}}
-	var got struct{ Endpoint EndpointSpec }
+	s := Spec{ID: "x", Endpoint: Endpoint{URL: "http://h/"}}
+	var got struct{ Endpoint Endpoint }
 	if err := json.Unmarshal(s.Canonical(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := EndpointSpec{URL: "http://h/", MaxInFlight: 64, TimeoutMS: 5000, MaxAttempts: 6}
+	want := Endpoint{URL: "http://h/", MaxInFlight: 64, TimeoutMS: 5000, MaxAttempts: 6}
 	if got.Endpoint != want {
 		t.Fatalf("canonical endpoint %+v, want %+v", got.Endpoint, want)
 	}
 }
 
-// TestSpecErrorLimit: a refusal for passing a limit names the limit, so
+// TestErrorLimit: a refusal for passing a limit names the limit, so
 // intake can count it; other refusals name none.
-func TestSpecErrorLimit(t *testing.T) {
+func TestErrorLimit(t *testing.T) {
 	tests := []struct {
 		name  string
 		data  []byte
-		lim   SpecLimits
+		lim   Limits
 		limit string
 	}{
-		{"too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 2000)}), SpecLimits{MaxBytes: 1024}, LimitTriggerBytes},
-		{"template too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 100)}), SpecLimits{Template: templates.Limits{MaxTemplateBytes: 50}}, LimitTemplateBytes},
-		{"too many locales", specJSON(t, map[string]any{"template.locales.fr": map[string]any{"title": "Salut"}}), SpecLimits{Template: templates.Limits{MaxLocales: 1}}, LimitLocales},
-		{"too many fields", specJSON(t, map[string]any{"template.locales.en": map[string]any{"a": "1", "b": "2"}}), SpecLimits{Template: templates.Limits{MaxFields: 1}}, LimitFields},
-		{"not a limit", specJSON(t, map[string]any{"endpoint.max_attempts": 21}), SpecLimits{}, ""},
+		{"too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 2000)}), Limits{MaxBytes: 1024}, LimitTriggerBytes},
+		{"template too large", specJSON(t, map[string]any{"template.locales.en.title": strings.Repeat("x", 100)}), Limits{Template: templates.Limits{MaxTemplateBytes: 50}}, LimitTemplateBytes},
+		{"too many locales", specJSON(t, map[string]any{"template.locales.fr": map[string]any{"title": "Salut"}}), Limits{Template: templates.Limits{MaxLocales: 1}}, LimitLocales},
+		{"too many fields", specJSON(t, map[string]any{"template.locales.en": map[string]any{"a": "1", "b": "2"}}), Limits{Template: templates.Limits{MaxFields: 1}}, LimitFields},
+		{"not a limit", specJSON(t, map[string]any{"endpoint.max_attempts": 21}), Limits{}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := ParseSpec(tt.data, tt.lim)
-			var se *SpecError
+			_, _, err := Parse(tt.data, tt.lim)
+			var se *Error
 			if !errors.As(err, &se) || se.Limit != tt.limit {
-				t.Fatalf("ParseSpec = %#v, want a refusal with limit %q", err, tt.limit)
+				t.Fatalf("Parse = %#v, want a refusal with limit %q", err, tt.limit)
+			}
+		})
+	}
+}
+
+// TestIDMessages: the id rule is the coordinator's, but a refusal reads as
+// a spec's, with the reason alone after the field.
+func TestIDMessages(t *testing.T) {
+	tests := map[string]string{
+		"":                       `spec: id: required`,
+		strings.Repeat("a", 129): `spec: id: 129 characters, more than 128`,
+		"spring sale":            `spec: id: character ' ' at 6: only A-Z a-z 0-9 . _ - are allowed`,
+	}
+	for id, want := range tests {
+		t.Run(want, func(t *testing.T) {
+			_, _, err := Parse(specJSON(t, map[string]any{"id": id}), Limits{})
+			if err == nil || err.Error() != want {
+				t.Fatalf("Parse error %v, want %q", err, want)
 			}
 		})
 	}

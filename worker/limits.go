@@ -1,19 +1,20 @@
 package worker
 
 import (
+	"net/url"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
-// Names of the limits on what enters a worker, as in SpecError.Limit and
-// the label of herald_input_limit_hits_total. docs/SECURITY.md lists each
-// with where it is enforced.
+// Names of the limits the worker enforces itself, as labels of
+// herald_input_limit_hits_total. The limits a spec can pass are named in
+// package spec (spec.LimitTriggerBytes, ...) and the limits of an
+// endpoint's answer in package delivery; the metric counts all of them.
+// docs/SECURITY.md lists each with where it is enforced.
 const (
-	LimitTriggerBytes  = "trigger_bytes"        // a spec's size, raw or canonical
-	LimitTemplateBytes = "template_bytes"       // all template texts together
-	LimitLocales       = "template_locales"     // locales of one template
-	LimitFields        = "template_fields"      // fields of one locale
 	LimitRenderedField = "rendered_field_bytes" // one rendered field of one message
 	LimitTemplateWork  = "template_work"        // a template's work budget for one message
 	// LimitRequestHeaders is counted by whoever serves Handler, through
@@ -42,7 +43,7 @@ func newAdmission(reg prometheus.Registerer) *admission {
 	}
 	// Every series exists from the start, so a rate() or an alert on it
 	// sees 0 rather than nothing.
-	for _, l := range []string{LimitTriggerBytes, LimitTemplateBytes, LimitLocales, LimitFields,
+	for _, l := range []string{spec.LimitTriggerBytes, spec.LimitTemplateBytes, spec.LimitLocales, spec.LimitFields,
 		LimitRenderedField, LimitTemplateWork, LimitRequestHeaders, delivery.LimitResponseBody, delivery.LimitResponseHeaders} {
 		a.limitHits.WithLabelValues(l)
 	}
@@ -60,3 +61,16 @@ func (a *admission) limit(name string) { a.limitHits.WithLabelValues(name).Inc()
 // limits enforced outside the worker's own code, such as the HTTP server's
 // header limit (LimitRequestHeaders).
 func (w *Worker) LimitHit(limit string) { w.admit.limit(limit) }
+
+// senderAllow is the Sender's check before every attempt. Intake has
+// already refused what the list does not allow, so a refusal here means a
+// spec reached etcd without passing intake (written there directly, or by
+// a worker with another list): counted, so it can raise an alarm. The
+// error's text, the list's reason, is the dead letter's reason.
+func (w *Worker) senderAllow(u *url.URL) error {
+	err := w.cfg.Allow.CheckURL(u)
+	if err != nil {
+		w.admit.notAllowed.WithLabelValues("sender").Inc()
+	}
+	return err
+}

@@ -1,4 +1,4 @@
-package worker
+package spec
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// FuzzParseSpec: ParseSpec never panics; a refusal is a *SpecError whose
+// FuzzParseSpec: Parse never panics; a refusal is a *Error whose
 // ID, when set, is a valid id; an accepted spec's canonical form parses
 // back to an equal spec with the same canonical form.
 func FuzzParseSpec(f *testing.F) {
@@ -19,22 +19,22 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"id":"x"} {}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, set, err := ParseSpec(data, SpecLimits{})
+		s, set, err := Parse(data, Limits{})
 		if err != nil {
-			var se *SpecError
+			var se *Error
 			if !errors.As(err, &se) {
-				t.Fatalf("ParseSpec(%q) = %v, not a *SpecError", data, err)
+				t.Fatalf("Parse(%q) = %v, not a *Error", data, err)
 			}
-			if se.ID != "" && checkBroadcastID(se.ID) != "" {
-				t.Fatalf("ParseSpec(%q) names an invalid id %q", data, se.ID)
+			if se.ID != "" && checkID(se.ID) != "" {
+				t.Fatalf("Parse(%q) names an invalid id %q", data, se.ID)
 			}
 			return
 		}
 		if set == nil {
-			t.Fatalf("ParseSpec(%q) accepted without a compiled template", data)
+			t.Fatalf("Parse(%q) accepted without a compiled template", data)
 		}
 		canon := s.Canonical()
-		again, _, err := ParseSpec(canon, SpecLimits{})
+		again, _, err := Parse(canon, Limits{})
 		if err != nil {
 			t.Fatalf("canonical form %s of %q is refused: %v", canon, data, err)
 		}

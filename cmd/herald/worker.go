@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/connect"
+	"github.com/herald-dev/herald/internal/headerlimit"
 	"github.com/herald-dev/herald/worker"
 	"github.com/herald-dev/herald/worker/delivery"
 )
@@ -113,7 +114,7 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: connect.DefaultMaxHeaderBytes}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: headerlimit.DefaultMaxBytes}
 	c.log.Info("worker starting", "id", cc.MemberID, "etcd", c.etcd, "kafka", c.kafka, "http", ln.Addr().String(),
 		"allow_endpoints", wc.Allow.String(), "kafka_tls", kc.UsesTLS(), "kafka_sasl", kc.SASL)
 
@@ -128,7 +129,7 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 	g.Go(func() error {
 		// Headers past MaxHeaderBytes are refused by net/http itself;
 		// the listener counts them with the worker's other limits.
-		counted := connect.CountHeaderRefusals(ln, func() { w.LimitHit(worker.LimitRequestHeaders) })
+		counted := headerlimit.CountRefusals(ln, func() { w.LimitHit(worker.LimitRequestHeaders) })
 		if err := srv.Serve(counted); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}

@@ -112,7 +112,7 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 			case "rejected", "unreadable":
 				log.Warn("trigger refused", "result", result, "reason", perr)
 			case "conflict":
-				log.Warn("trigger refused: another spec is registered under this id", "broadcast", s.ID)
+				log.Warn("trigger refused: another spec is registered under this id", "broadcast", s.ID, "reason", perr)
 			default:
 				log.Info("trigger taken", "result", result, "broadcast", s.ID)
 			}
@@ -162,6 +162,11 @@ func underDir(dir, path string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "."
 }
 
+// record writes the verdict on one trigger to etcd and names it. Only a
+// failure to reach etcd comes back as an error, for handle to retry: every
+// verdict on the spec itself (registered, duplicate, rejected, conflict,
+// unreadable) is final, so the offset is committed and a poison trigger
+// never holds up the triggers behind it on its partition.
 func (in *intake) record(ctx context.Context, s spec.Spec, perr error, raw []byte) (string, error) {
 	if perr != nil {
 		var se *spec.Error
@@ -171,7 +176,10 @@ func (in *intake) record(ctx context.Context, s spec.Spec, perr error, raw []byt
 		if len(raw) > in.cfg.SpecLimits.ByteLimit() {
 			raw = nil // do not store what the limit exists to keep out
 		}
-		return "rejected", in.reg.Reject(ctx, se.ID, raw, perr.Error())
+		// An invalid spec under an id another spec holds is a conflict:
+		// the registered broadcast stays as it is, and this one is only
+		// logged and counted.
+		return verdict("rejected", in.reg.Reject(ctx, se.ID, raw, perr.Error()))
 	}
 	b := coordinator.Broadcast{ID: s.ID, Spec: s.Canonical()}
 	if s.NotBefore != nil {
@@ -181,15 +189,25 @@ func (in *intake) record(ctx context.Context, s spec.Spec, perr error, raw []byt
 		b.ExpiresAt = *s.ExpiresAt
 	}
 	created, err := in.reg.Register(ctx, b)
+	if err == nil && !created {
+		return "duplicate", nil
+	}
+	return verdict("registered", err)
+}
+
+// verdict names what the registry made of a trigger: ok when it took it,
+// conflict or unreadable when it refused the id, and an error only for a
+// failure to reach etcd, which is worth retrying.
+func verdict(ok string, err error) (string, error) {
 	switch {
+	case err == nil:
+		return ok, nil
 	case errors.Is(err, coordinator.ErrConflict):
 		return "conflict", nil
-	case err != nil:
-		return "", err
-	case created:
-		return "registered", nil
+	case errors.Is(err, coordinator.ErrInvalidID):
+		return "unreadable", nil
 	default:
-		return "duplicate", nil
+		return "", err
 	}
 }
 

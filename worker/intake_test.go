@@ -38,10 +38,11 @@ func produceRaw(t *testing.T, e *env, values ...string) {
 	}
 }
 
-// TestBadTriggersDoNotBlock: garbage, an invalid spec, and a conflicting
-// spec sit before a good trigger on the same partition; each is recorded or
-// counted with its reason, the registered spec stays untouched, and the
-// good broadcast behind them completes.
+// TestBadTriggersDoNotBlock: garbage, an invalid spec, a conflicting spec
+// and an invalid spec reusing a registered id sit before good triggers on
+// the same partition; each is recorded or counted with its reason, the
+// registered spec stays untouched, and the good broadcasts behind them
+// complete.
 func TestBadTriggersDoNotBlock(t *testing.T) {
 	e := newEnv(t, sink.Config{})
 	w := e.startWorker("w1", workerOpts{intake: true})
@@ -56,6 +57,10 @@ func TestBadTriggersDoNotBlock(t *testing.T) {
 		good,
 		conflicting,
 		good, // redelivered: harmless
+		// Invalid, under the id "good" holds: a conflict to count and
+		// commit, never a trigger to retry for ever.
+		strings.Replace(good, `"count":100`, `"count":-1`, 1),
+		strings.Replace(good, `"id":"good"`, `"id":"after-poison"`, 1),
 	)
 	st := e.waitDone("good", 30*time.Second)
 	if st.State != coordinator.StateDone || st.Counters.Scanned != 100 {
@@ -65,10 +70,16 @@ func TestBadTriggersDoNotBlock(t *testing.T) {
 	if bad.State != coordinator.StateRejected || !strings.Contains(bad.Reason, "template.locales.en.title") {
 		t.Errorf("bad-template: state %s, reason %q; want rejected naming the field", bad.State, bad.Reason)
 	}
+	if st := e.waitDone("after-poison", 30*time.Second); st.State != coordinator.StateDone || st.Counters.Scanned != 100 {
+		t.Fatalf("broadcast behind the poison trigger: %s, %+v; want done with 100", st.State, st.Counters)
+	}
+	if st := e.status("good"); st.State != coordinator.StateDone || st.Counters.Scanned != 100 {
+		t.Errorf("good broadcast after the invalid reuse of its id: %s, %+v; want untouched", st.State, st.Counters)
+	}
 	waitFor(t, 5*time.Second, "every trigger counted", func() bool {
-		return counterValue(t, w, "herald_triggers_total") == 5
+		return counterValue(t, w, "herald_triggers_total") == 7
 	})
-	for result, want := range map[string]float64{"unreadable": 1, "rejected": 1, "registered": 1, "conflict": 1, "duplicate": 1} {
+	for result, want := range map[string]float64{"unreadable": 1, "rejected": 1, "registered": 2, "conflict": 2, "duplicate": 1} {
 		if got := labelled(t, w, "herald_triggers_total", "result", result); got != want {
 			t.Errorf("triggers %s = %v, want %v", result, got, want)
 		}

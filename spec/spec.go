@@ -54,6 +54,9 @@ type Endpoint struct {
 // Endpoint defaults and bounds.
 const (
 	DefaultMaxInFlight = 64
+	// MinRatePerSec is the smallest positive rate_per_sec: one message in
+	// 1000 s for the whole fleet.
+	MinRatePerSec      = 0.001
 	DefaultTimeoutMS   = 5000
 	DefaultMaxAttempts = 6
 	maxMaxInFlight     = 1024

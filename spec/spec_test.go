@@ -280,6 +280,8 @@ func TestParseRefuses(t *testing.T) {
 		{name: "timeout too long", data: string(specJSON(t, map[string]any{"endpoint.timeout_ms": 600001})), id: "spring-sale", field: "endpoint.timeout_ms", msg: "1 to 600000"},
 		{name: "attempts too many", data: string(specJSON(t, map[string]any{"endpoint.max_attempts": 21})), id: "spring-sale", field: "endpoint.max_attempts", msg: "1 to 20"},
 		{name: "attempts negative", data: string(specJSON(t, map[string]any{"endpoint.max_attempts": -1})), id: "spring-sale", field: "endpoint.max_attempts", msg: "1 to 20"},
+		{name: "rate too small to represent", data: string(specJSON(t, map[string]any{"endpoint.rate_per_sec": 1e-300})), id: "spring-sale", field: "endpoint.rate_per_sec", msg: "at least 0.001"},
+		{name: "rate below the minimum", data: string(specJSON(t, map[string]any{"endpoint.rate_per_sec": 0.0009})), id: "spring-sale", field: "endpoint.rate_per_sec", msg: "at least 0.001"},
 		{name: "rate negative", data: string(specJSON(t, map[string]any{"endpoint.rate_per_sec": -1})), id: "spring-sale", field: "endpoint.rate_per_sec", msg: "0 (unlimited) or more"},
 		{name: "secret name with a path", data: string(specJSON(t, map[string]any{"endpoint.signing_secret": "../etc/passwd"})), id: "spring-sale", field: "endpoint.signing_secret", msg: "must not start with a dot"},
 		{name: "secret name with a slash", data: string(specJSON(t, map[string]any{"endpoint.signing_secret": "a/b"})), id: "spring-sale", field: "endpoint.signing_secret", msg: `character '/'`},

@@ -69,6 +69,10 @@ func (e Endpoint) validate() *Error {
 		return bad("max_in_flight", fmt.Sprintf("must be 1 to %d (0 means %d)", maxMaxInFlight, DefaultMaxInFlight))
 	case e.RatePerSec < 0 || math.IsNaN(e.RatePerSec) || math.IsInf(e.RatePerSec, 0):
 		return bad("rate_per_sec", "must be 0 (unlimited) or more")
+	case e.RatePerSec > 0 && e.RatePerSec < MinRatePerSec:
+		// Shared among workers and turned into a wait per message, a rate
+		// this small would overflow the wait and stall the broadcast.
+		return bad("rate_per_sec", fmt.Sprintf("must be 0 (unlimited) or at least %g (one message in %g s)", MinRatePerSec, 1/MinRatePerSec))
 	case e.TimeoutMS < 0 || e.TimeoutMS > maxTimeoutMS:
 		return bad("timeout_ms", fmt.Sprintf("must be 1 to %d (0 means %d)", maxTimeoutMS, DefaultTimeoutMS))
 	case e.MaxAttempts < 0 || e.MaxAttempts > maxMaxAttempts:

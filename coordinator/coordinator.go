@@ -11,8 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/herald-dev/herald/sharding"
 )
 
 // maxTxnOps is etcd's default limit on the operations of one transaction
@@ -23,6 +21,7 @@ var (
 	errMemberTaken   = errors.New("coordinator: member id held by another lease")
 	errStopped       = errors.New("coordinator: member stopped")
 	errBroadcastOver = errors.New("coordinator: broadcast is over")
+	errContended     = errors.New("coordinator: claims kept changing under the write")
 )
 
 // Coordinator is one fleet member's view of the fleet and its share of the
@@ -71,11 +70,24 @@ type Coordinator struct {
 	// is closed, only on Run's goroutine (noteState).
 	states map[string]*stateSignal
 
+	// heldGen counts changes to held; Run's goroutine compares it with
+	// the value it last acted on, to skip work when nothing changed.
+	heldGen atomic.Uint64
+
 	// Run's goroutine only, with no lock: nothing else may touch these.
-	view    *view          // nil until the first resync
-	ring    *sharding.Ring // of the live members, as last seen
-	ringKey string         // the membership ring was built from
-	started time.Time      // of the current membership epoch
+	view    *view     // nil until the first resync
+	started time.Time // of the current membership epoch
+	// acted remembers, per broadcast, the inputs the last assignment was
+	// computed from, so an unchanged broadcast costs nothing.
+	acted map[string]inputs
+	// retryAt is when to reconcile again after an etcd operation failed
+	// (zero: no retry due); wakeAt is the earliest start time to notice.
+	retryAt, wakeAt time.Time
+}
+
+// inputs are what a broadcast's assignment depends on.
+type inputs struct {
+	broadcast, members, held uint64
 }
 
 // stateSignal is the cached state of one broadcast and a channel closed
@@ -112,6 +124,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		wake:   make(chan struct{}, 1),
 		held:   map[string]*Claim{},
 		states: map[string]*stateSignal{},
+		acted:  map[string]inputs{},
 	}
 	m, err := newMetrics(reg, c.Deadline)
 	if err != nil {
@@ -119,12 +132,11 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 	}
 	c.m = m
 	c.claimDeps = claimDeps{
-		member:  cfg.MemberID,
-		keys:    c.keys,
-		m:       m,
-		txn:     c.txn,
-		leaving: c.leaving.Load,
-		forget:  c.forget,
+		member: cfg.MemberID,
+		keys:   c.keys,
+		m:      m,
+		txn:    c.txn,
+		forget: c.forget,
 	}
 	return c, nil
 }
@@ -132,7 +144,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 // MemberID is this member's id, generated if the Config left it empty.
 func (c *Coordinator) MemberID() string { return c.cfg.MemberID }
 
-// Claims delivers the units this member claims, in the order claimed. Run
+// Claims delivers the slots this member claims, in the order claimed. Run
 // never waits for the reader: claims queue up until read. The channel is
 // closed when Run returns.
 func (c *Coordinator) Claims() <-chan *Claim { return c.claims }
@@ -205,9 +217,9 @@ func (c *Coordinator) opCtx(l *lease) (context.Context, context.CancelFunc) {
 }
 
 // txn runs one transaction and records its latency under op.
-func (c *Coordinator) txn(ctx context.Context, op string, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+func (c *Coordinator) txn(ctx context.Context, op string, cmps []clientv3.Cmp, thenOps, elseOps []clientv3.Op) (*clientv3.TxnResponse, error) {
 	start := time.Now()
-	resp, err := c.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	resp, err := c.cli.Txn(ctx).If(cmps...).Then(thenOps...).Else(elseOps...).Commit()
 	c.m.txnSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	return resp, err
 }
@@ -237,6 +249,7 @@ func (c *Coordinator) forget(cl *Claim) {
 	if c.held[cl.claimKey] == cl {
 		delete(c.held, cl.claimKey)
 		c.m.unitsHeld.Set(float64(len(c.held)))
+		c.heldGen.Add(1)
 	}
 	c.mu.Unlock()
 	c.queue.poke()

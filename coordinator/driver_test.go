@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,8 +17,10 @@ import (
 
 // The test driver stands in for the worker's pure logic, so the
 // coordinator can be tested against real etcd without the worker: it
-// takes claims, walks a synthetic stream, "sends" the records in its arcs
-// into a ledger, checkpoints, hands off and finishes.
+// takes claims, walks a synthetic stream, "sends" the records of its slot
+// into a ledger, checkpoints, hands off and finishes. It walks one stream
+// per slot, which the worker does not; what it tests is the coordinator's
+// side of the protocol.
 
 // stream is a synthetic audience: record seq i sits at xxhash("s"+i).
 type stream struct{ pos []uint64 }
@@ -79,6 +82,10 @@ type driverConfig struct {
 	rate float64
 	// expire counts records as expired instead of sending them.
 	expire bool
+	// lag holds back every lag-th record of a slot, as a send waiting on a
+	// Retry-After does: it is reported as pending behind the cursor and
+	// sent only once the next checkpoint is written. 0 holds nothing.
+	lag int
 }
 
 type driver struct {
@@ -143,7 +150,7 @@ func (d *driver) received() []*Claim {
 
 // work streams one claim and says how it ended.
 func (d *driver) work(cl *Claim) string {
-	u, p := cl.Unit(), cl.Progress()
+	p := cl.Progress()
 	ctx := cl.Context()
 	var lim *rate.Limiter
 	if d.cfg.rate > 0 {
@@ -154,42 +161,96 @@ func (d *driver) work(cl *Claim) string {
 		defer cancel()
 		return f(wctx, p)
 	}
-	since, last := 0, time.Now()
+	resend := map[uint64]bool{}
+	for _, c := range p.Pending {
+		resend[c.Seq] = true
+	}
+	member := d.coord.MemberID()
+	// send records one record as finished: the ledger, the counters, and
+	// the pending list it leaves if it was there.
+	send := func(seq uint64) bool {
+		if lim != nil && lim.Wait(ctx) != nil {
+			return false
+		}
+		// The fencing rule: nothing is sent past the local deadline.
+		if ctx.Err() != nil || !time.Now().Before(d.coord.Deadline()) {
+			return false
+		}
+		select {
+		case <-d.killed:
+			return false
+		default:
+		}
+		d.cfg.ledger.send(seq, member)
+		p.Counters.Scanned++
+		if d.cfg.expire {
+			p.Counters.Expired++
+		} else {
+			p.Counters.Delivered++
+		}
+		p.Pending = slices.DeleteFunc(p.Pending, func(c sharding.Cursor) bool { return c.Seq == seq })
+		return true
+	}
+	// flush sends the records held back, once a checkpoint listed them.
+	flush := func(held []uint64) bool {
+		for _, seq := range held {
+			if !send(seq) {
+				return false
+			}
+		}
+		return true
+	}
+	var held []uint64
+	ended := func() string {
+		select {
+		case <-d.killed:
+			return "killed"
+		default:
+		}
+		if ctx.Err() != nil {
+			return "lost"
+		}
+		return "lost"
+	}
+	since, last, owned := 0, time.Now(), 0
 	pos := d.cfg.stream.pos
-	for seq := u.Cursor.Seq; seq < uint64(len(pos)); seq++ {
+	for seq := p.ResumeAt().Seq; seq < uint64(len(pos)); seq++ {
 		select {
 		case <-d.killed:
 			return "killed"
 		case <-ctx.Done():
 			return "lost"
 		case <-cl.HandoffRequested():
+			// What was held back is still pending in p: the next holder
+			// sends it, and nothing is sent twice.
 			if err := write(cl.Handoff); err != nil {
 				return "handoff failed: " + err.Error()
 			}
 			return "handoff"
 		default:
 		}
-		if u.Arcs.Contains(pos[seq]) {
-			if lim != nil && lim.Wait(ctx) != nil {
-				return "lost"
+		mine := sharding.SlotOf(pos[seq], cl.Slots()) == cl.Slot()
+		switch {
+		case seq < p.Cursor.Seq:
+			// Behind the checkpoint: only what it listed as pending.
+			if mine && resend[seq] {
+				if !send(seq) {
+					return ended()
+				}
+				since++
 			}
-			// The fencing rule: nothing is sent past the local deadline.
-			if ctx.Err() != nil || !time.Now().Before(d.coord.Deadline()) {
-				return "lost"
-			}
-			select {
-			case <-d.killed:
-				return "killed"
-			default:
-			}
-			d.cfg.ledger.send(seq, d.coord.MemberID())
-			p.Counters.Scanned++
-			if d.cfg.expire {
-				p.Counters.Expired++
+			continue
+		case mine:
+			owned++
+			if d.cfg.lag > 0 && owned%d.cfg.lag == 0 {
+				held = append(held, seq)
+				p.Pending = append(p.Pending, sharding.Cursor{Seq: seq})
 			} else {
-				p.Counters.Delivered++
+				if !send(seq) {
+					return ended()
+				}
+				since++
 			}
-			since++
 		}
 		p.Cursor = sharding.Cursor{Seq: seq + 1}
 		if (d.cfg.every > 0 && since >= d.cfg.every) || (d.cfg.interval > 0 && since > 0 && time.Since(last) >= d.cfg.interval) {
@@ -200,7 +261,14 @@ func (d *driver) work(cl *Claim) string {
 				continue
 			}
 			since, last = 0, time.Now()
+			if !flush(held) {
+				return ended()
+			}
+			held = held[:0]
 		}
+	}
+	if !flush(held) {
+		return ended()
 	}
 	if err := write(cl.Finish); err != nil {
 		return "finish failed: " + err.Error()

@@ -23,9 +23,12 @@ var (
 	// ErrInvalidID means a broadcast or member id does not fit the
 	// contract: 1 to 128 characters of [A-Za-z0-9._-].
 	ErrInvalidID = errors.New("coordinator: invalid id")
-	// ErrCursorBackwards means a progress report would move a unit's
+	// ErrCursorBackwards means a progress report would move a slot's
 	// cursor behind what is already recorded.
 	ErrCursorBackwards = errors.New("coordinator: cursor moves backwards")
+	// ErrBadProgress means a progress report cannot be recorded as it is:
+	// too many pending records, or pending records not before the cursor.
+	ErrBadProgress = errors.New("coordinator: bad progress")
 	// ErrInvalidConfig means a Config failed validation.
 	ErrInvalidConfig = errors.New("coordinator: invalid config")
 	// ErrAlreadyRunning means Run was called twice on one Coordinator.

@@ -14,9 +14,11 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 )
 
-// A fleet member: Run joins the fleet and claims work until SIGTERM, then
-// hands every unit back and leaves; the worker loop streams each claim
-// from its cursor, checkpoints, and finishes or hands back when asked.
+// A fleet member: Run joins the fleet and claims slots until SIGTERM, then
+// hands every slot back and leaves; the worker loop streams each claim
+// from where it resumes, checkpoints, and finishes or hands back when
+// asked. (Herald's worker reads one stream per broadcast for all the
+// slots it holds, and writes their checkpoints together with Write.)
 func ExampleCoordinator() {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://127.0.0.1:2379"}, DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -48,11 +50,13 @@ func ExampleCoordinator() {
 	wg.Wait()
 }
 
-// work streams one claimed unit. The real worker reads the audience from
-// cl.Unit().Cursor, sends what lies in cl.Unit().Arcs, and keeps exact
-// progress; this sketch shows only the protocol.
+// work streams one claimed slot. The real worker reads the audience from
+// cl.Progress().ResumeAt(), sends the records whose position is in the
+// slot (sharding.SlotOf(position, cl.Slots()) == cl.Slot()) and that are
+// at or after the cursor or pending behind it, and keeps exact progress;
+// this sketch shows only the protocol.
 func work(cl *coordinator.Claim) {
-	p := cl.Progress() // cumulative counters, cursor = where to resume
+	p := cl.Progress() // cumulative counters; cursor and pending = what is left
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	write := func(f func(context.Context, coordinator.Progress) error) error {

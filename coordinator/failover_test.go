@@ -3,7 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,10 +12,12 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// Kill one of four members mid-broadcast: its remainder must be claimed by
-// all three survivors within TTL + 2 s, from its last checkpoint, and the
-// broadcast must finish with nothing lost and duplicates only inside the
-// dead member's last checkpoint window.
+// Kill one of four members mid-broadcast: its slots must be claimed by
+// the survivors within TTL + 2 s, every survivor taking part, each slot
+// resuming from its last checkpoint, and the broadcast must finish with
+// nothing lost and duplicates only inside the dead member's last
+// checkpoint windows (what it sent after them, and what they listed as
+// pending).
 func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 	c := newCluster(t)
 	const (
@@ -23,7 +25,7 @@ func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 		n   = 40000
 	)
 	s, l := newStream(n), newLedger(n)
-	dc := driverConfig{stream: s, ledger: l, every: 200, rate: 2500}
+	dc := driverConfig{stream: s, ledger: l, every: 50, rate: 300, lag: 25}
 	var ms []*member
 	for i := range 4 {
 		ms = append(ms, c.start(fmt.Sprintf("w%d", i), memberOpts{ttl: ttl}, dc))
@@ -33,11 +35,9 @@ func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 	victim, survivors := ms[1], []*member{ms[0], ms[2], ms[3]}
 
 	// Let the victim make some recorded progress first.
-	var victimUnit string
 	eventually(t, 20*time.Second, "a checkpoint by the victim", func() bool {
-		for name, u := range c.units("b") {
-			if u.rec.Assignee == victim.id && u.rec.Status == unitOpen && u.rec.Cursor != "0@0" {
-				victimUnit = name
+		for _, p := range c.progress("b") {
+			if p.rec.Owner == victim.id && p.rec.Cursor != "0@0" {
 				return true
 			}
 		}
@@ -50,63 +50,70 @@ func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 
 	killed := time.Now()
 	victim.kill()
-	// The client is closed: the record now holds the last checkpoint.
-	last := c.units("b")[victimUnit]
-	lastCursor, err := last.rec.cursor()
-	if err != nil {
-		t.Fatal(err)
+	// The client is closed: the progress records now hold its last
+	// checkpoints.
+	var held []int
+	for slot, holder := range c.claimsOf("b") {
+		if holder == victim.id {
+			held = append(held, slot)
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("the victim held no slot")
+	}
+	last := map[int]Progress{}
+	prog := c.progress("b")
+	for _, slot := range held {
+		p, err := prog[slot].rec.progress()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last[slot] = p
 	}
 
-	// Wait for every survivor to claim a child of the victim's unit.
-	claimers := map[string]time.Duration{}
+	// Wait for the survivors to claim every slot of the victim.
+	claimed := map[int]string{}
+	perSurvivor := map[string]int{}
+	var failover time.Duration
 	timeout := time.After(ttl + 15*time.Second)
-	for len(claimers) < len(survivors) {
+	for len(claimed) < len(held) {
 		select {
 		case resp := <-claims:
 			for _, ev := range resp.Events {
-				_, _, name := keys{c.prefix}.parse(string(ev.Kv.Key))
-				if ev.Type == clientv3.EventTypePut && strings.HasPrefix(name, victimUnit+".") {
-					if _, seen := claimers[string(ev.Kv.Value)]; !seen {
-						claimers[string(ev.Kv.Value)] = time.Since(killed)
-					}
+				_, _, _, slot := keys{c.prefix}.parse(string(ev.Kv.Key))
+				if _, mine := last[slot]; ev.Type == clientv3.EventTypePut && mine && claimed[slot] == "" {
+					claimed[slot] = string(ev.Kv.Value)
+					perSurvivor[string(ev.Kv.Value)]++
+					failover = time.Since(killed)
 				}
 			}
 		case <-timeout:
-			t.Fatalf("survivors that claimed part of %s: %v; want all of them", victimUnit, claimers)
+			t.Fatalf("slots of the victim claimed: %v of %v", claimed, held)
 		}
 	}
-	var failover time.Duration
-	for _, m := range survivors {
-		d, ok := claimers[m.id]
-		if !ok {
-			t.Fatalf("%s took no part of the dead member's work: %v", m.id, claimers)
-		}
-		failover = max(failover, d)
-	}
-	t.Logf("failover: dead member's remainder claimed by all %d survivors %v after the kill (lease TTL %v; per survivor %v)",
-		len(survivors), failover.Round(time.Millisecond), ttl, claimers)
+	t.Logf("failover: the dead member's %d slots claimed by the survivors %v after the kill (lease TTL %v; per survivor %v)",
+		len(held), failover.Round(time.Millisecond), ttl, perSurvivor)
 	if failover > ttl+2*time.Second {
 		t.Errorf("failover took %v, over TTL + 2 s = %v", failover, ttl+2*time.Second)
 	}
-
-	// The children resume exactly at the last checkpoint and cover the
-	// parent's arcs.
-	units := c.units("b")
-	parent := units[victimUnit]
-	if parent.rec.Status != unitSplit || len(parent.rec.Children) != len(survivors) {
-		t.Fatalf("dead member's unit: %+v", parent.rec)
-	}
-	pu := c.unitArcs("b", victimUnit)
-	var cover sharding.Arcs
-	for _, id := range parent.rec.Children {
-		child := c.unitArcs("b", id)
-		if child.Cursor != lastCursor {
-			t.Errorf("child %s starts at %v, want the last checkpoint %v", id, child.Cursor, lastCursor)
+	for _, m := range survivors {
+		if perSurvivor[m.id] == 0 {
+			t.Errorf("%s took no part of the dead member's work: %v", m.id, perSurvivor)
 		}
-		cover = cover.Union(child.Arcs)
 	}
-	if !cover.Equal(pu.Arcs) {
-		t.Errorf("children do not cover the parent's arcs exactly")
+
+	// Each successor resumes exactly at the last checkpoint.
+	for _, m := range survivors {
+		for _, cl := range m.driver.received() {
+			want, ok := last[cl.Slot()]
+			if !ok || cl.token <= rev {
+				continue
+			}
+			got := cl.Progress()
+			if got.Cursor != want.Cursor || !slices.Equal(got.Pending, want.Pending) || got.Counters != want.Counters {
+				t.Errorf("slot %d resumes at %+v, want the last checkpoint %+v", cl.Slot(), got, want)
+			}
+		}
 	}
 
 	c.waitState("b", StateDone, 60*time.Second)
@@ -114,15 +121,18 @@ func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 	if len(lost) > 0 {
 		t.Fatalf("%d records lost, first %v", len(lost), lost[:min(5, len(lost))])
 	}
+	nslots := slotsOf(t, c, "b")
 	for _, seq := range dup {
-		if !pu.Arcs.Contains(s.pos[seq]) || seq < lastCursor.Seq {
-			t.Fatalf("record %d sent twice outside the dead member's last checkpoint window (from %d)", seq, lastCursor.Seq)
+		p, ok := last[sharding.SlotOf(s.pos[seq], nslots)]
+		if !ok || (seq < p.Cursor.Seq && !slices.ContainsFunc(p.Pending, func(c sharding.Cursor) bool { return c.Seq == seq })) {
+			t.Fatalf("record %d sent twice outside the dead member's last checkpoint windows", seq)
 		}
 	}
-	if len(dup) > dc.every {
-		t.Errorf("%d records re-sent; the checkpoint window is %d records", len(dup), dc.every)
+	bound := len(held) * (dc.every + dc.every/dc.lag + 1)
+	if len(dup) > bound {
+		t.Errorf("%d records re-sent; %d slots' checkpoint windows allow %d", len(dup), len(held), bound)
 	}
-	t.Logf("re-sent after the kill: %d records (checkpoint every %d)", len(dup), dc.every)
+	t.Logf("re-sent after the kill: %d records (bound %d: %d slots, checkpoint every %d)", len(dup), bound, len(held), dc.every)
 	st, err := NewRegistry(c.admin, c.prefix).Status(context.Background(), "b")
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +140,16 @@ func TestKilledMemberFailsOverToAllSurvivors(t *testing.T) {
 	if st.Counters.Scanned != n {
 		t.Errorf("scanned %d, want %d", st.Counters.Scanned, n)
 	}
+}
+
+// slotsOf is broadcast id's slot count, from its state.
+func slotsOf(t *testing.T, c *cluster, id string) int {
+	t.Helper()
+	st, err := NewRegistry(c.admin, c.prefix).Status(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Units.Total
 }
 
 // revision is etcd's current revision.
@@ -142,21 +162,4 @@ func (c *cluster) revision() int64 {
 		c.t.Fatal(err)
 	}
 	return resp.Header.Revision
-}
-
-// unitArcs reads the arcs key of a unit: its arcs and the cursor it was
-// created at.
-func (c *cluster) unitArcs(b, unit string) sharding.Unit {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := c.admin.Get(ctx, keys{c.prefix}.arcs(b, unit))
-	if err != nil || len(resp.Kvs) != 1 {
-		c.t.Fatalf("arcs of %s/%s: %v %v", b, unit, resp, err)
-	}
-	u, err := decodeArcs(resp.Kvs[0].Value)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return u
 }

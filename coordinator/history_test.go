@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -18,9 +17,10 @@ import (
 
 // A randomized run with joins, kills, partitions and graceful leaves; then
 // the whole etcd history is read back and checked: never two live claims
-// on overlapping arcs, cursors never moving backwards within a unit, and at
-// the end every position of the hash space in exactly one done unit with
-// the counters conserved. Set HERALD_SEED to replay a run.
+// on one slot, every progress write made under the slot's live claim by
+// its holder (fencing), cursors never moving backwards within a slot, and
+// at the end every slot done exactly once with the counters conserved.
+// Set HERALD_SEED to replay a run.
 func TestHistoryOfRandomizedRun(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("HERALD_SEED"); v != "" {
@@ -38,7 +38,7 @@ func TestHistoryOfRandomizedRun(t *testing.T) {
 		n   = 80000
 	)
 	s, l := newStream(n), newLedger(n)
-	dc := driverConfig{stream: s, ledger: l, every: 300, rate: 1500}
+	dc := driverConfig{stream: s, ledger: l, every: 100, rate: 200, lag: 50}
 	var live []*member
 	next := 0
 	startOne := func() {
@@ -136,95 +136,95 @@ func checkHistory(t *testing.T, events []*clientv3.Event, prefix string, n int) 
 	k := keys{prefix: prefix}
 	type claimAt struct {
 		member string
-		rev    int64
+		token  int64
 	}
-	arcs := map[string]sharding.Arcs{}        // broadcast/unit -> arcs
-	claims := map[string]map[string]claimAt{} // broadcast -> unit -> holder
-	records := map[string]unitRecord{}        // broadcast/unit -> latest record
-	cursors := map[string]sharding.Cursor{}   // broadcast/unit -> latest cursor
-	broadcasts := map[string]bool{}
+	type slotKey struct {
+		b    string
+		slot int
+	}
+	slots := map[string]int{}                // broadcast -> slot count
+	claims := map[slotKey]claimAt{}          // live claims
+	done := map[slotKey]bool{}               // slots marked done
+	records := map[slotKey]progressRecord{}  // latest progress
+	cursors := map[slotKey]sharding.Cursor{} // latest cursor
 	checkpoints, maxClaims := 0, 0
 	for _, ev := range events {
-		kind, b, name := k.parse(string(ev.Kv.Key))
-		id := b + "/" + name
+		kind, b, _, slot := k.parse(string(ev.Kv.Key))
+		key := slotKey{b, slot}
 		del := ev.Type == clientv3.EventTypeDelete
+		rev := ev.Kv.ModRevision
 		switch kind {
-		case keyArcs:
-			u, err := decodeArcs(ev.Kv.Value)
+		case keyState:
+			var st stateRecord
+			if err := jsonUnmarshal(ev.Kv.Value, &st); err != nil {
+				t.Fatal(err)
+			}
+			if prev, ok := slots[b]; ok && prev != st.Slots {
+				t.Fatalf("rev %d: %s changed its slot count from %d to %d", rev, b, prev, st.Slots)
+			}
+			if st.Slots > 0 {
+				slots[b] = st.Slots
+			}
+		case keyClaim:
+			if del {
+				delete(claims, key)
+				continue
+			}
+			if slot >= slots[b] {
+				t.Fatalf("rev %d: claim on slot %d of %s, which has %d", rev, slot, b, slots[b])
+			}
+			if holder, ok := claims[key]; ok {
+				t.Fatalf("rev %d: claim on %s/%d by %s while %s holds it (token %d)", rev, b, slot, ev.Kv.Value, holder.member, holder.token)
+			}
+			if done[key] {
+				t.Fatalf("rev %d: claim on %s/%d, which is done", rev, b, slot)
+			}
+			claims[key] = claimAt{member: string(ev.Kv.Value), token: ev.Kv.CreateRevision}
+			maxClaims = max(maxClaims, len(claims))
+		case keyProgress:
+			rec, err := decodeProgress(ev.Kv.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			arcs[id] = u.Arcs
-		case keyUnit:
-			var rec unitRecord
-			if err := jsonUnmarshal(ev.Kv.Value, &rec); err != nil {
-				t.Fatal(err)
+			holder, ok := claims[key]
+			if !ok || holder.token != rec.Token || holder.member != rec.Owner {
+				t.Fatalf("rev %d: progress of %s/%d written by %s under token %d; the live claim is %+v (live: %v)",
+					rev, b, slot, rec.Owner, rec.Token, holder, ok)
 			}
 			cur, err := rec.cursor()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if prev, ok := cursors[id]; ok && cur.Seq < prev.Seq {
-				t.Fatalf("rev %d: unit %s cursor moved back from %v to %v", ev.Kv.ModRevision, id, prev, cur)
+			if prev, ok := cursors[key]; ok && cur.Seq < prev.Seq {
+				t.Fatalf("rev %d: slot %s/%d cursor moved back from %v to %v", rev, b, slot, prev, cur)
 			}
-			if _, ok := records[id]; ok {
+			if _, ok := records[key]; ok {
 				checkpoints++
 			}
-			cursors[id], records[id] = cur, rec
-			broadcasts[b] = true
-		case keyClaim:
-			if claims[b] == nil {
-				claims[b] = map[string]claimAt{}
-			}
+			cursors[key], records[key] = cur, rec
+		case keyDone:
 			if del {
-				delete(claims[b], name)
-				continue
+				t.Fatalf("rev %d: done marker of %s/%d deleted", rev, b, slot)
 			}
-			mine, ok := arcs[id]
-			if !ok {
-				t.Fatalf("rev %d: claim on %s, a unit without arcs", ev.Kv.ModRevision, id)
+			if done[key] {
+				t.Fatalf("rev %d: %s/%d done twice", rev, b, slot)
 			}
-			for other, holder := range claims[b] {
-				if overlap := arcs[b+"/"+other].Intersect(mine); !overlap.IsEmpty() {
-					t.Fatalf("rev %d: claim on %s by %s overlaps the live claim on %s by %s (taken at rev %d)",
-						ev.Kv.ModRevision, id, ev.Kv.Value, other, holder.member, holder.rev)
-				}
+			if _, ok := claims[key]; !ok || !records[key].Done {
+				t.Fatalf("rev %d: %s/%d marked done without its claim and final progress", rev, b, slot)
 			}
-			claims[b][name] = claimAt{member: string(ev.Kv.Value), rev: ev.Kv.ModRevision}
-			live := 0
-			for _, cs := range claims {
-				live += len(cs)
-			}
-			maxClaims = max(maxClaims, live)
+			done[key] = true
 		}
 	}
-	t.Logf("history: %d events, %d unit records, %d checkpoints, at most %d live claims at once",
-		len(events), len(records), checkpoints, maxClaims)
+	t.Logf("history: %d events, %d checkpoints, at most %d live claims at once", len(events), checkpoints, maxClaims)
 
-	for b := range broadcasts {
-		var done []sharding.Range
+	for b, count := range slots {
 		var sum Counters
-		for id, rec := range records {
-			if id[:len(b)+1] != b+"/" {
-				continue
+		for s := range count {
+			key := slotKey{b, s}
+			if !done[key] {
+				t.Fatalf("%s: slot %d never done", b, s)
 			}
-			sum = sum.Add(rec.Counters)
-			switch rec.Status {
-			case unitSplit:
-			case unitDone:
-				done = append(done, arcs[id]...)
-			default:
-				t.Fatalf("unit %s ended %s", id, rec.Status)
-			}
-		}
-		slices.SortFunc(done, func(x, y sharding.Range) int { return cmp.Compare(x.Lo, y.Lo) })
-		for i := 1; i < len(done); i++ {
-			if done[i].Lo <= done[i-1].Hi {
-				t.Fatalf("%s: done units overlap at %x", b, done[i].Lo)
-			}
-		}
-		if !sharding.Normalize(done...).Equal(sharding.Full()) {
-			t.Fatalf("%s: done units do not cover the hash space", b)
+			sum = sum.Add(records[key].Counters)
 		}
 		if sum.Scanned != int64(n) || sum.Delivered != int64(n) {
 			t.Fatalf("%s: counters %+v, want %d scanned and delivered", b, sum, n)

@@ -1,6 +1,9 @@
 package coordinator
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // keys spells Herald's etcd key layout under one prefix. docs/ETCD.md is
 // the reference; this is the only place that builds or parses keys.
@@ -8,9 +11,15 @@ import "strings"
 //	P/members/<member>
 //	P/broadcasts/<id>/spec
 //	P/broadcasts/<id>/state
-//	P/broadcasts/<id>/units/<unit>
-//	P/broadcasts/<id>/arcs/<unit>
-//	P/broadcasts/<id>/claims/<unit>
+//	P/broadcasts/<id>/claims/<slot>
+//	P/broadcasts/<id>/done/<slot>
+//	P/progress/<id>/<slot>
+//
+// Members watch [P/broadcasts/, P/members0): the broadcasts and the
+// members, and nothing else. A slot's progress lives outside that range
+// on purpose: checkpoints are most of the writes, and no member needs to
+// see another's. The claim and the done marker of a slot are what the
+// others need, and both change only when a slot changes hands or ends.
 type keys struct {
 	prefix string // no trailing slash
 }
@@ -22,11 +31,24 @@ func (k keys) broadcasts() string         { return k.prefix + "/broadcasts/" }
 func (k keys) broadcast(id string) string { return k.broadcasts() + id + "/" }
 func (k keys) spec(id string) string      { return k.broadcast(id) + "spec" }
 func (k keys) state(id string) string     { return k.broadcast(id) + "state" }
-func (k keys) units(id string) string     { return k.broadcast(id) + "units/" }
-func (k keys) unit(id, u string) string   { return k.units(id) + u }
 func (k keys) claims(id string) string    { return k.broadcast(id) + "claims/" }
-func (k keys) claim(id, u string) string  { return k.claims(id) + u }
-func (k keys) arcs(id, u string) string   { return k.broadcast(id) + "arcs/" + u }
+func (k keys) claim(id string, s int) string {
+	return k.claims(id) + strconv.Itoa(s)
+}
+func (k keys) dones(id string) string { return k.broadcast(id) + "done/" }
+func (k keys) done(id string, s int) string {
+	return k.dones(id) + strconv.Itoa(s)
+}
+func (k keys) progresses(id string) string { return k.prefix + "/progress/" + id + "/" }
+func (k keys) progress(id string, s int) string {
+	return k.progresses(id) + strconv.Itoa(s)
+}
+
+// watchStart and watchEnd bound the range members read and watch: the
+// broadcasts, then the members ("members0" is the first key after every
+// "members/..."). "archive" and "progress" sort outside it.
+func (k keys) watchStart() string { return k.broadcasts() }
+func (k keys) watchEnd() string   { return k.prefix + "/members0" }
 
 // keyKind says what a key under the prefix is.
 type keyKind int
@@ -36,47 +58,69 @@ const (
 	keyMember
 	keySpec
 	keyState
-	keyUnit
-	keyArcs
 	keyClaim
+	keyDone
+	keyProgress
 )
 
 // parse classifies key. For a member key, name is the member id; for the
-// broadcast keys, broadcast is the broadcast id and name the unit id (for
-// units, arcs and claims).
-func (k keys) parse(key string) (kind keyKind, broadcast, name string) {
+// other kinds, broadcast is the broadcast id and, for claims, done markers
+// and progress, slot is the slot number (-1 otherwise).
+func (k keys) parse(key string) (kind keyKind, broadcast, name string, slot int) {
 	rest, ok := strings.CutPrefix(key, k.root())
 	if !ok {
-		return keyOther, "", ""
+		return keyOther, "", "", -1
 	}
 	if id, ok := strings.CutPrefix(rest, "members/"); ok && id != "" && !strings.Contains(id, "/") {
-		return keyMember, "", id
+		return keyMember, "", id, -1
+	}
+	if rest, ok := strings.CutPrefix(rest, "progress/"); ok {
+		b, s, ok := strings.Cut(rest, "/")
+		if n, valid := slotNumber(s); ok && b != "" && valid {
+			return keyProgress, b, "", n
+		}
+		return keyOther, "", "", -1
 	}
 	rest, ok = strings.CutPrefix(rest, "broadcasts/")
 	if !ok {
-		return keyOther, "", ""
+		return keyOther, "", "", -1
 	}
 	b, rest, ok := strings.Cut(rest, "/")
 	if !ok || b == "" {
-		return keyOther, "", ""
+		return keyOther, "", "", -1
 	}
-	switch {
-	case rest == "spec":
-		return keySpec, b, ""
-	case rest == "state":
-		return keyState, b, ""
+	switch rest {
+	case "spec":
+		return keySpec, b, "", -1
+	case "state":
+		return keyState, b, "", -1
 	}
-	folder, u, ok := strings.Cut(rest, "/")
-	if !ok || u == "" || strings.Contains(u, "/") {
-		return keyOther, "", ""
+	folder, s, ok := strings.Cut(rest, "/")
+	n, valid := slotNumber(s)
+	if !ok || !valid {
+		return keyOther, "", "", -1
 	}
 	switch folder {
-	case "units":
-		return keyUnit, b, u
-	case "arcs":
-		return keyArcs, b, u
 	case "claims":
-		return keyClaim, b, u
+		return keyClaim, b, "", n
+	case "done":
+		return keyDone, b, "", n
 	}
-	return keyOther, "", ""
+	return keyOther, "", "", -1
+}
+
+// slotNumber reads a slot number in the form keys writes: decimal, no sign,
+// no leading zero.
+func slotNumber(s string) (int, bool) {
+	if s == "" || len(s) > 9 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, true
 }

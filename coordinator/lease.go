@@ -77,6 +77,13 @@ func grantLease(ctx context.Context, cli *clientv3.Client, ttl, margin, timeout 
 		return nil, fmt.Errorf("coordinator: lease session: %w", err)
 	}
 	l.sess = sess
+	// A grant answered late (etcd was unreachable and the request waited,
+	// or the reply was slow) buys a deadline counted from when it was
+	// sent, which may be nearly over already: renew once now, from a fresh
+	// send time, rather than lose the new lease at once.
+	if time.Until(l.Deadline()) < ttl/2 {
+		l.renew()
+	}
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
@@ -106,36 +113,54 @@ func (l *lease) Deadline() time.Time { return l.base.Add(time.Duration(l.deadlin
 // time.Now plus a duration), as nanoseconds after base.
 func (l *lease) setDeadline(d time.Time) { l.deadline.Store(int64(d.Sub(l.base))) }
 
-// probe renews the lease every TTL/4 and moves the deadline from each
-// acknowledged probe's send time.
+// probe renews the lease every TTL/4, or sooner while the deadline is
+// near, and moves the deadline from each acknowledged probe's send time.
 func (l *lease) probe() {
-	tick := time.NewTicker(l.ttl / 4)
-	defer tick.Stop()
+	timer := time.NewTimer(l.nextProbe())
+	defer timer.Stop()
 	for {
 		select {
-		case <-tick.C:
+		case <-timer.C:
 		case <-l.stop:
 			return
 		case <-l.ctx.Done():
 			return
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, l.ttl/4)
-		sent := time.Now()
-		resp, err := l.cli.KeepAliveOnce(ctx, l.id)
-		cancel()
-		switch {
-		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			l.cancel(errSessionEnded)
+		if !l.renew() {
 			return
-		case err != nil:
-			continue // unreachable for now; the deadline will tell
 		}
-		l.setDeadline(sent.Add(l.granted(resp.TTL)))
-		select {
-		case l.moved <- struct{}{}:
-		default:
-		}
+		timer.Reset(l.nextProbe())
 	}
+}
+
+// nextProbe is how long to wait before the next renewal: a quarter of the
+// TTL, or half of what is left before the deadline if that is sooner, so
+// that there are always two chances to renew before it passes.
+func (l *lease) nextProbe() time.Duration {
+	return max(min(l.ttl/4, time.Until(l.Deadline())/2), 20*time.Millisecond)
+}
+
+// renew sends one keepalive and, if it is acknowledged, moves the deadline
+// to its send time plus the TTL granted, less the margin. It reports false
+// once the lease is gone for good.
+func (l *lease) renew() bool {
+	ctx, cancel := context.WithTimeout(l.ctx, l.ttl/4)
+	sent := time.Now()
+	resp, err := l.cli.KeepAliveOnce(ctx, l.id)
+	cancel()
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		l.cancel(errSessionEnded)
+		return false
+	case err != nil:
+		return true // unreachable for now; the deadline will tell
+	}
+	l.setDeadline(sent.Add(l.granted(resp.TTL)))
+	select {
+	case l.moved <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // watchDeadline ends the lease's context when the deadline passes or the

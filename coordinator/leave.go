@@ -3,69 +3,15 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/herald-dev/herald/sharding"
 )
-
-// noteMembership rebuilds the ring when the live members changed and asks
-// for units back where a joiner now owns part of them. Only a join moves
-// work this way; a member that dies or leaves leaves orphans, which
-// takeOver handles.
-func (c *Coordinator) noteMembership(live []sharding.Member) {
-	key := membershipKey(live)
-	if key == c.ringKey {
-		return
-	}
-	var next *sharding.Ring
-	if len(live) > 0 {
-		var err error
-		if next, err = sharding.NewRing(live); err != nil {
-			c.log.Error("build ring", "err", err)
-			return
-		}
-	}
-	c.ring, c.ringKey = next, key
-	if next == nil {
-		return
-	}
-	for _, cl := range c.heldClaims() {
-		if cl.base == nil {
-			cl.base = next
-			continue
-		}
-		// Against the ring the claim was taken under, so joiners that came
-		// while a hand-off was pending are counted too.
-		moves := sharding.JoinMoves(cl.base, next, cl.unit.Arcs)
-		if len(moves) == 0 {
-			continue
-		}
-		c.log.Info("asking for a unit back for joiners", "broadcast", cl.broadcast, "unit", cl.unit.ID,
-			"joiners", len(moves))
-		cl.requestHandoff(moves)
-	}
-}
-
-// membershipKey identifies a set of live members with their weights.
-func membershipKey(live []sharding.Member) string {
-	var b strings.Builder
-	for _, m := range live {
-		b.WriteString(m.ID)
-		b.WriteByte('=')
-		b.WriteString(strconv.FormatFloat(m.Weight, 'g', -1, 64))
-		b.WriteByte(';')
-	}
-	return b.String()
-}
 
 // leave is the graceful exit (Run's context ended, i.e. SIGTERM): mark the
 // member leaving so no one assigns it work, release what the worker never
 // saw, ask the worker to hand back the rest, wait for that within
 // LeaveTimeout, then revoke the lease. What is still held at the end is
-// dropped; its units fail over from their last checkpoints.
+// dropped; its slots fail over from their last checkpoints.
 func (c *Coordinator) leave(l *lease, undelivered []*Claim) {
 	c.leaving.Store(true)
 	c.synced.Store(false)
@@ -94,13 +40,13 @@ func (c *Coordinator) leave(l *lease, undelivered []*Claim) {
 			continue
 		}
 		if err := cl.Handoff(ctx, cl.Progress()); err != nil {
-			c.log.Warn("release undelivered claim", "broadcast", cl.broadcast, "unit", cl.unit.ID, "err", err)
+			c.log.Warn("release undelivered claim", "broadcast", cl.broadcast, "slot", cl.slot, "err", err)
 		}
 	}
 	held := c.heldClaims()
-	c.log.Info("leaving: asking for every unit back", "units", len(held))
+	c.log.Info("leaving: asking for every slot back", "slots", len(held))
 	for _, cl := range held {
-		cl.requestHandoff(nil)
+		cl.requestHandoff()
 	}
 	for {
 		c.mu.Lock()
@@ -112,8 +58,8 @@ func (c *Coordinator) leave(l *lease, undelivered []*Claim) {
 		select {
 		case <-c.wake:
 		case <-ctx.Done():
-			c.log.Warn("leaving: units not handed back in time; they fail over from their last checkpoints",
-				"units", n, "waited", c.cfg.LeaveTimeout)
+			c.log.Warn("leaving: slots not handed back in time; they fail over from their last checkpoints",
+				"slots", n, "waited", c.cfg.LeaveTimeout)
 			return
 		}
 	}
@@ -128,7 +74,7 @@ func (c *Coordinator) markLeaving(ctx context.Context, l *lease) error {
 	}
 	key := c.keys.member(c.cfg.MemberID)
 	resp, err := c.txn(ctx, "leave", []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", l.id)},
-		clientv3.OpPut(key, val, clientv3.WithLease(l.id)))
+		[]clientv3.Op{clientv3.OpPut(key, val, clientv3.WithLease(l.id))}, nil)
 	if err != nil {
 		return fmt.Errorf("coordinator: mark %s leaving: %w", c.cfg.MemberID, err)
 	}

@@ -202,32 +202,51 @@ func (c *cluster) waitState(id string, want State, limit time.Duration) {
 	})
 }
 
-// units reads every unit record of broadcast id with its mod revision.
-func (c *cluster) units(id string) map[string]unitAt {
+// progress reads every slot's progress record of broadcast id with its
+// mod revision.
+func (c *cluster) progress(id string) map[int]progressAt {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	k := keys{prefix: c.prefix}
-	resp, err := c.admin.Get(ctx, k.units(id), clientv3.WithPrefix())
+	resp, err := c.admin.Get(ctx, k.progresses(id), clientv3.WithPrefix())
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	out := map[string]unitAt{}
+	out := map[int]progressAt{}
 	for _, kv := range resp.Kvs {
-		var u unitAt
-		if err := jsonUnmarshal(kv.Value, &u.rec); err != nil {
+		var u progressAt
+		if u.rec, err = decodeProgress(kv.Value); err != nil {
 			c.t.Fatal(err)
 		}
 		u.modRev = kv.ModRevision
-		_, _, name := k.parse(string(kv.Key))
-		out[name] = u
+		_, _, _, slot := k.parse(string(kv.Key))
+		out[slot] = u
 	}
 	return out
 }
 
-type unitAt struct {
-	rec    unitRecord
+type progressAt struct {
+	rec    progressRecord
 	modRev int64
+}
+
+// claimsOf reads the claims of broadcast id: slot -> holder.
+func (c *cluster) claimsOf(id string) map[int]string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	k := keys{prefix: c.prefix}
+	resp, err := c.admin.Get(ctx, k.claims(id), clientv3.WithPrefix())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[int]string{}
+	for _, kv := range resp.Kvs {
+		_, _, _, slot := k.parse(string(kv.Key))
+		out[slot] = string(kv.Value)
+	}
+	return out
 }
 
 // eventually polls cond every 20 ms until it holds or limit passes.

@@ -53,7 +53,7 @@ func (c *Coordinator) tryJoin(ctx context.Context) (*lease, error) {
 	tctx, cancel := c.opCtx(l)
 	defer cancel()
 	resp, err := c.txn(tctx, "join", []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
-		clientv3.OpPut(key, val, clientv3.WithLease(l.id)))
+		[]clientv3.Op{clientv3.OpPut(key, val, clientv3.WithLease(l.id))}, nil)
 	if err == nil && !resp.Succeeded {
 		err = errMemberTaken
 	}

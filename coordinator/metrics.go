@@ -18,6 +18,7 @@ type metrics struct {
 	fences             prometheus.Counter
 	checkpoints        prometheus.Counter
 	checkpointFailures prometheus.Counter
+	watchEvents        prometheus.Counter
 	txnSeconds         *prometheus.HistogramVec
 }
 
@@ -25,17 +26,19 @@ func newMetrics(reg prometheus.Registerer, deadline func() time.Time) (*metrics,
 	const ns, sub = "herald", "coordinator"
 	m := &metrics{
 		unitsHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "units_held", Help: "Units this member holds a claim on."}),
+			Name: "units_held", Help: "Slots this member holds a claim on."}),
 		claims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "claims_total", Help: "Claims taken on units."}),
+			Name: "claims_total", Help: "Claims taken on slots."}),
 		failovers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "failovers_total", Help: "Orphan units this member split or reassigned among the live members."}),
+			Name: "failovers_total", Help: "Slots this member took over from a member that died or lost its lease, from its last checkpoint."}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "handoffs_total", Help: "Units handed back at a checkpoint, carved for joiners or released on leave."}),
+			Name: "handoffs_total", Help: "Slots handed back at a checkpoint, to another member or on leave."}),
 		fences: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "fences_total", Help: "Times this member passed its lease deadline or lost its session and dropped every claim."}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "checkpoint_writes_total", Help: "Checkpoint transactions sent."}),
+			Name: "checkpoint_writes_total", Help: "Progress transactions sent (each covers up to 60 slots)."}),
+		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "watch_events_total", Help: "etcd watch events received: membership, broadcast states, claims and done slots."}),
 		checkpointFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "checkpoint_failures_total", Help: "Checkpoints that failed: refused (not owner) or not completed."}),
 		txnSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
@@ -56,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, deadline func() time.Time) (*metrics,
 			return time.Until(d).Seconds()
 		})
 	for _, c := range []prometheus.Collector{m.unitsHeld, m.claims, m.failovers, m.handoffs, m.fences,
-		m.checkpoints, m.checkpointFailures, m.txnSeconds, slack} {
+		m.checkpoints, m.checkpointFailures, m.watchEvents, m.txnSeconds, slack} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("coordinator: register metrics: %w", err)
 		}

@@ -3,7 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,7 +24,7 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 		n   = 60000
 	)
 	s, l := newStream(n), newLedger(n)
-	dc := driverConfig{stream: s, ledger: l, every: 200, rate: 2000}
+	dc := driverConfig{stream: s, ledger: l, every: 50, rate: 250, lag: 25}
 	c.start("a", memberOpts{ttl: ttl}, dc)
 	c.start("b", memberOpts{ttl: ttl}, dc)
 	p := c.start("p", memberOpts{ttl: ttl, proxied: true}, dc)
@@ -38,7 +38,7 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 			return false
 		}
 		old = got[0]
-		return c.units("bc")[old.Unit().ID].rec.Cursor != "0@0"
+		return c.progress("bc")[old.Slot()].rec.Cursor != "0@0"
 	})
 	k := keys{c.prefix}
 	oldLease := c.memberLease("p")
@@ -57,48 +57,61 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 		t.Fatal("the cut-off member's claim never ended")
 	}
 	stopped := time.Now()
+	// Cut off, it can write nothing more: these are its last checkpoints.
+	lastAt := c.progress("bc")
 	if cause := context.Cause(old.Context()); !errors.Is(cause, errDeadlinePassed) && !errors.Is(cause, errSessionEnded) {
 		t.Fatalf("claim ended because %v, want the lease deadline", cause)
 	}
 	t.Logf("cut-off member stopped %v after the cut (local deadline was %v after it; TTL %v)",
 		stopped.Sub(cut).Round(time.Millisecond), deadline.Sub(cut).Round(time.Millisecond), ttl)
 
-	// Its claim disappears when the server expires the lease, and the
-	// survivors take its unit over.
+	// Its claims disappear when the server expires the lease, and the
+	// survivors take its slots over.
+	var cutHeld []int
+	for _, cl := range p.driver.received() {
+		if cl.token <= cutRev {
+			cutHeld = append(cutHeld, cl.Slot())
+		}
+	}
 	var expired time.Time
 	takers := map[string]bool{}
+	taken := map[int]bool{}
 	limit := time.After(ttl + 15*time.Second)
-	for expired.IsZero() || len(takers) < 2 {
+	for expired.IsZero() || len(taken) < len(cutHeld) || len(takers) < 2 {
 		select {
 		case resp := <-events:
 			for _, ev := range resp.Events {
-				kind, _, name := k.parse(string(ev.Kv.Key))
+				kind, _, _, slot := k.parse(string(ev.Kv.Key))
+				if !slices.Contains(cutHeld, slot) {
+					continue
+				}
 				switch {
-				case kind == keyClaim && ev.Type == clientv3.EventTypeDelete && name == old.Unit().ID && expired.IsZero():
+				case kind == keyClaim && ev.Type == clientv3.EventTypeDelete && slot == old.Slot() && expired.IsZero():
 					expired = time.Now()
-				case kind == keyClaim && ev.Type == clientv3.EventTypePut && strings.HasPrefix(name, old.Unit().ID+"."):
+				case kind == keyClaim && ev.Type == clientv3.EventTypePut && string(ev.Kv.Value) != "p":
 					takers[string(ev.Kv.Value)] = true
-				case kind == keyUnit && ev.Type == clientv3.EventTypePut && name == old.Unit().ID:
-					var rec unitRecord
-					if err := jsonUnmarshal(ev.Kv.Value, &rec); err != nil {
+					taken[slot] = true
+				case kind == keyProgress && ev.Type == clientv3.EventTypePut:
+					rec, err := decodeProgress(ev.Kv.Value)
+					if err != nil {
 						t.Fatal(err)
 					}
-					if rec.Owner == "p" && rec.Status == unitOpen {
+					if rec.Owner == "p" && !taken[slot] {
 						t.Fatalf("the cut-off member wrote a checkpoint after the cut: %+v", rec)
 					}
 				}
 			}
 		case <-limit:
-			t.Fatalf("no take-over: claim expired at %v, takers %v", expired, takers)
+			t.Fatalf("no take-over: claim expired at %v, takers %v, %d of %d slots taken", expired, takers, len(taken), len(cutHeld))
 		}
 	}
 	if !stopped.Before(expired) {
 		t.Fatalf("the member stopped %v after the server expired its claim", stopped.Sub(expired))
 	}
-	t.Logf("the server expired the claim %v after the cut, %v after the member had stopped; taken over by %v",
-		expired.Sub(cut).Round(time.Millisecond), expired.Sub(stopped).Round(time.Millisecond), takers)
+	t.Logf("the server expired the claim %v after the cut, %v after the member had stopped; its %d slots taken over by %v",
+		expired.Sub(cut).Round(time.Millisecond), expired.Sub(stopped).Round(time.Millisecond), len(cutHeld), takers)
 
-	before := c.units("bc")[old.Unit().ID]
+	before := c.progress("bc")[old.Slot()]
 	restoreRev := c.revision()
 	p.proxy.restore()
 
@@ -114,8 +127,8 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 	if err := old.Finish(ctx, stale); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("stale finish: %v, want ErrNotOwner", err)
 	}
-	if after := c.units("bc")[old.Unit().ID]; after.modRev != before.modRev {
-		t.Fatalf("the old unit record changed after the restore: %+v", after.rec)
+	if after := c.progress("bc")[old.Slot()]; after.modRev != before.modRev {
+		t.Fatalf("the old slot's progress changed after the restore: %+v", after.rec)
 	}
 
 	// It joins again under a new lease and gets fresh claims only.
@@ -132,8 +145,8 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 		return false
 	})
 	for _, cl := range p.driver.received() {
-		if cl != old && cl.token <= cutRev {
-			t.Errorf("claim on %s with token %d from before the cut handed out again", cl.Unit().ID, cl.token)
+		if cl.token <= cutRev && !slices.Contains(cutHeld, cl.Slot()) {
+			t.Errorf("claim on slot %d with token %d from before the cut handed out again", cl.Slot(), cl.token)
 		}
 	}
 	t.Logf("rejoined under lease %x (was %x)", c.memberLease("p"), oldLease)
@@ -143,10 +156,20 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 	if len(lost) > 0 {
 		t.Fatalf("%d records lost", len(lost))
 	}
-	lastCursor, _ := before.rec.cursor()
 	for _, seq := range dup {
-		if !old.Unit().Arcs.Contains(s.pos[seq]) || seq < lastCursor.Seq {
-			t.Fatalf("record %d sent twice outside the cut-off member's last checkpoint window", seq)
+		slot := sharding.SlotOf(s.pos[seq], old.Slots())
+		if !slices.Contains(cutHeld, slot) {
+			t.Fatalf("record %d sent twice, in slot %d the cut-off member never held", seq, slot)
+		}
+		var last Progress // no record: nothing recorded yet
+		if at, ok := lastAt[slot]; ok {
+			var err error
+			if last, err = at.rec.progress(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if seq < last.Cursor.Seq && !slices.ContainsFunc(last.Pending, func(c sharding.Cursor) bool { return c.Seq == seq }) {
+			t.Fatalf("record %d sent twice, behind slot %d's last checkpoint %v and not pending in it", seq, slot, last.Cursor)
 		}
 	}
 	t.Logf("re-sent: %d records (checkpoint every %d)", len(dup), dc.every)

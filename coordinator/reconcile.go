@@ -1,8 +1,6 @@
 package coordinator
 
 import (
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -15,37 +13,70 @@ import (
 // part of closing the gap. Every action is a txn whose compares prove the
 // view it was decided on is still current, so members acting on the same
 // view at once cannot both succeed, and a stale view costs a failed compare,
-// never a wrong write.
+// never a wrong write. A broadcast whose inputs (its slots' claims and done
+// markers, the membership, this member's claims) did not change since the
+// last reconcile costs nothing.
 func (c *Coordinator) reconcile(l *lease) {
-	live := c.view.live()
+	live, weights, liveOf := c.view.live()
 	c.live.Store(int64(len(live)))
-	c.noteMembership(live)
 	c.checkHeld(l)
 	now := time.Now()
-	for _, b := range c.view.sorted() {
+	c.wakeAt = time.Time{}
+	for _, b := range c.view.broadcasts {
 		if !b.hasState {
 			continue
 		}
 		switch b.state.State {
 		case StatePending:
-			if !now.Before(b.state.NotBefore) {
+			if now.Before(b.state.NotBefore) {
+				if c.wakeAt.IsZero() || b.state.NotBefore.Before(c.wakeAt) {
+					c.wakeAt = b.state.NotBefore
+				}
+				continue
+			}
+			if c.leads(b.id, live) {
 				c.start(l, b, live)
 			}
 		case StateRunning, StatePaused:
 			// Paused broadcasts keep their claims (workers wait while
-			// paused) and still fail over, so a resume finds every unit
-			// owned.
-			c.claimOrTakeOver(l, b, live)
-			if b.state.State == StateRunning {
+			// paused) and still fail over, so a resume finds every slot
+			// held.
+			if b.slots == 0 {
+				continue // paused before it started
+			}
+			c.assign(l, b, weights, liveOf)
+			if b.state.State == StateRunning && b.doneCount == b.slots && c.leads(b.id, live) {
 				c.complete(l, b)
 			}
 		default:
-			// Nothing more happens to the units of a broadcast that is
-			// over; keeping only its state and claims bounds the view by
-			// the broadcasts in flight, not by every one there ever was.
-			clear(b.units)
-			clear(b.arcs)
+			if b.holder != nil {
+				b.over()
+				delete(c.acted, b.id)
+			}
 		}
+	}
+}
+
+// leads reports whether this member is the one that starts and completes
+// broadcast id: the live member with the highest hash of (id, member), so
+// the duty spreads over the fleet and moves only when its holder leaves.
+// Any member could do it safely (the transactions compare the state's
+// revision); naming one spares the others a read and a refused write.
+func (c *Coordinator) leads(id string, live []sharding.Member) bool {
+	var best uint64
+	var leader string
+	for _, m := range live {
+		if h := xxhash.Sum64String(id + "\x00" + m.ID); leader == "" || h > best {
+			best, leader = h, m.ID
+		}
+	}
+	return leader == c.cfg.MemberID
+}
+
+// retry schedules another reconcile after an etcd operation failed.
+func (c *Coordinator) retry() {
+	if c.retryAt.IsZero() {
+		c.retryAt = time.Now().Add(c.cfg.ReconcileInterval)
 	}
 }
 
@@ -62,22 +93,23 @@ func (c *Coordinator) checkHeld(l *lease) {
 			cl.lose(ErrNotOwner)
 			continue
 		}
-		if cv, ok := b.claims[cl.unit.ID]; !ok || cv.createRev != cl.token {
-			// A write in flight may be the Finish or Handoff that deleted
-			// the claim; it ends the claim itself, so leave it be.
-			if !cl.mu.TryLock() {
-				continue
-			}
-			if !cl.ended.Load() {
-				c.log.Warn("claim gone from etcd; dropping it", "broadcast", cl.broadcast, "unit", cl.unit.ID)
-				cl.lose(ErrNotOwner)
-			}
-			cl.mu.Unlock()
-			continue
-		}
 		if b.hasState && b.state.State.Terminal() {
 			c.release(l, cl, b.state.State)
+			continue
 		}
+		if cl.slot < len(b.token) && b.token[cl.slot] == cl.token {
+			continue
+		}
+		// A write in flight may be the Finish or Handoff that deleted the
+		// claim; it ends the claim itself, so leave it be.
+		if !cl.mu.TryLock() {
+			continue
+		}
+		if !cl.ended.Load() {
+			c.log.Warn("claim gone from etcd; dropping it", "broadcast", cl.broadcast, "slot", cl.slot)
+			cl.lose(ErrNotOwner)
+		}
+		cl.mu.Unlock()
 	}
 }
 
@@ -87,8 +119,8 @@ func (c *Coordinator) release(l *lease, cl *Claim, st State) {
 	cl.lose(errBroadcastOver)
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
-	if _, err := c.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, clientv3.OpDelete(cl.claimKey)); err != nil {
-		c.log.Warn("release claim", "broadcast", cl.broadcast, "unit", cl.unit.ID, "state", st, "err", err)
+	if _, err := c.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, []clientv3.Op{clientv3.OpDelete(cl.claimKey)}, nil); err != nil {
+		c.log.Warn("release claim", "broadcast", cl.broadcast, "slot", cl.slot, "state", st, "err", err)
 	}
 }
 
@@ -96,231 +128,178 @@ func (c *Coordinator) release(l *lease, cl *Claim, st State) {
 // limit of 1.5 MiB (--max-request-bytes) with room for overhead.
 const maxTxnBytes = 1 << 20
 
-// start moves a pending broadcast to running with one open unit per live
-// member, from sharding.InitialPlan over the live members' ring.
+// start moves a pending broadcast to running and fixes its slot count:
+// sharding.SlotCount of the live members. Nothing else is written: a slot
+// without a progress key starts at the beginning, and the members claim
+// the slots the assignment gives them as soon as they see the state.
 func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) {
 	if len(live) == 0 {
 		return
 	}
-	now := time.Now().UTC()
 	st := b.state
-	st.State, st.UpdatedAt = StateRunning, now
+	st.State, st.UpdatedAt, st.Slots = StateRunning, time.Now().UTC(), sharding.SlotCount(len(live))
 	val, err := encode(st)
 	if err != nil {
 		c.log.Error("start broadcast", "broadcast", b.id, "err", err)
 		return
 	}
-	ops, inPlan, err := startOps(c.keys, b.id, val, live, c.ring, now)
-	if err != nil {
-		c.log.Error("start broadcast", "broadcast", b.id, "err", err)
-		return
-	}
-	if inPlan < len(live) {
-		c.log.Warn("start: fleet too large for one transaction; the members last by id get no initial unit",
-			"broadcast", b.id, "members", len(live), "in_plan", inPlan)
-	}
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
 	cmp := clientv3.Compare(clientv3.ModRevision(c.keys.state(b.id)), "=", b.stateRev)
-	resp, err := c.txn(ctx, "start", []clientv3.Cmp{cmp}, ops...)
+	resp, err := c.txn(ctx, "start", []clientv3.Cmp{cmp}, []clientv3.Op{clientv3.OpPut(c.keys.state(b.id), val)}, nil)
 	switch {
 	case err != nil:
 		c.log.Warn("start broadcast", "broadcast", b.id, "err", err)
+		c.retry()
 	case resp.Succeeded:
-		c.log.Info("started broadcast", "broadcast", b.id, "units", inPlan)
+		c.log.Info("started broadcast", "broadcast", b.id, "slots", st.Slots, "members", len(live))
 	}
 }
 
-// startOps returns the ops of a start: the state put (stateVal) and the
-// two puts of each initial unit, and how many members got a unit. ring may
-// be the ring of live, to save building it again.
-//
-// The ops must fit one txn, in count and in bytes. The count allows 63
-// units; members beyond that (by id) get no unit of this broadcast until a
-// failover gives them one. The bytes are the arcs: a ring member's share is
-// thousands of ranges (tens of KB), so past a dozen members the ring's plan
-// does not fit, and the space is instead cut into equal contiguous units,
-// one range each. Any partition is as correct as another; the ring's plan
-// is preferred only because it honours capacities. See docs/ETCD.md.
-func startOps(k keys, id, stateVal string, live []sharding.Member, ring *sharding.Ring, now time.Time) ([]clientv3.Op, int, error) {
-	members := live[:min(len(live), (maxTxnOps-1)/2)]
-	if len(members) < len(live) || ring == nil {
-		var err error
-		if ring, err = sharding.NewRing(members); err != nil {
-			return nil, 0, fmt.Errorf("coordinator: start %s: %w", id, err)
-		}
+// assign computes, from the view, which member should hold each open slot
+// (sharding.AssignIndexed), claims the free slots it names this member
+// for, and asks the worker to hand back the slots this member holds that
+// it names someone else for.
+func (c *Coordinator) assign(l *lease, b *broadcastView, weights []float64, liveOf []int32) {
+	in := inputs{broadcast: b.gen, members: c.view.membersGen, held: c.heldGen.Load()}
+	if c.acted[b.id] == in {
+		return
 	}
-	plan := sharding.InitialPlan(ring)
-	for round := 0; ; round++ {
-		ops := []clientv3.Op{clientv3.OpPut(k.state(id), stateVal)}
-		size := len(stateVal)
-		for _, a := range plan {
-			puts, n, err := newUnitOps(k, id, a.Unit, a.Member, now)
-			if err != nil {
-				return nil, 0, err
-			}
-			ops, size = append(ops, puts...), size+n
-		}
-		if size <= maxTxnBytes || round > 0 {
-			return ops, len(plan), nil
-		}
-		whole := sharding.Unit{ID: "u", Arcs: sharding.Full()}
-		plan = plan[:0]
-		for i, u := range whole.Split(len(members)) {
-			plan = append(plan, sharding.Assignment{Member: members[i].ID, Unit: u})
-		}
+	c.acted[b.id] = in
+	if len(weights) == 0 {
+		return
 	}
-}
-
-// claimOrTakeOver claims the open units assigned to this member and takes
-// over orphans: open units without a claim whose assignee is gone, leaving,
-// or empty.
-func (c *Coordinator) claimOrTakeOver(l *lease, b *broadcastView, live []sharding.Member) {
-	self := c.cfg.MemberID
-	for _, u := range b.sortedUnits() {
-		if u.err != nil || u.rec.Status != unitOpen {
+	selfName := c.view.intern(c.cfg.MemberID)
+	self := int32(-1)
+	if int(selfName) < len(liveOf) {
+		self = liveOf[selfName]
+	}
+	open := make([]int, 0, b.slots-b.doneCount)
+	holders := make([]int32, 0, b.slots-b.doneCount)
+	for s := range b.slots {
+		if b.done[s] {
 			continue
 		}
-		if _, claimed := b.claims[u.unit.ID]; claimed {
-			continue
-		}
-		switch a := u.rec.Assignee; {
-		case a == self:
-			if !c.holds(c.keys.claim(b.id, u.unit.ID)) {
-				c.claimUnit(l, b, u)
+		h := b.holder[s]
+		if h >= 0 {
+			if int(h) < len(liveOf) {
+				h = liveOf[h]
+			} else {
+				h = -1
 			}
-		case a == "" || !c.view.active(a):
-			c.takeOver(l, b, u, live)
+		}
+		open = append(open, s)
+		holders = append(holders, h)
+	}
+	target := sharding.AssignIndexed(weights, holders)
+	var free []int
+	for i, s := range open {
+		mine := target[i] == self && self >= 0
+		switch h := b.holder[s]; {
+		case h < 0 && mine:
+			free = append(free, s)
+		case h == selfName && !mine:
+			c.mu.Lock()
+			cl := c.held[c.keys.claim(b.id, s)]
+			c.mu.Unlock()
+			if cl != nil && cl.token == b.token[s] && !cl.handoffPending() {
+				c.log.Info("asking for a slot back: another member should hold it now", "broadcast", b.id, "slot", s)
+				cl.requestHandoff()
+			}
 		}
 	}
+	c.claimSlots(l, b, free)
 }
 
-// claimUnit claims u for this member under its lease. The claim key's
-// create revision is the fencing token.
-func (c *Coordinator) claimUnit(l *lease, b *broadcastView, u *unitView) {
-	key := c.keys.claim(b.id, u.unit.ID)
-	ctx, cancel := c.opCtx(l)
-	defer cancel()
-	resp, err := c.txn(ctx, "claim", []clientv3.Cmp{
-		clientv3.Compare(clientv3.ModRevision(u.key), "=", u.modRev),
-		clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-	}, clientv3.OpPut(key, c.cfg.MemberID, clientv3.WithLease(l.id)))
-	if err != nil {
-		c.log.Warn("claim unit", "broadcast", b.id, "unit", u.unit.ID, "err", err)
-		return
-	}
-	if !resp.Succeeded {
-		return // the view was stale; the next event brings the news
-	}
-	cl, err := newClaim(c.claimDeps, l, b.id, u, key, resp.Header.Revision)
-	if err != nil {
-		c.log.Error("claim unit", "broadcast", b.id, "unit", u.unit.ID, "err", err)
-		return
-	}
-	cl.base = c.ring
-	c.mu.Lock()
-	c.held[key] = cl
-	c.m.unitsHeld.Set(float64(len(c.held)))
-	c.mu.Unlock()
-	c.m.claims.Inc()
-	c.log.Info("claimed unit", "broadcast", b.id, "unit", u.unit.ID,
-		"cursor", u.unit.Cursor.Seq, "share", u.rec.Share, "token", cl.token)
-	c.queue.push(cl)
-}
+// maxClaimsPerTxn bounds the slots one claim transaction takes: two
+// compares and two operations each, within etcd's 128.
+const maxClaimsPerTxn = 32
 
-// takeOver splits an orphan's remainder, from its last checkpoint, into
-// one child per live member (the i-th child to the i-th member by id), or
-// reassigns it whole when one member is live. docs/ETCD.md gives the
-// transaction (Transactions, 6: take-over).
-func (c *Coordinator) takeOver(l *lease, b *broadcastView, u *unitView, live []sharding.Member) {
-	ids := takeOverMembers(live, u.unit.ID)
-	if len(ids) == 0 {
-		return
-	}
-	now := time.Now().UTC()
-	parent := u.rec
-	parent.UpdatedAt = now
-	var ops []clientv3.Op
-	if len(ids) == 1 {
-		parent.Assignee = ids[0]
-	} else {
-		parent.Status = unitSplit
-		for i, child := range u.unit.Split(len(ids)) {
-			if child.Empty() {
-				continue // a remainder smaller than k positions
+// claimSlots claims slots of b for this member under its lease, as many
+// per transaction as etcd allows. Each claim proves the slot is neither
+// claimed nor done, and reads the slot's progress in the same transaction,
+// so the worker resumes exactly where the last holder's last write left
+// it. The claim key's create revision is the fencing token.
+func (c *Coordinator) claimSlots(l *lease, b *broadcastView, slots []int) {
+	for len(slots) > 0 {
+		batch := slots[:min(len(slots), maxClaimsPerTxn)]
+		slots = slots[len(batch):]
+		cmps := make([]clientv3.Cmp, 0, 2*len(batch))
+		ops := make([]clientv3.Op, 0, 2*len(batch))
+		for _, s := range batch {
+			key := c.keys.claim(b.id, s)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(c.keys.done(b.id, s)), "=", 0))
+			ops = append(ops, clientv3.OpPut(key, c.cfg.MemberID, clientv3.WithLease(l.id)),
+				clientv3.OpGet(c.keys.progress(b.id, s)))
+		}
+		ctx, cancel := c.opCtx(l)
+		resp, err := c.txn(ctx, "claim", cmps, ops, nil)
+		cancel()
+		if err != nil {
+			c.log.Warn("claim slots", "broadcast", b.id, "slots", len(batch), "err", err)
+			c.retry()
+			return
+		}
+		if !resp.Succeeded {
+			return // the view was stale; the event that made it so brings the news
+		}
+		for j, s := range batch {
+			var val []byte
+			if kvs := resp.Responses[2*j+1].GetResponseRange().Kvs; len(kvs) == 1 {
+				val = kvs[0].Value
 			}
-			puts, _, err := newUnitOps(c.keys, b.id, child, ids[i], now)
+			rec, err := decodeProgress(val)
+			var cl *Claim
+			if err == nil {
+				cl, err = newClaim(c.claimDeps, l, b.id, s, b.slots, rec, resp.Header.Revision)
+			}
 			if err != nil {
-				c.log.Error("take over", "broadcast", b.id, "unit", u.unit.ID, "err", err)
-				return
+				// Held, so nobody else resumes it wrongly; not worked, so
+				// the status shows it stuck. Only a hand-edited key gets here.
+				c.log.Error("claimed a slot whose progress cannot be read", "broadcast", b.id, "slot", s, "err", err)
+				continue
 			}
-			ops = append(ops, puts...)
-			parent.Children = append(parent.Children, child.ID)
+			c.mu.Lock()
+			c.held[cl.claimKey] = cl
+			c.m.unitsHeld.Set(float64(len(c.held)))
+			c.mu.Unlock()
+			c.heldGen.Add(1)
+			c.m.claims.Inc()
+			if rec.Owner != "" && !rec.Released {
+				c.m.failovers.Inc()
+			}
+			c.log.Debug("claimed slot", "broadcast", b.id, "slot", s, "cursor", cl.start.Cursor.Seq,
+				"pending", len(cl.start.Pending), "token", cl.token)
+			c.queue.push(cl)
 		}
-		if len(parent.Children) == 0 {
-			parent.Status = unitDone // no position left to hold
-		}
-	}
-	val, err := encode(parent)
-	if err != nil {
-		c.log.Error("take over", "broadcast", b.id, "unit", u.unit.ID, "err", err)
-		return
-	}
-	ops = append([]clientv3.Op{clientv3.OpPut(u.key, val)}, ops...)
-	claimKey := c.keys.claim(b.id, u.unit.ID)
-	ctx, cancel := c.opCtx(l)
-	defer cancel()
-	resp, err := c.txn(ctx, "takeover", []clientv3.Cmp{
-		clientv3.Compare(clientv3.ModRevision(u.key), "=", u.modRev),
-		clientv3.Compare(clientv3.CreateRevision(claimKey), "=", 0),
-	}, ops...)
-	switch {
-	case err != nil:
-		c.log.Warn("take over orphan", "broadcast", b.id, "unit", u.unit.ID, "err", err)
-	case resp.Succeeded:
-		c.m.failovers.Inc()
-		c.log.Info("took over orphan unit", "broadcast", b.id, "unit", u.unit.ID,
-			"was", u.rec.Assignee, "members", len(ids), "cursor", u.unit.Cursor.Seq)
+		c.log.Info("claimed slots", "broadcast", b.id, "slots", len(batch), "token", resp.Header.Revision)
 	}
 }
 
-// takeOverMembers returns the members an orphan's remainder goes to, sorted
-// by id. The parent's put plus two puts per child must fit one txn, so at
-// most (maxTxnOps-1)/2 = 63 members take part; with more live members, a
-// window of that many starting at a place chosen by the unit's id is used,
-// so different orphans spread over different members.
-func takeOverMembers(live []sharding.Member, unitID string) []string {
-	ids := make([]string, len(live))
-	for i, m := range live {
-		ids[i] = m.ID
-	}
-	const most = (maxTxnOps - 1) / 2
-	if len(ids) <= most {
-		return ids
-	}
-	at := int(xxhash.Sum64String(unitID) % uint64(len(ids)))
-	out := make([]string, 0, most)
-	for i := range most {
-		out = append(out, ids[(at+i)%len(ids)])
-	}
-	// Sorted, so the i-th child goes to the i-th member by id.
-	slices.Sort(out)
-	return out
-}
-
-// complete ends a running broadcast that has no open unit left: done, or
-// expired if any record was counted expired. The compare on the units'
-// mod revisions proves no unit changed since the view was taken.
+// complete ends a running broadcast whose every slot is done: done, or
+// expired if any record was counted expired. Done markers are never
+// removed while a broadcast runs, so seeing them all proves the broadcast
+// is complete; the compare on the state's revision proves nobody paused
+// or cancelled it meanwhile. The counters come from the slots' progress,
+// final since each was written with its done marker.
 func (c *Coordinator) complete(l *lease, b *broadcastView) {
-	if len(b.units) == 0 {
+	ctx, cancel := c.opCtx(l)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, c.keys.progresses(b.id), clientv3.WithPrefix())
+	if err != nil {
+		c.log.Warn("complete broadcast: read progress", "broadcast", b.id, "err", err)
+		c.retry()
 		return
 	}
 	var sum Counters
-	for _, u := range b.units {
-		if u.rec.Status != unitDone && u.rec.Status != unitSplit {
-			return
+	for _, kv := range resp.Kvs {
+		rec, err := decodeProgress(kv.Value)
+		if err != nil {
+			c.log.Error("complete broadcast", "broadcast", b.id, "key", string(kv.Key), "err", err)
+			continue
 		}
-		sum = sum.Add(u.rec.Counters)
+		sum = sum.Add(rec.Counters)
 	}
 	st := b.state
 	st.State, st.UpdatedAt = StateDone, time.Now().UTC()
@@ -332,16 +311,14 @@ func (c *Coordinator) complete(l *lease, b *broadcastView) {
 		c.log.Error("complete broadcast", "broadcast", b.id, "err", err)
 		return
 	}
-	ctx, cancel := c.opCtx(l)
-	defer cancel()
-	resp, err := c.txn(ctx, "complete", []clientv3.Cmp{
+	tresp, err := c.txn(ctx, "complete", []clientv3.Cmp{
 		clientv3.Compare(clientv3.ModRevision(c.keys.state(b.id)), "=", b.stateRev),
-		clientv3.Compare(clientv3.ModRevision(c.keys.units(b.id)), "<", c.view.rev+1).WithPrefix(),
-	}, clientv3.OpPut(c.keys.state(b.id), val))
+	}, []clientv3.Op{clientv3.OpPut(c.keys.state(b.id), val)}, nil)
 	switch {
 	case err != nil:
 		c.log.Warn("complete broadcast", "broadcast", b.id, "err", err)
-	case resp.Succeeded:
+		c.retry()
+	case tresp.Succeeded:
 		c.log.Info("broadcast finished", "broadcast", b.id, "state", st.State, "scanned", sum.Scanned,
 			"delivered", sum.Delivered, "failed", sum.Failed)
 	}

@@ -3,9 +3,8 @@ package coordinator
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/herald-dev/herald/sharding"
 )
@@ -15,7 +14,7 @@ import (
 type State string
 
 // The states of a broadcast. Pending waits for its start time; running and
-// paused have units; the last four are terminal.
+// paused have slots; the last four are terminal.
 const (
 	StatePending   State = "pending"
 	StateRunning   State = "running"
@@ -35,7 +34,7 @@ func (s State) Terminal() bool {
 	return false
 }
 
-// Counters count what happened to the records of a unit, or of a whole
+// Counters count what happened to the records of a slot, or of a whole
 // broadcast when summed. In a finished broadcast Scanned equals the sum of
 // the other five.
 type Counters struct {
@@ -65,15 +64,50 @@ type InvalidSample struct {
 	Reason string `json:"reason"`
 }
 
-// MaxInvalidSamples is how many invalid lines a unit record keeps.
+// MaxInvalidSamples is how many invalid lines a slot's progress keeps.
 const MaxInvalidSamples = 5
 
-// Progress is how far a unit has got: every record before Cursor is
-// finished and counted in Counters, which are cumulative for the unit.
+// MaxPending is how many unfinished records one slot's progress may list
+// behind its cursor. It bounds the size of a checkpoint, and so of the
+// transaction that carries a worker's checkpoints.
+const MaxPending = 4096
+
+// Progress is how far a slot has got. Every record of the slot before
+// Cursor is finished and counted in Counters, except those in Pending:
+// records read and dispatched but not finished when the progress was
+// taken (a send waiting on a Retry-After, say), which whoever resumes the
+// slot sends again. So one slow record no longer holds the cursor back:
+// a successor re-sends it and what lies after the cursor, nothing else.
+// Counters are cumulative for the slot.
 type Progress struct {
-	Cursor         sharding.Cursor
+	Cursor sharding.Cursor
+	// Pending are the unfinished records before Cursor, ascending by Seq;
+	// at most MaxPending.
+	Pending        []sharding.Cursor
 	Counters       Counters
 	InvalidSamples []InvalidSample
+}
+
+// ResumeAt is where reading must start to miss nothing: the first pending
+// record, or the cursor.
+func (p Progress) ResumeAt() sharding.Cursor {
+	if len(p.Pending) > 0 && p.Pending[0].Seq < p.Cursor.Seq {
+		return p.Pending[0]
+	}
+	return p.Cursor
+}
+
+// check reports progress a slot's record cannot hold.
+func (p Progress) check() error {
+	if len(p.Pending) > MaxPending {
+		return fmt.Errorf("%w: %d pending records, more than %d", ErrBadProgress, len(p.Pending), MaxPending)
+	}
+	for i, c := range p.Pending {
+		if c.Seq >= p.Cursor.Seq || (i > 0 && c.Seq <= p.Pending[i-1].Seq) {
+			return fmt.Errorf("%w: pending record %d not before the cursor %d and ascending", ErrBadProgress, c.Seq, p.Cursor.Seq)
+		}
+	}
+	return nil
 }
 
 // memberRecord is the value at P/members/<id>, bound to the member's lease.
@@ -94,80 +128,54 @@ type stateRecord struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Slots is how many slots the broadcast's hash space is cut into,
+	// fixed by the start; 0 until then.
+	Slots int `json:"slots,omitempty"`
 }
 
-// unitStatus is where a unit is in its life: open until done, or split
-// when its remainder was divided among children.
-type unitStatus string
-
-const (
-	unitOpen  unitStatus = "open"
-	unitDone  unitStatus = "done"
-	unitSplit unitStatus = "split"
-)
-
-// unitRecord is the value at P/broadcasts/<id>/units/<unit>: everything
-// about a unit that changes. What never changes, its arcs, is at
-// P/broadcasts/<id>/arcs/<unit>, written once in the txn that creates the
-// unit, so a checkpoint rewrites a few hundred bytes rather than a ring
-// member's thousands of ranges.
-type unitRecord struct {
-	ID string `json:"id"`
-	// Share is the unit's fraction of the hash space.
-	Share float64 `json:"share"`
+// progressRecord is the value at P/progress/<id>/<slot>: everything about
+// a slot's work so far. No key means nothing done yet: cursor 0, no
+// counts. It is written only under the slot's claim (the transaction
+// proves the claim first), and for the last time together with the slot's
+// done marker.
+type progressRecord struct {
 	// Cursor is the last checkpoint, in sharding's "seq@offset" text.
-	Cursor string     `json:"cursor"`
-	Status unitStatus `json:"status"`
-	// Assignee is the member that should claim the unit; empty when it was
-	// released and waits for a survivor to split it.
-	Assignee string `json:"assignee"`
-	// Owner is the member that wrote the last checkpoint.
+	Cursor string `json:"cursor"`
+	// Pending are the unfinished records behind the cursor, in the same
+	// text, ascending.
+	Pending []string `json:"pending,omitempty"`
+	Done    bool     `json:"done,omitempty"`
+	// Released is set by a hand-back: the owner let go of the slot at an
+	// exact cursor. A slot claimed from a record without it (and with an
+	// owner) is a take-over from a member that died or lost its lease.
+	Released bool `json:"released,omitempty"`
+	// Owner is the member that wrote the record, under the claim whose
+	// fencing token is Token.
 	Owner string `json:"owner,omitempty"`
+	Token int64  `json:"token,omitempty"`
 	// Credits are the deliveries, among Counters.Delivered, made by earlier
-	// owners of the unit (a unit released on a graceful leave and claimed
-	// whole by a survivor changes hands); the owner made the rest.
+	// owners of the slot; the owner made the rest.
 	Credits        map[string]int64 `json:"credits,omitempty"`
 	Counters       Counters         `json:"counters"`
 	InvalidSamples []InvalidSample  `json:"invalid_samples,omitempty"`
-	Children       []string         `json:"children,omitempty"`
-	UpdatedAt      time.Time        `json:"updated_at"`
+	UpdatedAt      time.Time        `json:"updated_at,omitzero"`
 }
 
-// newUnitOps returns the puts that create unit u of broadcast b, open and
-// assigned to assignee, and how many bytes they carry.
-func newUnitOps(k keys, b string, u sharding.Unit, assignee string, now time.Time) ([]clientv3.Op, int, error) {
-	text, err := u.MarshalText()
-	if err != nil {
-		return nil, 0, fmt.Errorf("coordinator: encode unit %s: %w", u.ID, err)
+// decodeProgress reads a progress value; an empty one is the zero
+// progress of a slot nobody has worked on.
+func decodeProgress(v []byte) (progressRecord, error) {
+	rec := progressRecord{Cursor: "0@0"}
+	if len(v) == 0 {
+		return rec, nil
 	}
-	cur, err := u.Cursor.MarshalText()
-	if err != nil {
-		return nil, 0, fmt.Errorf("coordinator: encode cursor of %s: %w", u.ID, err)
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return rec, fmt.Errorf("coordinator: decode progress: %w", err)
 	}
-	val, err := encode(unitRecord{
-		ID: u.ID, Share: u.Arcs.Share(), Cursor: string(cur),
-		Status: unitOpen, Assignee: assignee, UpdatedAt: now,
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	arcsKey, unitKey := k.arcs(b, u.ID), k.unit(b, u.ID)
-	ops := []clientv3.Op{clientv3.OpPut(arcsKey, string(text)), clientv3.OpPut(unitKey, val)}
-	return ops, len(arcsKey) + len(text) + len(unitKey) + len(val), nil
-}
-
-// decodeArcs returns the unit an arcs value describes; its Cursor is where
-// the unit started.
-func decodeArcs(text []byte) (sharding.Unit, error) {
-	var u sharding.Unit
-	if err := u.UnmarshalText(text); err != nil {
-		return sharding.Unit{}, fmt.Errorf("coordinator: decode unit: %w", err)
-	}
-	return u, nil
+	return rec, nil
 }
 
 // cursor returns the record's last checkpoint.
-func (r unitRecord) cursor() (sharding.Cursor, error) {
+func (r progressRecord) cursor() (sharding.Cursor, error) {
 	var c sharding.Cursor
 	if err := c.UnmarshalText([]byte(r.Cursor)); err != nil {
 		return c, fmt.Errorf("coordinator: decode cursor %q: %w", r.Cursor, err)
@@ -176,23 +184,36 @@ func (r unitRecord) cursor() (sharding.Cursor, error) {
 }
 
 // progress returns what the record holds as a Progress.
-func (r unitRecord) progress() (Progress, error) {
+func (r progressRecord) progress() (Progress, error) {
 	c, err := r.cursor()
 	if err != nil {
 		return Progress{}, err
 	}
-	return Progress{Cursor: c, Counters: r.Counters, InvalidSamples: append([]InvalidSample(nil), r.InvalidSamples...)}, nil
+	p := Progress{Cursor: c, Counters: r.Counters, InvalidSamples: slices.Clone(r.InvalidSamples)}
+	for _, t := range r.Pending {
+		var pc sharding.Cursor
+		if err := pc.UnmarshalText([]byte(t)); err != nil {
+			return Progress{}, fmt.Errorf("coordinator: decode pending cursor %q: %w", t, err)
+		}
+		p.Pending = append(p.Pending, pc)
+	}
+	return p, nil
 }
 
-// withProgress returns r advanced to p, written by owner at now.
-func (r unitRecord) withProgress(p Progress, owner string, now time.Time) (unitRecord, error) {
+// withProgress returns r advanced to p, written by owner under the claim
+// with fencing token token, at now.
+func (r progressRecord) withProgress(p Progress, owner string, token int64, now time.Time) (progressRecord, error) {
 	cur, err := p.Cursor.MarshalText()
 	if err != nil {
 		return r, fmt.Errorf("coordinator: encode cursor: %w", err)
 	}
 	r.Cursor = string(cur)
+	r.Pending = make([]string, 0, len(p.Pending))
+	for _, c := range p.Pending {
+		r.Pending = append(r.Pending, c.String())
+	}
 	if r.Owner != "" && r.Owner != owner {
-		// The unit changed hands: what it had delivered so far, beyond
+		// The slot changed hands: what it had delivered so far, beyond
 		// what earlier owners were credited, was the previous owner's.
 		credits := make(map[string]int64, len(r.Credits)+1)
 		for m, n := range r.Credits {
@@ -206,13 +227,12 @@ func (r unitRecord) withProgress(p Progress, owner string, now time.Time) (unitR
 	if len(r.InvalidSamples) > MaxInvalidSamples {
 		r.InvalidSamples = r.InvalidSamples[:MaxInvalidSamples]
 	}
-	r.Owner = owner
-	r.UpdatedAt = now
+	r.Owner, r.Token, r.UpdatedAt = owner, token, now
 	return r, nil
 }
 
 // credited is the sum of the deliveries credited to earlier owners.
-func (r unitRecord) credited() int64 {
+func (r progressRecord) credited() int64 {
 	var n int64
 	for _, c := range r.Credits {
 		n += c

@@ -137,17 +137,11 @@ func (r *Registry) Spec(ctx context.Context, id string) ([]byte, error) {
 func (r *Registry) SetState(ctx context.Context, id string, a Action) error {
 	stateKey := r.keys.state(id)
 	for range maxSetStateAttempts {
-		// One txn reads the state and whether units exist, so both describe
-		// the same revision: units are only ever created together with the
-		// pending-to-running write.
-		resp, err := r.kv.Txn(ctx).Then(
-			clientv3.OpGet(stateKey),
-			clientv3.OpGet(r.keys.units(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-		).Commit()
+		resp, err := r.kv.Get(ctx, stateKey)
 		if err != nil {
 			return fmt.Errorf("coordinator: %s %s: %w", a, id, err)
 		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
+		kvs := resp.Kvs
 		if len(kvs) == 0 {
 			return fmt.Errorf("coordinator: %s %s: %w", a, id, ErrNotFound)
 		}
@@ -155,8 +149,8 @@ func (r *Registry) SetState(ctx context.Context, id string, a Action) error {
 		if err := json.Unmarshal(kvs[0].Value, &st); err != nil {
 			return fmt.Errorf("coordinator: %s %s: decode state: %w", a, id, err)
 		}
-		started := resp.Responses[1].GetResponseRange().Count > 0
-		next, ok := transition(st.State, a, started)
+		// The start fixes the slot count: a broadcast with slots started.
+		next, ok := transition(st.State, a, st.Slots > 0)
 		if !ok {
 			return fmt.Errorf("coordinator: %s %s from %s: %w", a, id, st.State, ErrBadTransition)
 		}
@@ -180,7 +174,7 @@ func (r *Registry) SetState(ctx context.Context, id string, a Action) error {
 }
 
 // transition returns the state a moves from to, and whether the move is
-// allowed. started says whether the broadcast has units.
+// allowed. started says whether the broadcast has started (has slots).
 func transition(from State, a Action, started bool) (State, bool) {
 	switch a {
 	case Pause:

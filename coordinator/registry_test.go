@@ -3,12 +3,8 @@ package coordinator
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/herald-dev/herald/sharding"
 )
 
 func TestRegisterIsIdempotentAndRefusesConflicts(t *testing.T) {
@@ -155,52 +151,38 @@ func TestKeysParse(t *testing.T) {
 		kind      keyKind
 		broadcast string
 		name      string
+		slot      int
 	}{
-		{k.member("w1"), keyMember, "", "w1"},
-		{k.spec("b.1"), keySpec, "b.1", ""},
-		{k.state("b"), keyState, "b", ""},
-		{k.unit("b", "u0.1.2"), keyUnit, "b", "u0.1.2"},
-		{k.claim("b", "u3"), keyClaim, "b", "u3"},
-		{"/herald2/members/x", keyOther, "", ""},
-		{"/herald/broadcasts/b/units/", keyOther, "", ""},
-		{"/herald/broadcasts/b/other/x", keyOther, "", ""},
+		{k.member("w1"), keyMember, "", "w1", -1},
+		{k.spec("b.1"), keySpec, "b.1", "", -1},
+		{k.state("b"), keyState, "b", "", -1},
+		{k.claim("b", 3), keyClaim, "b", "", 3},
+		{k.done("b", 8191), keyDone, "b", "", 8191},
+		{k.progress("b", 0), keyProgress, "b", "", 0},
+		{"/herald2/members/x", keyOther, "", "", -1},
+		{"/herald/broadcasts/b/claims/", keyOther, "", "", -1},
+		{"/herald/broadcasts/b/claims/07", keyOther, "", "", -1},
+		{"/herald/broadcasts/b/claims/-1", keyOther, "", "", -1},
+		{"/herald/broadcasts/b/other/1", keyOther, "", "", -1},
+		{"/herald/progress/b", keyOther, "", "", -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			kind, b, name := k.parse(tt.key)
-			if kind != tt.kind || b != tt.broadcast || name != tt.name {
-				t.Fatalf("parse = %v %q %q", kind, b, name)
+			kind, b, name, slot := k.parse(tt.key)
+			if kind != tt.kind || b != tt.broadcast || name != tt.name || slot != tt.slot {
+				t.Fatalf("parse = %v %q %q %d", kind, b, name, slot)
 			}
 		})
 	}
-}
-
-// The start of a broadcast fits one etcd transaction, in ops and in bytes,
-// whatever the fleet size; the figures show where the cap bites.
-func TestStartFitsOneTransaction(t *testing.T) {
-	k := keys{prefix: DefaultPrefix}
-	for _, n := range []int{1, 3, 10, 25, 40, 63, 100} {
-		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			live := make([]sharding.Member, n)
-			for i := range live {
-				live[i] = sharding.Member{ID: fmt.Sprintf("worker-%03d", i), Weight: 1}
-			}
-			ops, inPlan, err := startOps(k, "b", `{"state":"running"}`, live, nil, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			size := 0
-			for _, op := range ops {
-				size += len(op.KeyBytes()) + len(op.ValueBytes())
-			}
-			t.Logf("%3d members: %3d in the plan, %3d ops, %7d bytes (%.1f KB per unit)",
-				n, inPlan, len(ops), size, float64(size)/float64(inPlan)/1024)
-			if len(ops) > maxTxnOps || size > maxTxnBytes {
-				t.Fatalf("%d ops, %d bytes: over etcd's limits", len(ops), size)
-			}
-			if n <= (maxTxnOps-1)/2 && inPlan != n {
-				t.Fatalf("only %d of %d members in the plan", inPlan, n)
-			}
-		})
+	// The watched range holds members and broadcasts, and neither progress
+	// nor archived summaries.
+	in := func(key string) bool { return key >= k.watchStart() && key < k.watchEnd() }
+	for key, want := range map[string]bool{
+		k.member("zz"): true, k.member("0"): true, k.state("b"): true, k.claim("b", 1): true, k.done("b", 1): true,
+		k.progress("b", 1): false, "/herald/archive/b": false, "/herald/membersX": false,
+	} {
+		if in(key) != want {
+			t.Errorf("%s in the watched range: %v, want %v", key, in(key), want)
+		}
 	}
 }

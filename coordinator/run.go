@@ -11,7 +11,8 @@ import (
 
 // Run joins the fleet and does this member's share of coordination until
 // ctx ends: it keeps the view current, starts and completes broadcasts,
-// claims its units, splits orphans and hands work over to joiners. When
+// claims the slots the assignment gives it (a dead member's among them)
+// and hands back those it gives to others. When
 // ctx ends it leaves gracefully: it asks the worker to hand back every
 // claim, waits up to LeaveTimeout, and revokes its lease. It returns nil
 // then; it fails only if called twice.
@@ -44,15 +45,26 @@ type watch struct {
 	cancel context.CancelFunc
 }
 
+// reconcileGap is the least time between two reconciles. The first event
+// after a quiet spell is acted on at once; a burst of events (a fleet
+// claiming the slots of a new broadcast, say) is taken in batches, so a
+// member's work grows with what changes, not with how many events say so.
+const reconcileGap = 50 * time.Millisecond
+
 // loop is Run's main loop. It returns the current lease, if any, when ctx
-// ends.
+// ends. It reconciles only when something changed: a watch event, a claim
+// that ended, a start time reached, or a retry after a failed etcd
+// operation. An idle member does nothing but keep its lease.
 func (c *Coordinator) loop(ctx context.Context) *lease {
-	ticker := time.NewTicker(c.cfg.ReconcileInterval)
-	defer ticker.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	var (
 		l        *lease
 		w        *watch
 		resynced time.Time
+		last     time.Time // of the last reconcile
+		dirty    bool      // something changed since it
 	)
 	defer func() {
 		if w != nil {
@@ -89,6 +101,22 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 				c.log.Warn("sync view", "err", err)
 				continue
 			}
+			clear(c.acted)
+			dirty = true
+		}
+		var next time.Time
+		if dirty {
+			next = last.Add(reconcileGap)
+		}
+		for _, t := range []time.Time{c.retryAt, c.wakeAt} {
+			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+		var tick <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+			tick = timer.C
 		}
 		select {
 		case <-ctx.Done():
@@ -100,13 +128,13 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 			l = nil
 			continue
 		case resp, ok := <-w.ch:
+			dirty = true
 			if !c.applyWatch(resp, ok) {
 				w.cancel()
 				w = nil
 				continue
 			}
-			// Take whatever else is already there before acting, so a
-			// burst of checkpoints costs one reconcile.
+			// Take whatever else is already there before acting.
 			for more := true; more && w != nil; {
 				select {
 				case resp, ok := <-w.ch:
@@ -121,10 +149,24 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 			if w == nil {
 				continue
 			}
-		case <-ticker.C:
 		case <-c.wake:
+			dirty = true
+		case <-tick:
 		}
-		c.reconcile(l)
+		timer.Stop()
+		now := time.Now()
+		if !c.retryAt.IsZero() && !now.Before(c.retryAt) {
+			c.retryAt = time.Time{}
+			clear(c.acted)
+			dirty = true
+		}
+		if !c.wakeAt.IsZero() && !now.Before(c.wakeAt) {
+			dirty = true
+		}
+		if dirty && now.Sub(last) >= reconcileGap {
+			dirty, last = false, now
+			c.reconcile(l)
+		}
 	}
 }
 
@@ -137,6 +179,7 @@ func (c *Coordinator) applyWatch(resp clientv3.WatchResponse, ok bool) bool {
 		c.log.Info("watch ended; reading the view again", "err", resp.Err())
 		return false
 	}
+	c.m.watchEvents.Add(float64(len(resp.Events)))
 	for _, ev := range resp.Events {
 		id, err := c.view.apply(ev.Kv, ev.Type == clientv3.EventTypeDelete)
 		if err != nil {
@@ -149,20 +192,29 @@ func (c *Coordinator) applyWatch(resp clientv3.WatchResponse, ok bool) bool {
 	return true
 }
 
-// resync reads everything under the prefix into a fresh view and watches
-// from the revision after the read.
+// resync reads the watched range (members and broadcasts) into a fresh
+// view and watches it from the revision after the read.
 func (c *Coordinator) resync(l *lease) (*watch, error) {
 	c.synced.Store(false)
 	ctx, cancel := c.opCtx(l)
-	resp, err := c.cli.Get(ctx, c.keys.root(), clientv3.WithPrefix())
+	start, end := c.keys.watchStart(), c.keys.watchEnd()
+	resp, err := c.cli.Get(ctx, start, clientv3.WithRange(end))
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: read %s: %w", c.keys.root(), err)
 	}
 	v := newView(c.keys, resp.Header.Revision)
-	for _, kv := range resp.Kvs {
-		if _, err := v.apply(kv, false); err != nil {
-			c.log.Warn("ignoring undecodable key", "err", err)
+	v.intern(c.cfg.MemberID)
+	// States first: a broadcast's claims and done markers sort before its
+	// state, and only the state says how many slots there are.
+	for pass := range 2 {
+		for _, kv := range resp.Kvs {
+			if kind, _, _, _ := c.keys.parse(string(kv.Key)); (kind == keyState || kind == keyMember) != (pass == 0) {
+				continue
+			}
+			if _, err := v.apply(kv, false); err != nil {
+				c.log.Warn("ignoring undecodable key", "err", err)
+			}
 		}
 	}
 	v.rev = resp.Header.Revision
@@ -180,7 +232,7 @@ func (c *Coordinator) resync(l *lease) (*watch, error) {
 		c.noteState(id)
 	}
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
-	ch := c.cli.Watch(wctx, c.keys.root(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	ch := c.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(resp.Header.Revision+1))
 	c.synced.Store(true)
 	return &watch{ch: ch, cancel: wcancel}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -20,12 +20,11 @@ type Status struct {
 	State     State     `json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	// Counters are summed over every unit, split parents included: a parent
-	// counts what was done before it split, its children what came after.
+	// Counters are summed over every slot's progress.
 	Counters Counters `json:"counters"`
-	// Units counts leaf units (those not split).
+	// Units counts the broadcast's slots, its units of work.
 	Units UnitCounts `json:"units"`
-	// Workers maps each member that holds a claim or wrote a checkpoint to
+	// Workers maps each member that holds a claim or made deliveries to
 	// its share.
 	Workers map[string]WorkerShare `json:"workers"`
 	// RatePerSec is left 0 here: a rate needs two samples, which is the
@@ -36,60 +35,93 @@ type Status struct {
 	InvalidSamples []InvalidSample `json:"invalid_samples,omitempty"`
 }
 
-// UnitCounts counts a broadcast's leaf units.
+// UnitCounts counts a broadcast's units: its slots, fixed when it starts
+// (all zero before).
 type UnitCounts struct {
 	Total int `json:"total"`
 	Done  int `json:"done"`
-	// Unclaimed counts open units no member holds a claim on: after a
-	// member dies, its units stay unclaimed until the survivors take them
+	// Unclaimed counts slots neither done nor held by a member: after a
+	// member dies, its slots stay unclaimed until the survivors take them
 	// over, so zero again means the failover is complete.
 	Unclaimed int `json:"unclaimed"`
 }
 
-// WorkerShare is one member's part in a broadcast: the units it holds
-// claims on now, and the deliveries counted in units it last checkpointed.
+// WorkerShare is one member's part in a broadcast: the slots it holds
+// claims on now, and the deliveries it made (counted in the slots'
+// progress, including slots it has since handed on).
 type WorkerShare struct {
 	Units     int   `json:"units"`
 	Delivered int64 `json:"delivered"`
 }
 
 // Status returns the progress of broadcast id, read in one consistent
-// snapshot.
+// snapshot: the state, the claims, the count of done slots and every
+// slot's progress.
 func (r *Registry) Status(ctx context.Context, id string) (Status, error) {
 	resp, err := r.kv.Txn(ctx).Then(
 		clientv3.OpGet(r.keys.state(id)),
-		clientv3.OpGet(r.keys.units(id), clientv3.WithPrefix()),
 		clientv3.OpGet(r.keys.claims(id), clientv3.WithPrefix()),
+		clientv3.OpGet(r.keys.dones(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(r.keys.progresses(id), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
 	}
-	var all []*mvccpb.KeyValue
-	for _, op := range resp.Responses {
-		all = append(all, op.GetResponseRange().Kvs...)
-	}
-	sts, err := summarize(r.keys, all)
-	if err != nil {
-		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
-	}
-	if len(sts) == 0 {
+	rs := func(i int) *etcdserverpb.RangeResponse { return resp.Responses[i].GetResponseRange() }
+	if len(rs(0).Kvs) == 0 {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, ErrNotFound)
 	}
-	return sts[0], nil
+	var st stateRecord
+	if err := json.Unmarshal(rs(0).Kvs[0].Value, &st); err != nil {
+		return Status{}, fmt.Errorf("coordinator: status %s: decode state: %w", id, err)
+	}
+	s := Status{ID: id, State: st.State, Reason: st.Reason, CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt,
+		Workers: map[string]WorkerShare{}}
+	credit := func(m string, n int64) {
+		w := s.Workers[m]
+		w.Delivered += n
+		s.Workers[m] = w
+	}
+	for _, kv := range rs(1).Kvs {
+		w := s.Workers[string(kv.Value)]
+		w.Units++
+		s.Workers[string(kv.Value)] = w
+	}
+	var samples []InvalidSample
+	for _, kv := range rs(3).Kvs {
+		rec, err := decodeProgress(kv.Value)
+		if err != nil {
+			return Status{}, fmt.Errorf("coordinator: status %s: %s: %w", id, kv.Key, err)
+		}
+		s.Counters = s.Counters.Add(rec.Counters)
+		for m, n := range rec.Credits {
+			credit(m, n)
+		}
+		if rec.Owner != "" {
+			credit(rec.Owner, rec.Counters.Delivered-rec.credited())
+		}
+		samples = append(samples, rec.InvalidSamples...)
+	}
+	s.Units.Total = st.Slots
+	s.Units.Done = int(rs(2).Count)
+	s.Units.Unclaimed = max(0, st.Slots-s.Units.Done-len(rs(1).Kvs))
+	slices.SortFunc(samples, func(a, b InvalidSample) int { return cmp.Compare(a.Line, b.Line) })
+	s.InvalidSamples = samples[:min(len(samples), MaxInvalidSamples)]
+	return s, nil
 }
 
 // List returns the status of every broadcast, sorted by id. Each status is
 // a consistent snapshot of its broadcast; the list as a whole is not one.
 func (r *Registry) List(ctx context.Context) ([]Status, error) {
-	// Keys only: the arcs and specs under the prefix can be large, and
-	// Status reads what it needs per broadcast.
+	// Keys only: specs can be large, and Status reads what it needs per
+	// broadcast.
 	resp, err := r.kv.Get(ctx, r.keys.broadcasts(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: list: %w", err)
 	}
 	var out []Status
 	for _, kv := range resp.Kvs {
-		kind, id, _ := r.keys.parse(string(kv.Key))
+		kind, id, _, _ := r.keys.parse(string(kv.Key))
 		if kind != keyState {
 			continue
 		}
@@ -101,92 +133,6 @@ func (r *Registry) List(ctx context.Context) ([]Status, error) {
 			return nil, fmt.Errorf("coordinator: list: %w", err)
 		}
 		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
-// summarize builds one Status per broadcast that has a state key among kvs,
-// sorted by id. Spec keys are ignored.
-func summarize(k keys, kvs []*mvccpb.KeyValue) ([]Status, error) {
-	byID := map[string]*Status{}
-	get := func(id string) *Status {
-		s, ok := byID[id]
-		if !ok {
-			s = &Status{ID: id, Workers: map[string]WorkerShare{}}
-			byID[id] = s
-		}
-		return s
-	}
-	samples := map[string][]InvalidSample{}
-	hasState := map[string]bool{}
-	open := map[string]map[string]bool{}    // broadcast -> open units
-	claimed := map[string]map[string]bool{} // broadcast -> claimed units
-	mark := func(m map[string]map[string]bool, id, unit string) {
-		if m[id] == nil {
-			m[id] = map[string]bool{}
-		}
-		m[id][unit] = true
-	}
-	for _, kv := range kvs {
-		kind, id, name := k.parse(string(kv.Key))
-		switch kind {
-		case keyState:
-			var st stateRecord
-			if err := json.Unmarshal(kv.Value, &st); err != nil {
-				return nil, fmt.Errorf("decode state of %s: %w", id, err)
-			}
-			s := get(id)
-			s.State, s.Reason, s.CreatedAt, s.UpdatedAt = st.State, st.Reason, st.CreatedAt, st.UpdatedAt
-			hasState[id] = true
-		case keyUnit:
-			var u unitRecord
-			if err := json.Unmarshal(kv.Value, &u); err != nil {
-				return nil, fmt.Errorf("decode unit %s: %w", kv.Key, err)
-			}
-			s := get(id)
-			s.Counters = s.Counters.Add(u.Counters)
-			switch u.Status {
-			case unitDone:
-				s.Units.Total++
-				s.Units.Done++
-			case unitOpen:
-				s.Units.Total++
-				mark(open, id, name)
-			}
-			for m, n := range u.Credits {
-				w := s.Workers[m]
-				w.Delivered += n
-				s.Workers[m] = w
-			}
-			if u.Owner != "" {
-				w := s.Workers[u.Owner]
-				w.Delivered += u.Counters.Delivered - u.credited()
-				s.Workers[u.Owner] = w
-			}
-			samples[id] = append(samples[id], u.InvalidSamples...)
-		case keyClaim:
-			mark(claimed, id, name)
-			s := get(id)
-			w := s.Workers[string(kv.Value)]
-			w.Units++
-			s.Workers[string(kv.Value)] = w
-		}
-	}
-	out := make([]Status, 0, len(byID))
-	for id, s := range byID {
-		if !hasState[id] {
-			continue // units without a state: a torn read cannot happen, but a stray key can
-		}
-		for u := range open[id] {
-			if !claimed[id][u] {
-				s.Units.Unclaimed++
-			}
-		}
-		ss := samples[id]
-		slices.SortFunc(ss, func(a, b InvalidSample) int { return cmp.Compare(a.Line, b.Line) })
-		s.InvalidSamples = ss[:min(len(ss), MaxInvalidSamples)]
-		out = append(out, *s)
 	}
 	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil

@@ -11,17 +11,32 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// view is a member's in-memory copy of everything under the prefix,
-// rebuilt from one Get and kept current by one watch from the Get's
-// revision on. It is owned by Run's goroutine. Because the watch delivers
-// whole revisions in order, the view is always the store as of some
-// revision, rev; decisions made on it are still proven by a txn compare,
-// since the store may have moved on.
+// view is a member's in-memory copy of the watched range (members and
+// broadcasts; docs/ETCD.md), rebuilt from one Get and kept current by one
+// watch from the Get's revision on. It is owned by Run's goroutine.
+// Because the watch delivers whole revisions in order, the view is always
+// the store as of some revision, rev; decisions made on it are still
+// proven by a txn compare, since the store may have moved on.
+//
+// A broadcast's slots are held in arrays indexed by slot number, and a
+// claim's holder as an index into names, so a member's view of a running
+// broadcast costs 13 bytes a slot whatever the fleet.
 type view struct {
 	keys       keys
 	rev        int64
 	members    map[string]memberView
+	membersGen uint64 // counts membership changes
 	broadcasts map[string]*broadcastView
+
+	// names interns every member id seen in a claim or a member key.
+	names   []string
+	nameIdx map[string]int32
+
+	// The live members, rebuilt on demand once membership changed.
+	liveGen     uint64
+	liveMembers []sharding.Member // live, not leaving, by id
+	liveWeights []float64         // their capacities, in the same order
+	liveOf      []int32           // name index -> index in liveMembers, or -1
 }
 
 type memberView struct {
@@ -30,64 +45,44 @@ type memberView struct {
 }
 
 // broadcastView is what the view holds of one broadcast. Specs are not
-// kept: the coordinator never needs them.
+// kept: the coordinator never needs them, and progress is not watched.
 type broadcastView struct {
 	id       string
 	hasState bool
 	state    stateRecord
 	stateRev int64 // mod revision of the state key
-	units    map[string]*unitView
-	arcs     map[string]sharding.Unit // immutable, as created
-	claims   map[string]claimView
-}
+	gen      uint64
 
-// join fills in unit name's decoded form from its record and its arcs. The
-// two keys are always written in one txn, so once a watch response is
-// applied both are there; until then the unit carries an error and is left
-// alone.
-func (b *broadcastView) join(name string) {
-	u, ok := b.units[name]
-	if !ok || u.undecodable {
-		return
-	}
-	a, ok := b.arcs[name]
-	if !ok {
-		u.err = fmt.Errorf("coordinator: unit %s/%s has no arcs yet", b.id, name)
-		return
-	}
-	cur, err := u.rec.cursor()
-	if err != nil {
-		u.err = err
-		return
-	}
-	a.Cursor = cur
-	u.unit, u.err = a, nil
-}
-
-type unitView struct {
-	key    string
-	rec    unitRecord
-	modRev int64
-	unit   sharding.Unit // from the arcs key, Cursor = the last checkpoint
-	err    error         // why the unit cannot be used, if it cannot
-
-	undecodable bool // the record is not JSON; rec is zero
-}
-
-type claimView struct {
-	member    string
-	createRev int64 // the fencing token of whoever holds it
+	// slots is the broadcast's slot count (0 until it starts). The arrays
+	// below have that length while the broadcast runs or is paused, and
+	// are dropped once it is over.
+	slots     int
+	holder    []int32 // name index of the claim's holder, or -1
+	token     []int64 // the claim key's create revision: the holder's fencing token
+	done      []bool
+	doneCount int
 }
 
 func newView(k keys, rev int64) *view {
-	return &view{keys: k, rev: rev, members: map[string]memberView{}, broadcasts: map[string]*broadcastView{}}
+	return &view{keys: k, rev: rev, members: map[string]memberView{}, broadcasts: map[string]*broadcastView{},
+		nameIdx: map[string]int32{}, membersGen: 1}
+}
+
+// intern returns the index of member id in names, adding it if new.
+func (v *view) intern(id string) int32 {
+	if i, ok := v.nameIdx[id]; ok {
+		return i
+	}
+	i := int32(len(v.names))
+	v.names = append(v.names, id)
+	v.nameIdx[id] = i
+	return i
 }
 
 func (v *view) broadcast(id string) *broadcastView {
 	b, ok := v.broadcasts[id]
 	if !ok {
-		b = &broadcastView{id: id, units: map[string]*unitView{}, arcs: map[string]sharding.Unit{},
-			claims: map[string]claimView{}}
+		b = &broadcastView{id: id}
 		v.broadcasts[id] = b
 	}
 	return b
@@ -99,9 +94,10 @@ func (v *view) broadcast(id string) *broadcastView {
 // rather than stopping the member.
 func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, err error) {
 	v.rev = max(v.rev, kv.ModRevision)
-	kind, id, name := v.keys.parse(string(kv.Key))
+	kind, id, name, slot := v.keys.parse(string(kv.Key))
 	switch kind {
 	case keyMember:
+		v.membersGen++
 		if deleted {
 			delete(v.members, name)
 			return "", nil
@@ -112,9 +108,11 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			return "", fmt.Errorf("coordinator: decode member %s: %w", name, err)
 		}
 		rec.ID = name // the key is the truth
+		v.intern(name)
 		v.members[name] = memberView{rec: rec, lease: kv.Lease}
 	case keyState:
 		b := v.broadcast(id)
+		b.gen++
 		if deleted {
 			b.hasState = false
 			return id, nil
@@ -125,49 +123,59 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			return id, fmt.Errorf("coordinator: decode state of %s: %w", id, err)
 		}
 		b.hasState, b.state, b.stateRev = true, st, kv.ModRevision
+		if b.slots == 0 && st.Slots > 0 && st.Slots <= sharding.MaxSlots && !st.State.Terminal() {
+			b.slots = st.Slots
+			b.holder = make([]int32, st.Slots)
+			for i := range b.holder {
+				b.holder[i] = -1
+			}
+			b.token = make([]int64, st.Slots)
+			b.done = make([]bool, st.Slots)
+		}
 		return id, nil
-	case keyUnit:
-		b := v.broadcast(id)
-		if deleted {
-			delete(b.units, name)
-			return "", nil
-		}
-		u := &unitView{key: string(kv.Key), modRev: kv.ModRevision}
-		b.units[name] = u
-		if err := json.Unmarshal(kv.Value, &u.rec); err != nil {
-			u.rec, u.undecodable = unitRecord{}, true
-			u.err = fmt.Errorf("coordinator: decode unit %s: %w", kv.Key, err)
-			return "", u.err
-		}
-		b.join(name)
-		return "", nil
-	case keyArcs:
-		b := v.broadcast(id)
-		if deleted {
-			delete(b.arcs, name)
-			return "", nil
-		}
-		a, err := decodeArcs(kv.Value)
-		if err != nil {
-			return "", fmt.Errorf("coordinator: %s: %w", kv.Key, err)
-		}
-		b.arcs[name] = a
-		b.join(name)
 	case keyClaim:
-		b := v.broadcast(id)
+		b, ok := v.broadcasts[id]
+		if !ok || slot >= len(b.holder) {
+			return "", nil // not started as far as the view knows, or over
+		}
+		b.gen++
 		if deleted {
-			delete(b.claims, name)
+			b.holder[slot], b.token[slot] = -1, 0
 			return "", nil
 		}
-		b.claims[name] = claimView{member: string(kv.Value), createRev: kv.CreateRevision}
+		b.holder[slot], b.token[slot] = v.intern(string(kv.Value)), kv.CreateRevision
+	case keyDone:
+		b, ok := v.broadcasts[id]
+		if !ok || slot >= len(b.done) || b.done[slot] == !deleted {
+			return "", nil
+		}
+		b.gen++
+		b.done[slot] = !deleted
+		if deleted {
+			b.doneCount--
+		} else {
+			b.doneCount++
+		}
 	}
 	return "", nil
 }
 
+// over drops the slot arrays of a broadcast that is over: nothing more
+// happens to its slots, so the view stays bounded by the broadcasts in
+// flight.
+func (b *broadcastView) over() {
+	b.holder, b.token, b.done = nil, nil, nil
+}
+
 // live returns the members that are alive and not leaving, sorted by id,
-// with their capacities as ring weights.
-func (v *view) live() []sharding.Member {
-	out := make([]sharding.Member, 0, len(v.members))
+// with their capacities, and for each name index the member's place in
+// that list (or -1). The result is cached until membership changes; the
+// caller must not modify it.
+func (v *view) live() (members []sharding.Member, weights []float64, liveOf []int32) {
+	if v.liveGen == v.membersGen && len(v.liveOf) == len(v.names) {
+		return v.liveMembers, v.liveWeights, v.liveOf
+	}
+	members = make([]sharding.Member, 0, len(v.members))
 	for id, m := range v.members {
 		if m.rec.Leaving {
 			continue
@@ -176,38 +184,27 @@ func (v *view) live() []sharding.Member {
 		if w == 0 {
 			w = 1
 		}
-		// A peer with an out-of-range capacity must not make the ring
-		// unbuildable for everyone.
+		// A peer with an out-of-range capacity must not upset everyone's
+		// arithmetic.
 		w = min(max(w, sharding.MinWeight), sharding.MaxWeight)
-		out = append(out, sharding.Member{ID: id, Weight: w})
+		members = append(members, sharding.Member{ID: id, Weight: w})
 	}
-	slices.SortFunc(out, func(a, b sharding.Member) int { return cmp.Compare(a.ID, b.ID) })
-	return out
+	slices.SortFunc(members, func(a, b sharding.Member) int { return cmp.Compare(a.ID, b.ID) })
+	weights = make([]float64, len(members))
+	liveOf = make([]int32, len(v.names))
+	for i := range liveOf {
+		liveOf[i] = -1
+	}
+	for i, m := range members {
+		weights[i] = m.Weight
+		liveOf[v.nameIdx[m.ID]] = int32(i)
+	}
+	v.liveGen, v.liveMembers, v.liveWeights, v.liveOf = v.membersGen, members, weights, liveOf
+	return members, weights, liveOf
 }
 
 // active reports whether member is alive and not leaving.
 func (v *view) active(member string) bool {
 	m, ok := v.members[member]
 	return ok && !m.rec.Leaving
-}
-
-// sorted returns the broadcasts in id order, so every member walks them
-// alike.
-func (v *view) sorted() []*broadcastView {
-	out := make([]*broadcastView, 0, len(v.broadcasts))
-	for _, b := range v.broadcasts {
-		out = append(out, b)
-	}
-	slices.SortFunc(out, func(a, b *broadcastView) int { return cmp.Compare(a.id, b.id) })
-	return out
-}
-
-// sortedUnits returns b's units in id order.
-func (b *broadcastView) sortedUnits() []*unitView {
-	out := make([]*unitView, 0, len(b.units))
-	for _, u := range b.units {
-		out = append(out, u)
-	}
-	slices.SortFunc(out, func(x, y *unitView) int { return cmp.Compare(x.key, y.key) })
-	return out
 }

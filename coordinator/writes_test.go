@@ -6,11 +6,15 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/herald-dev/herald/sharding"
 )
 
-// etcd writes per member are bounded by units held times the checkpoint
-// rate, whatever the message rate: the same broadcast shape driven at two
-// speeds ten times apart writes about as often per second.
+// etcd writes per member are bounded by the checkpoint rate, whatever the
+// message rate: the same broadcast shape driven at two speeds ten times
+// apart writes about as often per second. (The test driver writes each
+// slot on its own; the worker writes all its slots of a broadcast in one
+// transaction per tick, see worker's tests.)
 func TestEtcdWritesDoNotGrowWithMessageRate(t *testing.T) {
 	const (
 		members  = 2
@@ -23,11 +27,11 @@ func TestEtcdWritesDoNotGrowWithMessageRate(t *testing.T) {
 	results := map[string]result{}
 	for _, speed := range []struct {
 		name string
-		rate float64 // records per second per unit
-	}{{"slow", 2000}, {"fast", 20000}} {
+		rate float64 // records per second per slot
+	}{{"slow", 250}, {"fast", 2500}} {
 		t.Run(speed.name, func(t *testing.T) {
 			c := newCluster(t)
-			n := int(speed.rate * members * duration.Seconds())
+			n := int(speed.rate * members * sharding.SlotsPerMember * duration.Seconds())
 			s, l := newStream(n), newLedger(n)
 			dc := driverConfig{stream: s, ledger: l, interval: interval, rate: speed.rate}
 			for i := range members {
@@ -42,35 +46,44 @@ func TestEtcdWritesDoNotGrowWithMessageRate(t *testing.T) {
 			c.waitState("wr", StateDone, 60*time.Second)
 			elapsed := time.Since(start)
 
-			// A member's writes: its claims and the unit records it wrote
-			// as owner (checkpoints, finish). Each is one txn.
-			writes := map[string]int{}
+			// A member's writes: the transactions that claimed its slots
+			// or wrote their progress (checkpoints, finish), counted by
+			// revision.
+			txns := map[string]map[int64]bool{}
+			note := func(m string, rev int64) {
+				if txns[m] == nil {
+					txns[m] = map[int64]bool{}
+				}
+				txns[m][rev] = true
+			}
 			for _, ev := range c.readHistory() {
 				if ev.Kv.ModRevision <= from || ev.Type != clientv3.EventTypePut {
 					continue
 				}
-				kind, _, _ := keys{c.prefix}.parse(string(ev.Kv.Key))
+				kind, _, _, _ := keys{c.prefix}.parse(string(ev.Kv.Key))
 				switch kind {
 				case keyClaim:
-					writes[string(ev.Kv.Value)]++
-				case keyUnit:
-					var rec unitRecord
-					if err := jsonUnmarshal(ev.Kv.Value, &rec); err != nil {
+					note(string(ev.Kv.Value), ev.Kv.ModRevision)
+				case keyProgress:
+					rec, err := decodeProgress(ev.Kv.Value)
+					if err != nil {
 						t.Fatal(err)
 					}
-					if rec.Owner != "" {
-						writes[rec.Owner]++
-					}
+					note(rec.Owner, ev.Kv.ModRevision)
 				}
 			}
-			// One unit each: at most one checkpoint per interval, plus the
-			// claim and the finish.
-			bound := int(elapsed/interval) + 2
+			writes := map[string]int{}
+			for m, revs := range txns {
+				writes[m] = len(revs)
+			}
+			// Eight slots each: at most one checkpoint per slot per
+			// interval, plus the finishes, plus the claims.
+			bound := sharding.SlotsPerMember*(int(elapsed/interval)+2) + 1
 			var most int
 			for m, w := range writes {
 				most = max(most, w)
 				if w > bound {
-					t.Errorf("%s wrote %d times in %v; one unit at one checkpoint per %v allows %d", m, w, elapsed, interval, bound)
+					t.Errorf("%s wrote %d times in %v; eight slots at one checkpoint per %v allow %d", m, w, elapsed, interval, bound)
 				}
 			}
 			r := result{msgsPerSec: float64(n) / elapsed.Seconds(), writesPerSec: float64(most) / elapsed.Seconds()}

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
@@ -29,23 +29,61 @@ type broadcastDeps struct {
 	// broadcastState is the coordinator's view of a broadcast's state and
 	// a channel closed when that state changes.
 	broadcastState func(id string) (coordinator.State, <-chan struct{})
-	log            *slog.Logger
+	// empty tells the worker's claim loop that a run holds no slot any
+	// more; it must not block.
+	empty func(*broadcastRun)
+	log   *slog.Logger
 }
 
-// broadcastRun is one broadcast on this worker: its compiled spec, a fixed
-// pool of max_in_flight senders shared by every unit of the broadcast the
-// worker holds, this worker's share of the fleet-wide rate limit, and a
-// watcher that keeps the broadcast's state and that share fresh.
+// runConfig is what a broadcast run takes from the worker's Config.
+type runConfig struct {
+	// window is how many owned records of the broadcast may be read but
+	// not yet finished on this worker.
+	window int
+	// checkpointEvery, checkpointInterval and checkpointMinInterval are
+	// the checkpoint policy (see checkpointLoop).
+	checkpointEvery       int
+	checkpointInterval    time.Duration
+	checkpointMinInterval time.Duration
+	// handoffDrain is how long a hand-back waits for sends in flight.
+	handoffDrain time.Duration
+	// writeTimeout bounds one checkpoint write.
+	writeTimeout   time.Duration
+	audienceLimits audience.Limits
+}
+
+func (c Config) runConfig() runConfig {
+	return runConfig{
+		window:                c.Window,
+		checkpointEvery:       c.CheckpointEvery,
+		checkpointInterval:    c.CheckpointInterval,
+		checkpointMinInterval: c.CheckpointMinInterval,
+		handoffDrain:          c.HandoffDrain,
+		writeTimeout:          5 * time.Second,
+		audienceLimits:        c.AudienceLimits,
+	}
+}
+
+// broadcastRun is one broadcast on this worker: its compiled spec, the
+// slots it holds (tracker), one reader over the audience for all of them,
+// one checkpointer that writes their progress together, a fixed pool of
+// max_in_flight senders, this worker's share of the fleet-wide rate
+// limit, and a watcher that keeps the broadcast's state and that share
+// fresh.
 //
-// newBroadcastRun starts the pool and the watcher; stop ends and waits for
-// both. Nothing else starts or stops them.
+// newBroadcastRun starts the pool, the reader, the checkpointer and the
+// state watcher; add starts a small watcher per slot (asked back, or its
+// claim ended); stop ends and waits for all of them. Nothing else starts
+// or stops them.
 type broadcastRun struct {
 	id   string
 	spec spec.Spec
 	set  *templates.Set
 	send *delivery.Sender
+	cfg  runConfig
 	deps broadcastDeps
 	log  *slog.Logger
+	t    *tracker
 
 	jobs    chan job
 	limiter *rate.Limiter // nil when the rate is unlimited
@@ -54,25 +92,35 @@ type broadcastRun struct {
 	state     atomic.Value // coordinator.State
 	changed   atomic.Value // <-chan struct{}: closed when the state changes
 	expiresAt time.Time
-	units     int // units running; owned by the worker's claim loop
 
+	stopping    chan struct{} // closed by stop
+	loops       sync.WaitGroup
 	cancelWatch context.CancelFunc
 	watching    sync.WaitGroup
 }
 
 // newBroadcastRun starts the broadcast's send pool (max_in_flight
-// goroutines reading jobs) and its state watcher. The caller owns the run
-// and must call stop once no unit feeds it any more.
-func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
+// goroutines reading jobs), its reader, its checkpointer and its state
+// watcher, for a broadcast of slots slots. The caller owns the run and
+// must call stop once it holds no slot (deps.empty says when).
+func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
-		id:   id,
-		spec: sp,
-		set:  set,
-		send: send,
-		deps: deps,
-		log:  deps.log.With("broadcast", id),
-		jobs: make(chan job, sp.Endpoint.MaxInFlight),
+		id:       id,
+		spec:     sp,
+		set:      set,
+		send:     send,
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.log.With("broadcast", id),
+		jobs:     make(chan job, sp.Endpoint.MaxInFlight),
+		stopping: make(chan struct{}),
 	}
+	b.t = newTracker(slots, cfg.window, uint64(cfg.checkpointEvery), func(empty bool) {
+		deps.metrics.unitsHeld.Dec()
+		if empty {
+			deps.empty(b)
+		}
+	})
 	if sp.ExpiresAt != nil {
 		b.expiresAt = *sp.ExpiresAt
 	}
@@ -88,8 +136,17 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 			b.sendLoop()
 		}()
 	}
+	b.loops.Add(2)
+	go func() {
+		defer b.loops.Done()
+		b.readLoop()
+	}()
+	go func() {
+		defer b.loops.Done()
+		b.checkpointLoop()
+	}()
 	// The watcher lives exactly as long as the run: stop cancels it, not
-	// the context of whoever happened to start the broadcast's first unit.
+	// the context of whoever happened to start the broadcast's first slot.
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancelWatch = cancel
 	b.watching.Add(1)
@@ -100,12 +157,49 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 	return b
 }
 
+// add starts working a claimed slot, and a watcher for it: when the
+// coordinator asks for the slot back, it stops sending the slot's records
+// and lets the checkpointer hand it back once drained; when the claim
+// ends, it forgets the slot.
+func (b *broadcastRun) add(cl *coordinator.Claim) {
+	b.deps.metrics.unitsHeld.Inc()
+	sr := b.t.add(cl)
+	b.loops.Add(1)
+	go func() {
+		defer b.loops.Done()
+		b.watchSlot(sr)
+	}()
+}
+
+func (b *broadcastRun) watchSlot(sr *slotRun) {
+	ctx := sr.cl.Context()
+	select {
+	case <-sr.cl.HandoffRequested():
+		b.t.handBack(sr, b.cfg.handoffDrain)
+	case <-ctx.Done():
+		b.t.drop(sr)
+		return
+	case <-sr.removed:
+		return
+	case <-b.stopping:
+		return
+	}
+	select {
+	case <-ctx.Done():
+		b.t.drop(sr)
+	case <-sr.removed:
+	case <-b.stopping:
+	}
+}
+
 // stop ends the run's goroutines and returns once they have all ended.
-// The caller must make sure no unit sends jobs any more (every unit of the
-// broadcast has returned). The pool then empties the queue, sending
-// nothing (a job still queued belongs to a unit that gave up on it), and
-// ends; the watcher is cancelled and waited for.
+// The caller must make sure the run holds no slot (every claim has
+// ended). The reader and the checkpointer stop first; then the pool
+// empties the queue, sending nothing (a job still queued belongs to a
+// slot that is gone), and ends; the watcher is cancelled and waited for.
 func (b *broadcastRun) stop() {
+	close(b.stopping)
+	b.loops.Wait()
 	close(b.jobs)
 	b.pool.Wait()
 	b.cancelWatch()
@@ -134,29 +228,6 @@ func (b *broadcastRun) refreshState() {
 	st, ch := b.deps.broadcastState(b.id)
 	b.state.Store(st)
 	b.changed.Store(ch)
-}
-
-// waitRunnable returns at once while the broadcast runs, waits while it is
-// paused or pending, and fails when it is over. A hand-back request ends
-// the wait: a paused unit can still be handed back exactly.
-func (b *broadcastRun) waitRunnable(ctx context.Context, handback <-chan struct{}) error {
-	for {
-		switch st := b.state.Load().(coordinator.State); st {
-		case coordinator.StateRunning:
-			return nil
-		case coordinator.StatePaused, coordinator.StatePending:
-		default:
-			return fmt.Errorf("worker: broadcast %s is %s", b.id, st)
-		}
-		select {
-		case <-b.changed.Load().(<-chan struct{}):
-			b.refreshState()
-		case <-handback:
-			return errHandBack
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // watchState keeps the cached state and this worker's rate share fresh
@@ -190,15 +261,15 @@ func (b *broadcastRun) sendLoop() {
 		out := b.deliver(j, &msg, &key)
 		if out != pending {
 			b.deps.metrics.outcome(out)
-			j.u.prog.finish(j.idx, out)
 		}
+		b.t.finish(j.idx, out)
 	}
 }
 
 func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outcome {
-	ctx := j.u.sendCtx
+	ctx := j.slot.sendCtx
 	if ctx.Err() != nil {
-		return pending // the unit is gone; its next owner sends this record
+		return pending // the slot is gone; its next holder sends this record
 	}
 	if b.expired() {
 		return expired
@@ -235,8 +306,8 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 		return failed
 	default:
 		// Aborted: the claim ended, or the lease deadline fenced the next
-		// attempt. Not finished, so the cursor stays before it and whoever
-		// owns the unit next sends it, with the same key.
+		// attempt. Not finished, so it stays pending in the slot's progress
+		// and whoever holds the slot next sends it, with the same key.
 		return pending
 	}
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	deadLetterErrors prometheus.Counter
 	triggers         *prometheus.CounterVec
 	streamErrors     prometheus.Counter
+	readWaits        prometheus.Counter
 	startErrors      prometheus.Counter
 	sendSeconds      prometheus.Histogram
 	retries          prometheus.Counter
@@ -41,15 +42,15 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 		}),
 		unitsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_units_running",
-			Help: "Work units this worker is streaming now.",
+			Help: "Slots (work units) this worker is working on now, over all broadcasts.",
 		}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_checkpoint_attempts_total",
-			Help: "Checkpoint writes attempted by unit runners.",
+			Help: "Checkpoint writes attempted: one per broadcast per write, covering all its slots here.",
 		}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_unit_handbacks_total",
-			Help: "Units handed back at a checkpoint (to a joining worker, or on shutdown).",
+			Help: "Slots handed back at a drained checkpoint (to another worker, or on shutdown).",
 		}),
 		deadLetterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_dead_letter_errors_total",
@@ -65,7 +66,11 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 		}),
 		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_unit_start_errors_total",
-			Help: "Claimed units that could not start (spec, template or secret unavailable here); retried with backoff.",
+			Help: "Claimed slots that could not start (spec, template or secret unavailable here); retried with backoff.",
+		}),
+		readWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_read_waits_total",
+			Help: "Times reading stopped for room: the window full, or a checkpoint window finished without an acknowledged write.",
 		}),
 		sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_send_seconds",
@@ -91,7 +96,7 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 			}
 			return time.Until(d).Seconds()
 		})
-		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.startErrors, m.sendSeconds, m.retries, slack)
+		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.readWaits, m.startErrors, m.sendSeconds, m.retries, slack)
 	}
 	return m
 }

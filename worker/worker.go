@@ -38,17 +38,21 @@ type Config struct {
 	NoIntake bool
 
 	// CheckpointEvery and CheckpointInterval bound the re-send window after
-	// a crash: a unit checkpoints as soon as this many records finished
-	// (0: 1000) or this much time passed (0: 1s), whichever comes first,
-	// but never more often than CheckpointMinInterval (0: 20ms), so etcd
-	// writes per unit stay bounded (50/s) whatever the message rate, and
-	// the window holds up to 50,000 records a second per unit.
+	// a crash: the worker writes the progress of all its slots of a
+	// broadcast, in one transaction, as soon as this many of their
+	// records finished (0: 1000) or this much time passed (0: 1s),
+	// whichever comes first, but never more often than
+	// CheckpointMinInterval (0: 20ms), so etcd writes per broadcast stay
+	// bounded (50/s) whatever the message rate and the number of slots.
+	// Reading stops while CheckpointEvery records have finished without an
+	// acknowledged write, so an etcd outage costs at most that many.
 	CheckpointEvery       int
 	CheckpointInterval    time.Duration
 	CheckpointMinInterval time.Duration
-	// Window is how many owned records of one unit may be read but not yet
-	// finished (0: 4096). It bounds memory per unit and how far reading
-	// runs ahead of a slow record.
+	// Window is how many owned records of one broadcast may be read but
+	// not yet finished on this worker (0: 4096; at most
+	// coordinator.MaxPending). It bounds memory per broadcast, and how
+	// many records a checkpoint lists as pending.
 	Window int
 	// HandoffDrain is how long a hand-back waits for sends in flight before
 	// abandoning them to the next owner (0: 5s).
@@ -118,6 +122,8 @@ func (c Config) Validate() error {
 		return errors.New("worker: config: no Kafka brokers")
 	case c.CheckpointEvery < 0, c.Window < 0:
 		return errors.New("worker: config: negative checkpoint count or window")
+	case c.Window > coordinator.MaxPending:
+		return fmt.Errorf("worker: config: window %d above %d", c.Window, coordinator.MaxPending)
 	case c.FetchMaxBytes < 0:
 		return errors.New("worker: config: negative fetch size")
 	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
@@ -127,7 +133,7 @@ func (c Config) Validate() error {
 }
 
 // Worker is one fleet member: it takes triggers from Kafka, and streams,
-// renders and sends the units its coordinator claims.
+// renders and sends the slots its coordinator claims.
 type Worker struct {
 	cfg     Config
 	coord   *coordinator.Coordinator
@@ -135,13 +141,15 @@ type Worker struct {
 	metrics *metrics
 	admit   *admission
 	gather  prometheus.Gatherer
-	// unitCfg and runDeps are what each unit run and broadcast run is
-	// built with: the parts of the worker they use, and nothing else.
-	unitCfg unitConfig
+	// runCfg and runDeps are what each broadcast run is built with: the
+	// parts of the worker it uses, and nothing else.
+	runCfg  runConfig
 	runDeps broadcastDeps
+	// empty carries runs that hold no slot any more to the claim loop.
+	empty chan *broadcastRun
 
-	// broadcasts are the broadcasts with a unit running here. Only the
-	// claim loop's goroutine reads or writes it.
+	// broadcasts are the broadcasts with a slot held here. Only the claim
+	// loop's goroutine reads or writes it.
 	broadcasts map[string]*broadcastRun
 
 	mu    sync.Mutex // guards ready
@@ -163,7 +171,8 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 		cfg:        cfg,
 		coord:      c,
 		log:        log,
-		unitCfg:    cfg.unitConfig(),
+		runCfg:     cfg.runConfig(),
+		empty:      make(chan *broadcastRun, 16),
 		broadcasts: make(map[string]*broadcastRun),
 	}
 	var r prometheus.Registerer
@@ -178,7 +187,13 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 		admit:          w.admit,
 		liveMembers:    c.LiveMembers,
 		broadcastState: c.BroadcastState,
-		log:            log,
+		empty: func(b *broadcastRun) {
+			select {
+			case w.empty <- b:
+			default: // the claim loop's sweep finds it
+			}
+		},
+		log: log,
 	}
 	if cfg.Allow.Len() == 0 {
 		log.Warn("the endpoint allowlist is empty: every trigger will be rejected (configure --allow-endpoint)")
@@ -186,11 +201,11 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 	return w, nil
 }
 
-// Run works until ctx ends, then hands its units back and leaves the fleet.
+// Run works until ctx ends, then hands its slots back and leaves the fleet.
 func (w *Worker) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The coordinator outlives the claims loop's context so that, on
-	// shutdown, it can ask for every unit back and wait for the hand-backs.
+	// shutdown, it can ask for every slot back and wait for the hand-backs.
 	g.Go(func() error { return w.coord.Run(gctx) })
 	if !w.cfg.NoIntake {
 		in := newIntake(w.cfg, w.coord.Registry(), w.log.With("component", "intake"), w.metrics, w.admit)
@@ -203,69 +218,69 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// claimLoop starts a unit runner for every claim and owns them all: it
-// returns only after every runner has returned and, with the last unit of
-// each broadcast, that broadcast's run (send pool and state watcher) has
-// stopped.
+// claimLoop gives every claim to its broadcast's run, starting the run
+// with the broadcast's first slot here, and stops a run once it holds no
+// slot. It owns every run: after ctx ends it keeps taking claims and
+// stopping runs until the coordinator has closed Claims (its leave is
+// over: every slot handed back or dropped) and every run has stopped.
 func (w *Worker) claimLoop(ctx context.Context) error {
-	done := make(chan *unitRun)
-	var units sync.WaitGroup
-	running := 0
-	var waiting []*startRetry // claims whose unit could not start yet
+	var waiting []*startRetry // claims whose slot could not start yet
 	defer func() {
 		// A claim never started has nothing in flight: give it back as it is.
 		for _, r := range waiting {
 			r.handBack(w.log)
 		}
-		// Runners end when the coordinator ends their claims (hand-back on
-		// shutdown, or lease loss); keep reaping until they have.
-		for running > 0 {
-			w.unitDone(<-done)
-			running--
-		}
-		units.Wait()
 	}()
 	start := func(cl *coordinator.Claim) error {
-		u, err := w.startUnit(ctx, cl)
+		b, err := w.broadcastFor(ctx, cl)
 		if err != nil {
 			return err
 		}
-		running++
-		units.Add(1)
-		go func() {
-			defer units.Done()
-			u.run()
-			done <- u
-		}()
+		b.add(cl)
 		return nil
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	claims := w.coord.Claims()
-	for {
+	done := ctx.Done()
+	for claims != nil || len(w.broadcasts) > 0 {
 		select {
 		case cl, ok := <-claims:
 			if !ok {
-				return nil
+				claims = nil
+				continue
 			}
 			if err := start(cl); err != nil {
 				waiting = append(waiting, w.cannotStart(cl, err, nil))
 			}
-		case u := <-done:
-			running--
-			w.unitDone(u)
+		case b := <-w.empty:
+			w.stopIfEmpty(b)
 		case now := <-tick.C:
 			waiting = w.retryStarts(waiting, now, start)
-		case <-ctx.Done():
-			return nil
+			for _, b := range w.broadcasts {
+				w.stopIfEmpty(b)
+			}
+		case <-done:
+			done = nil
 		}
 	}
+	return nil
 }
 
-// startRetry is a claimed unit that could not start: its spec could not be
+// stopIfEmpty stops b if it holds no slot. Only the claim loop adds
+// slots, so an empty run stays empty until stopped.
+func (w *Worker) stopIfEmpty(b *broadcastRun) {
+	if w.broadcasts[b.id] != b || !b.t.empty() {
+		return
+	}
+	delete(w.broadcasts, b.id)
+	b.stop()
+}
+
+// startRetry is a claimed slot that could not start: its spec could not be
 // loaded or compiled, or a secret it names is missing here. The claim is
 // kept and the start retried with backoff (the cause is often passing, and
-// handing the unit back would only split it among workers that may fail
+// handing the slot back would only pass it to workers that may fail
 // alike); a hand-back request or the claim's end is honoured meanwhile.
 type startRetry struct {
 	cl      *coordinator.Claim
@@ -280,7 +295,7 @@ func (w *Worker) cannotStart(cl *coordinator.Claim, err error, r *startRetry) *s
 	r.attempt++
 	r.next = time.Now().Add(min(backoff(r.attempt+3), 30*time.Second))
 	w.metrics.startErrors.Inc()
-	w.log.Error("cannot start claimed unit; retrying", "broadcast", cl.Broadcast(), "unit", cl.Unit().ID,
+	w.log.Error("cannot start claimed slot; retrying", "broadcast", cl.Broadcast(), "slot", cl.Slot(),
 		"attempt", r.attempt, "err", err)
 	return r
 }
@@ -290,7 +305,7 @@ func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*c
 	for _, r := range waiting {
 		select {
 		case <-r.cl.Context().Done():
-			continue // the claim ended; whoever owns the unit now starts it
+			continue // the claim ended; whoever holds the slot now starts it
 		case <-r.cl.HandoffRequested():
 			r.handBack(w.log)
 			continue
@@ -307,46 +322,25 @@ func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*c
 	return kept
 }
 
-// handBack returns a never-started unit at the progress it was claimed with.
+// handBack returns a never-started slot at the progress it was claimed with.
 func (r *startRetry) handBack(log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.cl.Handoff(ctx, r.cl.Progress()); err != nil {
-		log.Warn("hand back unstarted unit", "unit", r.cl.Unit().ID, "err", err)
+		log.Warn("hand back unstarted slot", "slot", r.cl.Slot(), "err", err)
 	}
-}
-
-func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun, error) {
-	id := cl.Broadcast()
-	b, err := w.broadcastFor(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	b.units++
-	w.metrics.unitsHeld.Inc()
-	return newUnitRun(b, cl, w.unitCfg, w.metrics), nil
-}
-
-// unitDone accounts for a unit runner that returned. The last unit of a
-// broadcast on this worker stops the broadcast's run: nothing feeds its
-// pool any more.
-func (w *Worker) unitDone(u *unitRun) {
-	w.metrics.unitsHeld.Dec()
-	b := u.b
-	if b.units--; b.units > 0 {
-		return
-	}
-	delete(w.broadcasts, b.id)
-	b.stop()
 }
 
 // broadcastFor returns the broadcast's run on this worker, loading and
 // compiling its spec on first use.
-func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, error) {
+func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broadcastRun, error) {
+	id := cl.Broadcast()
 	if b := w.broadcasts[id]; b != nil {
 		return b, nil
 	}
-	raw, err := w.coord.Registry().Spec(ctx, id)
+	// The claim's context, not the loop's: a spec is still worth loading
+	// while the worker leaves, for a slot it then hands back at once.
+	raw, err := w.coord.Registry().Spec(cl.Context(), id)
 	if err != nil {
 		return nil, fmt.Errorf("worker: load spec of %s: %w", id, err)
 	}
@@ -374,7 +368,7 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	if err != nil {
 		return nil, fmt.Errorf("worker: sender for %s: %w", id, err)
 	}
-	b := newBroadcastRun(id, sp, set, s, w.runDeps)
+	b := newBroadcastRun(id, sp, set, s, cl.Slots(), w.runCfg, w.runDeps)
 	w.broadcasts[id] = b
 	return b, nil
 }

@@ -189,3 +189,40 @@ func (c *cluster) memberLease(id string) int64 {
 	}
 	return resp.Kvs[0].Lease
 }
+
+// A member whose etcd stops answering for twice its lease TTL (as a
+// SIGSTOP of the etcd process looks to it) loses its lease, as it must,
+// and joins again once etcd answers; the new lease must then hold. A
+// grant sent during the outage and answered after it is renewed at once:
+// counted from its send time, it would be nearly over on arrival.
+func TestRejoinAfterOutageKeepsItsNewLease(t *testing.T) {
+	c := newCluster(t)
+	const ttl = 2 * time.Second
+	m := c.start("p", memberOpts{ttl: ttl, proxied: true}, driverConfig{stream: newStream(1), ledger: newLedger(1)})
+	eventually(t, 10*time.Second, "joined", m.coord.Ready)
+	old := c.memberLease("p")
+	m.proxy.freeze()
+	time.Sleep(2 * ttl)
+	m.proxy.thaw()
+	eventually(t, 20*time.Second, "a new lease", func() bool {
+		id := c.memberLease("p")
+		return id != 0 && id != old && m.coord.Ready()
+	})
+	fences := counterOf(m.coord.m.fences)
+	fresh := c.memberLease("p")
+	t.Logf("lease %x lost after the outage (%v fences), rejoined under %x", old, fences, fresh)
+	// Three TTLs: a lease that was to lapse would have.
+	deadline := time.Now().Add(3 * ttl)
+	for time.Now().Before(deadline) {
+		if got := counterOf(m.coord.m.fences); got != fences {
+			t.Fatalf("the new lease was lost too: %v fences, was %v", got, fences)
+		}
+		if !m.coord.Ready() {
+			t.Fatalf("not ready %v after rejoining", time.Until(deadline))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := c.memberLease("p"); got != fresh {
+		t.Fatalf("member record under lease %x, want the new lease %x", got, fresh)
+	}
+}

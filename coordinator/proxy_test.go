@@ -7,18 +7,22 @@ import (
 	"testing"
 )
 
-// proxy is a TCP relay between a member and etcd that the test can sever.
-// Severed, it blackholes: connections stay open and bytes vanish, as in a
-// network partition, so the member learns of it only by silence.
+// proxy is a TCP relay between a member and etcd that the test can sever
+// or freeze. Severed, it blackholes: connections stay open and bytes
+// vanish, as in a network partition, so the member learns of it only by
+// silence. Frozen, it holds every byte until thawed, as a stopped etcd
+// process (SIGSTOP) does: requests sent meanwhile are answered late.
 type proxy struct {
 	t      testing.TB
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	thawed *sync.Cond // signalled when frozen is cleared
+	cut    bool
+	frozen bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
 }
 
 func newProxy(t testing.TB, target string) *proxy {
@@ -28,6 +32,7 @@ func newProxy(t testing.TB, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{t: t, ln: ln, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]struct{}{}}
+	p.thawed = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -76,6 +81,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		p.waitThawed()
 		if n > 0 && !p.severed() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -91,6 +97,29 @@ func (p *proxy) severed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cut
+}
+
+func (p *proxy) waitThawed() {
+	p.mu.Lock()
+	for p.frozen {
+		p.thawed.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// freeze holds every byte both ways until thaw.
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	p.frozen = true
+	p.mu.Unlock()
+}
+
+// thaw delivers what was held and relays again.
+func (p *proxy) thaw() {
+	p.mu.Lock()
+	p.frozen = false
+	p.thawed.Broadcast()
+	p.mu.Unlock()
 }
 
 // sever starts dropping every byte both ways.
@@ -114,6 +143,7 @@ func (p *proxy) restore() {
 
 func (p *proxy) close() {
 	p.ln.Close()
+	p.thaw()
 	p.restore()
 	p.wg.Wait()
 }

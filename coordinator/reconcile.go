@@ -17,7 +17,7 @@ import (
 // markers, the membership, this member's claims) did not change since the
 // last reconcile costs nothing.
 func (c *Coordinator) reconcile(l *lease) {
-	live, weights, liveOf := c.view.live()
+	live := c.view.live()
 	c.live.Store(int64(len(live)))
 	c.checkHeld(l)
 	now := time.Now()
@@ -44,7 +44,7 @@ func (c *Coordinator) reconcile(l *lease) {
 			if b.slots == 0 {
 				continue // paused before it started
 			}
-			c.assign(l, b, weights, liveOf)
+			c.assign(l, b)
 			if b.state.State == StateRunning && b.doneCount == b.slots && c.leads(b.id, live) {
 				c.complete(l, b)
 			}
@@ -160,12 +160,13 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 // (sharding.AssignIndexed), claims the free slots it names this member
 // for, and asks the worker to hand back the slots this member holds that
 // it names someone else for.
-func (c *Coordinator) assign(l *lease, b *broadcastView, weights []float64, liveOf []int32) {
+func (c *Coordinator) assign(l *lease, b *broadcastView) {
 	in := inputs{broadcast: b.gen, members: c.view.membersGen, held: c.heldGen.Load()}
 	if c.acted[b.id] == in {
 		return
 	}
 	c.acted[b.id] = in
+	weights, liveOf := c.view.liveIndex()
 	if len(weights) == 0 {
 		return
 	}

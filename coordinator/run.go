@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 )
 
 // Run joins the fleet and does this member's share of coordination until
@@ -231,7 +232,12 @@ func (c *Coordinator) resync(l *lease) (*watch, error) {
 	for _, id := range known {
 		c.noteState(id)
 	}
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	// The member's id in the watch's metadata gives its watch a gRPC
+	// stream of its own even when members share a client (as in tests):
+	// etcd queues a stream's events in one buffer, and one member's
+	// backlog must not hold up another's.
+	wctx, wcancel := context.WithCancel(metadata.AppendToOutgoingContext(
+		clientv3.WithRequireLeader(context.Background()), "herald-member", c.cfg.MemberID))
 	ch := c.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(resp.Header.Revision+1))
 	c.synced.Store(true)
 	return &watch{ch: ch, cancel: wcancel}, nil

@@ -32,11 +32,16 @@ type view struct {
 	names   []string
 	nameIdx map[string]int32
 
-	// The live members, rebuilt on demand once membership changed.
-	liveGen     uint64
-	liveMembers []sharding.Member // live, not leaving, by id
-	liveWeights []float64         // their capacities, in the same order
-	liveOf      []int32           // name index -> index in liveMembers, or -1
+	// liveMembers are the members alive and not leaving, by id, kept
+	// sorted as member keys change (a join or leave costs a binary search
+	// and a copy, not a sort: a member sees every other member's join).
+	liveMembers []sharding.Member
+	// For the assignment, rebuilt on demand once membership changed:
+	// capacities in liveMembers' order, and name index -> index in
+	// liveMembers (or -1).
+	indexGen    uint64
+	liveWeights []float64
+	liveOf      []int32
 }
 
 type memberView struct {
@@ -100,16 +105,19 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 		v.membersGen++
 		if deleted {
 			delete(v.members, name)
+			v.setLive(name, 0, false)
 			return "", nil
 		}
 		var rec memberRecord
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
 			delete(v.members, name)
+			v.setLive(name, 0, false)
 			return "", fmt.Errorf("coordinator: decode member %s: %w", name, err)
 		}
 		rec.ID = name // the key is the truth
 		v.intern(name)
 		v.members[name] = memberView{rec: rec, lease: kv.Lease}
+		v.setLive(name, rec.Capacity, !rec.Leaving)
 	case keyState:
 		b := v.broadcast(id)
 		b.gen++
@@ -167,40 +175,52 @@ func (b *broadcastView) over() {
 	b.holder, b.token, b.done = nil, nil, nil
 }
 
-// live returns the members that are alive and not leaving, sorted by id,
-// with their capacities, and for each name index the member's place in
-// that list (or -1). The result is cached until membership changes; the
-// caller must not modify it.
-func (v *view) live() (members []sharding.Member, weights []float64, liveOf []int32) {
-	if v.liveGen == v.membersGen && len(v.liveOf) == len(v.names) {
-		return v.liveMembers, v.liveWeights, v.liveOf
-	}
-	members = make([]sharding.Member, 0, len(v.members))
-	for id, m := range v.members {
-		if m.rec.Leaving {
-			continue
+// setLive puts member id in the live list with capacity w, or takes it
+// out.
+func (v *view) setLive(id string, w float64, live bool) {
+	i, found := slices.BinarySearchFunc(v.liveMembers, id, func(m sharding.Member, id string) int { return cmp.Compare(m.ID, id) })
+	if !live {
+		if found {
+			v.liveMembers = slices.Delete(v.liveMembers, i, i+1)
 		}
-		w := m.rec.Capacity
-		if w == 0 {
-			w = 1
-		}
-		// A peer with an out-of-range capacity must not upset everyone's
-		// arithmetic.
-		w = min(max(w, sharding.MinWeight), sharding.MaxWeight)
-		members = append(members, sharding.Member{ID: id, Weight: w})
+		return
 	}
-	slices.SortFunc(members, func(a, b sharding.Member) int { return cmp.Compare(a.ID, b.ID) })
-	weights = make([]float64, len(members))
+	if w == 0 {
+		w = 1
+	}
+	// A peer with an out-of-range capacity must not upset everyone's
+	// arithmetic.
+	w = min(max(w, sharding.MinWeight), sharding.MaxWeight)
+	if found {
+		v.liveMembers[i].Weight = w
+		return
+	}
+	v.liveMembers = slices.Insert(v.liveMembers, i, sharding.Member{ID: id, Weight: w})
+}
+
+// live returns the members that are alive and not leaving, sorted by id.
+// The caller must not modify it.
+func (v *view) live() []sharding.Member { return v.liveMembers }
+
+// liveIndex returns the live members' capacities in id order, and for each
+// name index the member's place among them (or -1), as the assignment
+// takes them. The result is cached until membership changes; the caller
+// must not modify it.
+func (v *view) liveIndex() (weights []float64, liveOf []int32) {
+	if v.indexGen == v.membersGen && len(v.liveOf) == len(v.names) {
+		return v.liveWeights, v.liveOf
+	}
+	weights = make([]float64, len(v.liveMembers))
 	liveOf = make([]int32, len(v.names))
 	for i := range liveOf {
 		liveOf[i] = -1
 	}
-	for i, m := range members {
+	for i, m := range v.liveMembers {
 		weights[i] = m.Weight
 		liveOf[v.nameIdx[m.ID]] = int32(i)
 	}
-	v.liveGen, v.liveMembers, v.liveWeights, v.liveOf = v.membersGen, members, weights, liveOf
-	return members, weights, liveOf
+	v.indexGen, v.liveWeights, v.liveOf = v.membersGen, weights, liveOf
+	return weights, liveOf
 }
 
 // active reports whether member is alive and not leaving.

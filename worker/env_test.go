@@ -109,9 +109,14 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (e *env) endpoint() string { return e.srv.URL + "/push" }
 
-func (e *env) etcd() *clientv3.Client {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.stack.EtcdEndpoint()},
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+func (e *env) etcd() *clientv3.Client { return e.etcdAt(e.stack.EtcdEndpoint()) }
+
+// etcdAt is a client of endpoint. Keepalive pings make a severed
+// connection show quickly.
+func (e *env) etcdAt(endpoint string) *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint},
+		DialTimeout: 5 * time.Second, DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second,
+		Logger: zap.NewNop()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -124,6 +129,7 @@ type testWorker struct {
 	id     string
 	w      *Worker
 	cli    *clientv3.Client
+	proxy  *proxy // between the worker and etcd, when asked for
 	cancel context.CancelFunc
 	done   chan error
 	reg    *prometheus.Registry
@@ -132,11 +138,20 @@ type testWorker struct {
 type workerOpts struct {
 	intake bool
 	tune   func(*Config)
+	// proxied puts a proxy the test can sever between the worker and etcd.
+	proxied bool
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	e.t.Helper()
-	cli := e.etcd()
+	var cli *clientv3.Client
+	var px *proxy
+	if o.proxied {
+		px = newProxy(e.t, e.stack.EtcdEndpoint())
+		cli = e.etcdAt(px.endpoint())
+	} else {
+		cli = e.etcd()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
 	reg := prometheus.NewRegistry()
 	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,
@@ -162,7 +177,7 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tw := &testWorker{id: id, w: w, cli: cli, cancel: cancel, done: make(chan error, 1), reg: reg}
+	tw := &testWorker{id: id, w: w, cli: cli, proxy: px, cancel: cancel, done: make(chan error, 1), reg: reg}
 	go func() {
 		err := w.Run(ctx)
 		dead.Close()

@@ -1,0 +1,472 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/herald-dev/herald/sharding"
+)
+
+// simMember is one coordinator of a simulated fleet and a driver that
+// stands in for its worker: it holds the slots it is given, checkpoints
+// them all in one Write a second, and hands a slot back at once when asked
+// (as a worker with nothing in flight would).
+type simMember struct {
+	id     string
+	co     *Coordinator
+	cli    *clientv3.Client // its own, for members the test kills; else shared
+	own    bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type simFleet struct {
+	t       *testing.T
+	c       *cluster
+	shared  []*clientv3.Client
+	ttl     time.Duration
+	members map[string]*simMember
+	next    int
+	mu      sync.Mutex // guards members for the cleanup
+	// gone counts the watch events of members no longer in members.
+	gone float64
+}
+
+func newSimFleet(t *testing.T, c *cluster, clients int, ttl time.Duration) *simFleet {
+	f := &simFleet{t: t, c: c, ttl: ttl, members: map[string]*simMember{}}
+	for range clients {
+		f.shared = append(f.shared, c.client(c.etcd.Endpoint()))
+	}
+	t.Cleanup(func() {
+		f.mu.Lock()
+		ms := make([]*simMember, 0, len(f.members))
+		for _, m := range f.members {
+			ms = append(ms, m)
+		}
+		f.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.stop()
+			}()
+		}
+		wg.Wait()
+		for _, cli := range f.shared {
+			cli.Close()
+		}
+	})
+	return f
+}
+
+// start runs a new member; own gives it a client of its own, so that kill
+// can cut it off.
+func (f *simFleet) start(own bool) *simMember {
+	id := fmt.Sprintf("m%04d", f.next)
+	f.next++
+	m := &simMember{id: id, own: own, done: make(chan struct{})}
+	if own {
+		m.cli = f.c.client(f.c.etcd.Endpoint())
+	} else {
+		m.cli = f.shared[f.next%len(f.shared)]
+	}
+	co, err := New(Config{Prefix: f.c.prefix, MemberID: id, LeaseTTL: f.ttl}, m.cli, nil, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m.co = co
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			simDrive(co)
+		}()
+		if err := co.Run(ctx); err != nil {
+			f.t.Errorf("%s: %v", id, err)
+		}
+		wg.Wait()
+	}()
+	f.mu.Lock()
+	f.members[id] = m
+	f.mu.Unlock()
+	return m
+}
+
+// stop is a graceful leave.
+func (m *simMember) stop() {
+	m.cancel()
+	<-m.done
+	if m.own {
+		m.cli.Close()
+	}
+}
+
+// kill is a crash: its client goes first, so it writes nothing more and
+// its lease expires on its own.
+func (m *simMember) kill() {
+	m.cli.Close()
+	m.cancel()
+	<-m.done
+}
+
+// simDrive works a member's claims until Claims closes.
+func simDrive(co *Coordinator) {
+	held := map[*Claim]Progress{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	last := time.Now()
+	claims := co.Claims()
+	for claims != nil || len(held) > 0 {
+		select {
+		case cl, ok := <-claims:
+			if !ok {
+				claims = nil
+				continue
+			}
+			held[cl] = cl.Progress()
+			continue
+		case <-tick.C:
+		}
+		var rs []Report
+		checkpoint := time.Since(last) >= time.Second
+		for cl, p := range held {
+			switch {
+			case cl.Context().Err() != nil:
+				delete(held, cl)
+			case cl.handoffPending():
+				rs = append(rs, Report{Claim: cl, Progress: p, End: HandBack})
+			case checkpoint:
+				p.Cursor.Seq += 100
+				p.Counters.Scanned += 100
+				p.Counters.Delivered += 100
+				held[cl] = p
+				rs = append(rs, Report{Claim: cl, Progress: p})
+			}
+		}
+		if checkpoint {
+			last = time.Now()
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs := Write(ctx, rs)
+		cancel()
+		for i, r := range rs {
+			if errs[i] == nil && r.End == HandBack {
+				delete(held, r.Claim)
+			}
+		}
+	}
+}
+
+// claimCount is how many slots of id are claimed, and by whom.
+func (f *simFleet) claimCount(id string) (int, map[string]int) {
+	resp, err := f.c.admin.Get(context.Background(), keys{f.c.prefix}.claims(id), clientv3.WithPrefix())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, kv := range resp.Kvs {
+		per[string(kv.Value)]++
+	}
+	return len(resp.Kvs), per
+}
+
+// balance is the largest deviation of a live member's slots from its
+// exact share of slots (equal capacities), relative to that share.
+func balance(per map[string]int, live []string, slots int) (worst float64, lo, hi int) {
+	exact := float64(slots) / float64(len(live))
+	lo = math.MaxInt
+	for _, id := range live {
+		n := per[id]
+		lo, hi = min(lo, n), max(hi, n)
+		worst = max(worst, math.Abs(float64(n)-exact)/exact)
+	}
+	return worst, lo, hi
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// watchEvents is the watch events every member has received so far.
+func (f *simFleet) watchEvents() float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.gone
+	for _, m := range f.members {
+		n += counterOf(m.co.m.watchEvents)
+	}
+	return n
+}
+
+// phase measures etcd writes and watch events over a stretch of time.
+type phase struct {
+	f       *simFleet
+	rev     int64
+	events  float64
+	cpu     time.Duration
+	started time.Time
+}
+
+func (f *simFleet) begin() phase {
+	return phase{f: f, rev: f.c.revision(), events: f.watchEvents(), cpu: cpuTime(f.t), started: time.Now()}
+}
+
+func (p phase) report(name string, members int) {
+	d := time.Since(p.started).Seconds()
+	writes := float64(p.f.c.revision()-p.rev) / d
+	events := (p.f.watchEvents() - p.events) / float64(members) / d
+	cpu := float64(cpuTime(p.f.t)-p.cpu) / float64(time.Millisecond) / float64(members) / d
+	p.f.t.Logf("%-26s %6.1f s: etcd writes %7.0f/s, watch events %7.1f per member per second, process CPU %.2f ms per member per second",
+		name, d, writes, events, cpu)
+}
+
+// TestFleetSimulation runs a fleet of 1,000 members (HERALD_SIM_MEMBERS to
+// change it) against one embedded etcd, with real leases, claims and
+// checkpoints and no HTTP, through the life of one broadcast: the start,
+// a steady stretch, 100 members (a tenth) killed at once, and 200 random
+// joins and graceful leaves. It logs the figures docs/PERFORMANCE.md
+// quotes and checks what the design promises: every slot claimed, shares
+// within one slot of exact, failover within TTL + 2 s, the slot count
+// fixed at 8 per member at the start whatever the churn.
+//
+//	go test -run TestFleetSimulation -v ./coordinator/
+func TestFleetSimulation(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("a thousand members: not under -short or -race")
+	}
+	n := 1000
+	if v := os.Getenv("HERALD_SIM_MEMBERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 10 {
+			t.Fatalf("HERALD_SIM_MEMBERS=%q", v)
+		}
+	}
+	victims := n / 10
+	const ttl = 3 * time.Second
+	c := newCluster(t)
+	f := newSimFleet(t, c, 8, ttl)
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	// Joins; the members the test kills later have clients of their own.
+	p := f.begin()
+	killable := map[string]bool{}
+	for i := range n {
+		m := f.start(i%(n/victims) == 0)
+		if m.own {
+			killable[m.id] = true
+		}
+	}
+	probe := f.members["m0000"].co
+	eventually(t, 120*time.Second, "every member joined", func() bool { return probe.LiveMembers() == n })
+	p.report(fmt.Sprintf("%d joins", n), n)
+
+	p = f.begin()
+	time.Sleep(3 * time.Second)
+	p.report("idle, no broadcast", n)
+
+	// The start: every slot claimed.
+	p = f.begin()
+	c.register("sim")
+	started := time.Now()
+	slots := sharding.SlotCount(n)
+	eventually(t, 120*time.Second, "every slot claimed", func() bool {
+		got, _ := f.claimCount("sim")
+		return got == slots
+	})
+	t.Logf("start: %d slots all claimed %v after the trigger was registered", slots, time.Since(started).Round(time.Millisecond))
+	p.report("start", n)
+	if st, err := NewRegistry(c.admin, c.prefix).Status(context.Background(), "sim"); err != nil || st.Units.Total != slots {
+		t.Fatalf("status %+v %v: want %d slots", st.Units, err, slots)
+	}
+	live := make([]string, 0, n)
+	for id := range f.members {
+		live = append(live, id)
+	}
+	_, per := f.claimCount("sim")
+	worst, lo, hi := balance(per, live, slots)
+	t.Logf("start: shares %d to %d slots per member, exact %.2f: worst %.1f%% off", lo, hi, float64(slots)/float64(n), 100*worst)
+	if hi-lo > 1 {
+		t.Errorf("start: shares from %d to %d slots", lo, hi)
+	}
+
+	p = f.begin()
+	time.Sleep(3 * time.Second)
+	p.report("steady, 1 checkpoint/s each", n)
+
+	// Failover: a tenth of the fleet dies at once.
+	var dead []string
+	for id := range killable {
+		dead = append(dead, id)
+	}
+	slices.Sort(dead)
+	p = f.begin()
+	var wg sync.WaitGroup
+	killed := time.Now()
+	for _, id := range dead {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.members[id].kill()
+		}()
+	}
+	wg.Wait()
+	f.mu.Lock()
+	for _, id := range dead {
+		f.gone += counterOf(f.members[id].co.m.watchEvents)
+		delete(f.members, id)
+	}
+	f.mu.Unlock()
+	live = live[:0]
+	for id := range f.members {
+		live = append(live, id)
+	}
+	var failover time.Duration
+	eventually(t, 60*time.Second, "every slot claimed by a survivor", func() bool {
+		got, per := f.claimCount("sim")
+		for _, id := range dead {
+			if per[id] > 0 {
+				return false
+			}
+		}
+		failover = time.Since(killed)
+		return got == slots
+	})
+	t.Logf("failover: %d members killed at once; every slot claimed by the %d survivors %v later (lease TTL %v)",
+		len(dead), len(live), failover.Round(time.Millisecond), ttl)
+	if failover > ttl+2*time.Second {
+		t.Errorf("failover took %v, over TTL + 2 s", failover)
+	}
+	p.report("failover", len(live))
+	_, per = f.claimCount("sim")
+	worst, lo, hi = balance(per, live, slots)
+	t.Logf("after the failover: shares %d to %d slots, exact %.2f: worst %.1f%% off", lo, hi, float64(slots)/float64(len(live)), 100*worst)
+	if float64(hi)-float64(slots)/float64(len(live)) >= 1 || float64(slots)/float64(len(live))-float64(lo) >= 1 {
+		t.Errorf("after the failover: shares from %d to %d slots, exact %.2f", lo, hi, float64(slots)/float64(len(live)))
+	}
+
+	// Churn: 200 random joins and graceful leaves, a few at a time.
+	p = f.begin()
+	churned := time.Now()
+	joins, leaves := 0, 0
+	for i := 0; i < 200; i += 10 {
+		var wg sync.WaitGroup
+		for range 10 {
+			if rng.IntN(2) == 0 {
+				f.start(false)
+				joins++
+				continue
+			}
+			f.mu.Lock()
+			ids := make([]string, 0, len(f.members))
+			for id := range f.members {
+				if id != "m0000" {
+					ids = append(ids, id)
+				}
+			}
+			slices.Sort(ids)
+			m := f.members[ids[rng.IntN(len(ids))]]
+			delete(f.members, m.id)
+			f.mu.Unlock()
+			defer func() {
+				f.mu.Lock()
+				f.gone += counterOf(m.co.m.watchEvents)
+				f.mu.Unlock()
+			}()
+			leaves++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.stop()
+			}()
+		}
+		wg.Wait()
+		if got, _ := f.claimCount("sim"); got > slots {
+			t.Fatalf("%d claims on %d slots", got, slots)
+		}
+	}
+	live = live[:0]
+	for id := range f.members {
+		live = append(live, id)
+	}
+	eventually(t, 60*time.Second, "the fleet settled after the churn", func() bool {
+		got, per := f.claimCount("sim")
+		if got != slots {
+			return false
+		}
+		_, lo, hi := balance(per, live, slots)
+		exact := float64(slots) / float64(len(live))
+		return float64(hi)-exact < 1 && exact-float64(lo) < 1
+	})
+	p.report("churn", len(live))
+	_, per = f.claimCount("sim")
+	worst, lo, hi = balance(per, live, slots)
+	st, err := NewRegistry(c.admin, c.prefix).Status(context.Background(), "sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("churn: %d joins and %d leaves in %v; %d members; %d open units of %d slots (%d unclaimed), shares %d to %d, exact %.2f, worst %.1f%% off",
+		joins, leaves, time.Since(churned).Round(time.Millisecond), len(live), st.Units.Total-st.Units.Done, st.Units.Total,
+		st.Units.Unclaimed, lo, hi, float64(slots)/float64(len(live)), 100*worst)
+	if st.Units.Total != slots || slots > sharding.SlotsPerMember*n {
+		t.Errorf("units %+v: the slot count must stay %d, at most 8 per member at the start", st.Units, slots)
+	}
+}
+
+// TestIdleMembersCPU starts 100 members with nothing to do and prints what
+// they cost: CPU time of the whole test process (the members and the
+// embedded etcd serving them) per member per second, measured with
+// getrusage. It is a figure to read, not a timed assertion.
+//
+//	go test -run TestIdleMembersCPU -v ./coordinator/
+func TestIdleMembersCPU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a figure, not a check")
+	}
+	const n = 100
+	c := newCluster(t)
+	f := newSimFleet(t, c, 4, DefaultLeaseTTL)
+	for range n {
+		f.start(false)
+	}
+	probe := f.members["m0000"].co
+	eventually(t, 60*time.Second, "every member joined", func() bool { return probe.LiveMembers() == n })
+	time.Sleep(time.Second) // let the joins' events settle
+	p := f.begin()
+	time.Sleep(5 * time.Second)
+	p.report(fmt.Sprintf("%d idle members", n), n)
+}
+
+// counterOf reads a Prometheus counter's value.
+func counterOf(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}

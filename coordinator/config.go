@@ -14,7 +14,7 @@ import (
 const (
 	DefaultPrefix            = "/herald"
 	DefaultLeaseTTL          = 5 * time.Second
-	DefaultReconcileInterval = 500 * time.Millisecond
+	DefaultReconcileInterval = 100 * time.Millisecond
 	DefaultLeaveTimeout      = 10 * time.Second
 	// MinLeaseTTL is the shortest lease a member may ask for. etcd raises
 	// shorter TTLs to about 1.5 election timeouts (1.5 s with default
@@ -36,8 +36,9 @@ type Config struct {
 	// Address is where this member can be reached (its metrics endpoint,
 	// say); it is recorded for operators and not used by the coordinator.
 	Address string
-	// Capacity is this member's weight on the ring relative to others: a
-	// member of capacity 2 gets about twice the share of one of capacity 1.
+	// Capacity is this member's weight in the assignment relative to
+	// others: a member of capacity 2 gets twice the slots of one of
+	// capacity 1, to within one slot.
 	// 0 means 1; otherwise it must lie in [sharding.MinWeight,
 	// sharding.MaxWeight].
 	Capacity float64
@@ -53,10 +54,14 @@ type Config struct {
 	SafetyMargin time.Duration
 	// Version is this member's software version, recorded for operators.
 	Version string
-	// ReconcileInterval is how often the member re-examines its view even
-	// when no etcd event arrived. Events trigger work at once; the ticker is
-	// the safety net for start times (not_before) and missed wake-ups.
-	// 0 means 500 ms.
+	// ReconcileInterval is how long a member lets changes gather before it
+	// acts again: the first change after a quiet spell is acted on at once,
+	// those within the next ReconcileInterval together at its end, so a
+	// burst of events (a fleet claiming a new broadcast's slots, say) costs
+	// a member a few reconciles, not one per event. It is also how soon a
+	// failed etcd operation is tried again, and the least time between two
+	// full reads of the view. A member with nothing changing does nothing.
+	// 0 means 100 ms.
 	ReconcileInterval time.Duration
 	// LeaveTimeout bounds a graceful leave: how long Run, once its context
 	// ends, waits for the worker to hand back its claims before revoking

@@ -1,18 +1,28 @@
 // Package coordinator keeps a Herald fleet in agreement through etcd: who is
 // alive, which broadcasts exist and in what state, which member holds which
-// unit of work, how far each unit has got, and who takes over when a member
-// dies, joins or leaves.
+// slot of each broadcast's work, how far each slot has got, and who takes
+// over when a member dies, joins or leaves.
+//
+// A broadcast's work is a fixed number of slots, set when it starts
+// (sharding.SlotCount): equal ranges of the hash space, never split or
+// merged. Every member computes the same assignment of the open slots from
+// its view of etcd (sharding.Assign: quotas proportional to capacity,
+// sticky), claims the free slots it names it for, and hands back at a
+// drained checkpoint those it names someone else for. Members watch
+// claims, done markers, states and membership; the slots' progress is
+// written outside that range, so no member wakes on another's checkpoints.
 //
 // A member's liveness is one etcd lease, held by a concurrency.Session. Its
 // member record and every claim it holds are bound to that lease, so when
 // the member dies the claims vanish with it and the survivors, woken by the
-// claim-key deletion, split its unfinished remainder among themselves. Every
-// write that claims or advances work is a transaction that first proves
-// ownership: a checkpoint compares the claim key's create revision with the
-// one the claimer got (the fencing token), so a member that lost its lease
-// can never overwrite its successor's progress. Locally, a member stops work
-// once its last keepalive acknowledgement plus the TTL, less a safety
-// margin, has passed; it then joins again with a new lease and fresh claims.
+// claim-key deletions, claim its slots by the same assignment. Every write
+// that claims or advances work is a transaction that first proves
+// ownership: a checkpoint compares each slot's claim-key create revision
+// with the one the claimer got (the fencing token), so a member that lost
+// its lease can never overwrite its successor's progress; Write puts many
+// slots' progress in one transaction. Locally, a member stops work once its
+// last keepalive acknowledgement plus the TTL, less a safety margin, has
+// passed; it then joins again with a new lease and fresh claims.
 //
 // The package does not read audiences or send messages: that is the
 // worker's job, driven by the Claims a Coordinator hands out. It does not
@@ -24,7 +34,8 @@
 // New starts nothing. A running Coordinator has these goroutines:
 //
 //   - Run's own, the caller's: it joins, reads and watches the view,
-//     reconciles, claims, and once ctx ends, leaves. It is the only writer
+//     reconciles (only when something changed), claims, and once ctx
+//     ends, leaves. It is the only writer
 //     of the Coordinator's state; the comment on Coordinator says, field by
 //     field, who may read what. It ends when Run returns.
 //   - The claim queue's, started by Run before its loop and stopped by Run
@@ -43,20 +54,21 @@
 //     cancels the watch when it breaks, when the lease is lost, and when the
 //     loop ends.
 //
-// Not started here, but calling in: the worker's goroutines use a Claim's
-// methods (Checkpoint, Finish, Handoff, Context) and the accessors (Ready,
-// Deadline, LiveMembers, BroadcastState); a metrics scrape reads the lease
-// deadline.
+// Not started here, but calling in: the worker's goroutines use Write and
+// a Claim's methods (Checkpoint, Finish, Handoff, Context) and the
+// accessors (Ready, Deadline, LiveMembers, BroadcastState); a metrics
+// scrape reads the lease deadline.
 //
 // Locks, in the order they are taken:
 //
 //  1. Claim.mu serialises one claim's writes and is held across the
-//     write's transaction. A refused write ends the claim, and so takes
-//     Coordinator.mu in forget, with it held. Run's goroutine takes it to
-//     record a hand-off's moves and, on leave, to hand back the claims the
-//     worker never saw; before dropping a claim the view shows lost it
-//     only tries it (TryLock), so that a Finish or Handoff in flight ends
-//     its claim itself.
+//     write's transaction; Write takes the locks of all the claims it
+//     writes, in (broadcast, slot) order. A refused write ends the claim,
+//     and so takes Coordinator.mu in forget, with it held. Run's goroutine
+//     takes it, on leave, to hand back the claims the worker never saw;
+//     before dropping a claim the view shows lost it only tries it
+//     (TryLock), so that a Finish or Handoff in flight ends its claim
+//     itself.
 //  2. Coordinator.mu guards the held claims and the broadcast states. It is
 //     held only to read or change those maps, never across an etcd call or
 //     while taking another lock.

@@ -46,12 +46,6 @@ type watch struct {
 	cancel context.CancelFunc
 }
 
-// reconcileGap is the least time between two reconciles. The first event
-// after a quiet spell is acted on at once; a burst of events (a fleet
-// claiming the slots of a new broadcast, say) is taken in batches, so a
-// member's work grows with what changes, not with how many events say so.
-const reconcileGap = 50 * time.Millisecond
-
 // loop is Run's main loop. It returns the current lease, if any, when ctx
 // ends. It reconciles only when something changed: a watch event, a claim
 // that ended, a start time reached, or a retry after a failed etcd
@@ -107,7 +101,7 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 		}
 		var next time.Time
 		if dirty {
-			next = last.Add(reconcileGap)
+			next = last.Add(c.cfg.ReconcileInterval)
 		}
 		for _, t := range []time.Time{c.retryAt, c.wakeAt} {
 			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
@@ -164,7 +158,7 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 		if !c.wakeAt.IsZero() && !now.Before(c.wakeAt) {
 			dirty = true
 		}
-		if dirty && now.Sub(last) >= reconcileGap {
+		if dirty && now.Sub(last) >= c.cfg.ReconcileInterval {
 			dirty, last = false, now
 			c.reconcile(l)
 		}

@@ -1,27 +1,33 @@
 // Package sharding decides who owns which subscribers of a broadcast.
 //
 // A subscriber's place is the xxhash of its id, a point in the 64-bit hash
-// space. A consistent-hash Ring of fleet members divides that space into
-// arcs; a Unit is a set of arcs of one broadcast plus a Cursor, the position
-// in the audience stream from which its remaining work resumes. Splitting a
-// unit's remainder among k survivors yields k units that cover exactly the
-// same arcs, and Pick tells each survivor which one is its own without a
-// leader.
+// space. When a broadcast starts, its space is cut into a fixed number of
+// slots (SlotCount): slot s of n holds the positions p with
+// hi64(p × n) == s, n equal contiguous ranges. A slot is the unit of work:
+// it is never split or merged, so a broadcast has n units for its whole
+// life. Assign says which member should hold each open slot: every member
+// computes it from the same view and gets the same answer, without a
+// leader; quotas follow capacities within one slot, and a join or a death
+// moves the fewest slots it can.
 //
 // What it provides:
 //
+//   - Position, SlotCount, SlotOf and SlotRange: where a subscriber is and
+//     which slot holds it;
+//   - Assign and AssignIndexed: the target holder of every open slot,
+//     sticky and proportional to capacity;
+//   - Cursor, a position in the audience stream, with its text form;
 //   - Arcs, exact set algebra on inclusive ranges of the hash space (Union,
 //     Intersect, Subtract, Contains, an exact Size);
 //   - Ring, immutable and weighted, with VNodesPerWeight virtual nodes per
-//     unit of weight, and Owner lookups that do not allocate;
-//   - Unit.Split, Unit.Carve and Pick, the ways work changes hands, each
-//     covering its parent exactly;
-//   - InitialPlan and JoinMoves, what a fleet starts with and what a joiner
-//     takes;
-//   - a canonical, versioned binary encoding of units (and text forms of
-//     units and cursors) for storing them in etcd.
+//     unit of weight, and Owner lookups that do not allocate; Unit with
+//     Split, Carve and Pick; InitialPlan and JoinMoves; a canonical binary
+//     encoding of units. These are the earlier model's, in which units were
+//     arcs of a ring, split on failover and carved on join; the coordinator
+//     no longer uses them.
 //
-// What it does not: store units, watch membership, or read the audience.
-// The package is pure: no I/O, no clocks, no goroutines. Storing units is
-// the coordinator's job; streaming the audience is the worker's.
+// What it does not: store claims, watch membership, or read the audience.
+// The package is pure: no I/O, no clocks, no goroutines. Storing claims and
+// progress is the coordinator's job; streaming the audience is the
+// worker's.
 package sharding

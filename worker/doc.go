@@ -1,9 +1,12 @@
 // Package worker is one member of the Herald fleet. A Worker takes broadcast
 // triggers from Kafka and registers them (trigger intake), and streams,
-// renders and sends the work units its coordinator claims for it: a unit
-// runner per claimed unit, a send pool per broadcast, progress tracked per
-// unit and written as fenced checkpoints. It exports its Prometheus metrics
-// and serves /metrics, /healthz and /readyz (Worker.Handler).
+// renders and sends the slots its coordinator claims for it: per
+// broadcast, one reader over the audience for all the slots it holds, one
+// send pool, and one checkpointer that writes all those slots' progress in
+// one fenced transaction per tick. A slot's progress is its cursor and the
+// records still unfinished behind it, so a slow record never holds the
+// cursor back. It exports its Prometheus metrics and serves /metrics,
+// /healthz and /readyz (Worker.Handler).
 //
 // It does not coordinate: membership, claims, checkpoints, hand-over and
 // broadcast state live in package coordinator, which the worker is built
@@ -20,28 +23,31 @@
 //
 //   - Worker.Run starts the coordinator's Run, trigger intake (unless
 //     Config.NoIntake) and the claim loop in one errgroup, and returns once
-//     all three have returned. When Run's context ends, intake stops and
-//     the claim loop takes no more claims; the coordinator, leaving the
-//     fleet, asks for every unit back, waits for the hand-backs (at most
-//     its LeaveTimeout) and ends every claim still held.
+//     all three have returned. When Run's context ends, intake stops; the
+//     coordinator, leaving the fleet, asks for every slot back, waits for
+//     the hand-backs (at most its LeaveTimeout) and ends every claim still
+//     held.
 //   - Intake reads the trigger topic until its context ends, then closes
 //     its Kafka reader.
-//   - The claim loop starts one unit runner goroutine per claim and reaps
-//     each when it returns. On its way out it keeps reaping until every
-//     runner has returned: runners end when the coordinator ends their
-//     claims (on hand-back or lease loss), not when the loop's context ends.
-//   - A unit runner (unitRun.run) starts its unit's checkpoint loop and
-//     stops it, closing a channel and waiting, before it writes the unit's
-//     final progress. It returns only once nothing it dispatched is still
-//     being sent, or what is left has been given up to the next owner.
-//   - A broadcast run (broadcastRun) is started by the claim loop with the
-//     broadcast's first unit on this worker: newBroadcastRun starts the send
-//     pool (max_in_flight goroutines shared by the broadcast's units) and
-//     the state watcher (broadcast state and this worker's share of the
-//     rate). When the last unit of the broadcast returns, the claim loop
-//     calls stop, which closes the pool's queue and waits for the pool,
-//     then cancels the watcher and waits for it.
+//   - The claim loop gives each claim to its broadcast's run, starting the
+//     run (newBroadcastRun) with the broadcast's first slot on this
+//     worker, and stops a run (stop) once it holds no slot. On its way out
+//     it keeps doing so until the coordinator has closed Claims and every
+//     run has stopped: slots leave when the coordinator ends their claims
+//     (hand-back on shutdown, or lease loss), not when the loop's context
+//     ends.
+//   - A broadcast run (broadcastRun) owns: the send pool (max_in_flight
+//     goroutines), the reader (readLoop: one pass over the audience for
+//     every slot held, reopening behind for a late slot), the checkpointer
+//     (checkpointLoop: one Write for all the slots, and their finishes and
+//     hand-backs), a small watcher per slot (asked back, or its claim
+//     ended), and the state watcher (broadcast state and this worker's
+//     share of the rate). stop closes a channel that ends the reader, the
+//     checkpointer and the slot watchers, waits for them, then closes the
+//     pool's queue and waits for the pool, then cancels the state watcher
+//     and waits for it.
 //
 // Nothing here starts a goroutine per subscriber: a broadcast's sends, over
-// all its units on this worker, go through its fixed pool.
+// all its slots on this worker, go through its fixed pool, and its records
+// are read once.
 package worker

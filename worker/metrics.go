@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 		}, []string{"result"}),
 		streamErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_audience_errors_total",
-			Help: "Failures to open or read an audience stream; the unit retries with backoff.",
+			Help: "Failures to open or read an audience stream; the broadcast's reader retries with backoff.",
 		}),
 		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_unit_start_errors_total",

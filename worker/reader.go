@@ -298,15 +298,19 @@ func (b *broadcastRun) waitRunnable() error {
 
 // checkpointLoop writes the progress of the broadcast's slots on this
 // worker, all of them in one coordinator.Write (one transaction for up to
-// 60 slots): as soon as CheckpointEvery records have finished since the
-// last acknowledged write, or CheckpointInterval has passed, but never
-// more often than CheckpointMinInterval. It also writes each slot's last
-// progress: the finish of a slot read to its end, and the hand-back of a
-// slot asked back once it drained (or its drain time is up). So etcd
-// writes per broadcast per worker are bounded whatever the message rate
-// and the number of slots held, and a crash re-sends at most the records
-// finished since the last write (CheckpointEvery, or a second's worth)
-// plus those it listed as pending and those in flight.
+// 60 slots): as soon as half of CheckpointEvery records have finished
+// since the last acknowledged write, or CheckpointInterval has passed, but
+// never more often than CheckpointMinInterval. Reading stops while a whole
+// CheckpointEvery has finished unacknowledged (tracker.consider); writing
+// at the half lets it go on while a write is in flight. It also writes
+// each slot's last progress: the finish of a slot read to its end, and the
+// hand-back of a slot asked back once it drained (or its drain time is
+// up). So etcd writes per broadcast per worker are bounded whatever the
+// message rate and the number of slots held, and a crash re-sends at most
+// the CheckpointEvery records finished since the last acknowledged write,
+// plus those it listed as pending and those in flight. The price of that
+// bound: one worker finishes at most CheckpointEvery records per
+// CheckpointMinInterval of a broadcast (50,000 a second by default).
 func (b *broadcastRun) checkpointLoop() {
 	cfg := b.cfg
 	t := time.NewTicker(cfg.checkpointMinInterval)
@@ -325,7 +329,7 @@ func (b *broadcastRun) checkpointLoop() {
 		if now.Sub(last) < cfg.checkpointMinInterval {
 			continue
 		}
-		force := b.t.unacked() >= uint64(cfg.checkpointEvery) || now.Sub(last) >= cfg.checkpointInterval
+		force := 2*b.t.unacked() >= uint64(cfg.checkpointEvery) || now.Sub(last) >= cfg.checkpointInterval
 		w := b.t.collect(now, force)
 		if len(w.reports) == 0 {
 			if force {

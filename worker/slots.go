@@ -337,7 +337,9 @@ func (t *tracker) countLocked(sr *slotRun, out outcome, line int64, why string) 
 		c.Expired++
 	}
 	t.finished++
-	if t.every > 0 && (t.finished-t.acked)%t.every == 0 {
+	// Due at half a window, so the write is acknowledged before reading
+	// has to stop at a whole one.
+	if t.every > 0 && t.finished-t.acked >= (t.every+1)/2 {
 		signal(t.due)
 	}
 }

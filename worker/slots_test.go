@@ -305,11 +305,13 @@ func TestTrackerWaitsForAcknowledgedCheckpoint(t *testing.T) {
 			t.Fatalf("record %d refused", seq)
 		}
 		tr.take(s, cur(seq), cur(seq+1), unreachable, 0, "")
-	}
-	select {
-	case <-tr.due:
-	default:
-		t.Fatal("no checkpoint due after a window of records")
+		if seq == 1 {
+			select {
+			case <-tr.due:
+			default:
+				t.Fatal("no checkpoint due after half a window of records")
+			}
+		}
 	}
 	if tr.consider(s, 3) != waitRoom {
 		t.Fatal("reading went on with a window unacknowledged")

@@ -39,13 +39,15 @@ type Config struct {
 
 	// CheckpointEvery and CheckpointInterval bound the re-send window after
 	// a crash: the worker writes the progress of all its slots of a
-	// broadcast, in one transaction, as soon as this many of their
+	// broadcast, in one transaction, as soon as half this many of their
 	// records finished (0: 1000) or this much time passed (0: 1s),
 	// whichever comes first, but never more often than
 	// CheckpointMinInterval (0: 20ms), so etcd writes per broadcast stay
 	// bounded (50/s) whatever the message rate and the number of slots.
 	// Reading stops while CheckpointEvery records have finished without an
-	// acknowledged write, so an etcd outage costs at most that many.
+	// acknowledged write, so a crash or an etcd outage costs at most that
+	// many (plus what is in flight), and a worker finishes at most
+	// CheckpointEvery records per CheckpointMinInterval of one broadcast.
 	CheckpointEvery       int
 	CheckpointInterval    time.Duration
 	CheckpointMinInterval time.Duration

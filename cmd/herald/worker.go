@@ -49,7 +49,7 @@ and authentication.`,
 			var cc coordinator.Config
 			fs.StringVar(&cc.MemberID, "id", "", "member `name`, unique in the fleet (default: host name plus a random suffix)")
 			fs.DurationVar(&cc.LeaseTTL, "lease-ttl", 5*time.Second, "etcd lease `TTL`: how soon a dead worker's work is taken over")
-			fs.Float64Var(&cc.Capacity, "capacity", 1, "this worker's `weight` on the ring relative to others")
+			fs.Float64Var(&cc.Capacity, "capacity", 1, "this worker's `weight` in the assignment of slots, relative to others")
 			httpAddr := fs.String("http-addr", ":9464", "`address` for /metrics, /healthz and /readyz")
 			group := fs.String("group", worker.DefaultGroupID, "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")

@@ -1,11 +1,11 @@
 // Package audience streams the subscribers of a broadcast, one record at a
 // time, from a position in the stream on.
 //
-// A broadcast's audience is read once per work unit, in full, by every
-// worker that holds a unit of it; each worker keeps only the records whose
-// hash position falls in its unit's arcs. The package is built for that
-// pattern: Next finds a record's id without decoding the rest of it, so a
-// record another unit owns costs a scan of its bytes and one hash, and
+// A broadcast's audience is read in full, once, by every worker that holds
+// a slot of it; each worker keeps only the records whose hash position
+// falls in one of its slots. The package is built for that pattern: Next
+// finds a record's id without decoding the rest of it, so a record another
+// worker's slot holds costs a scan of its bytes and one hash, and
 // Decode does the full parse only for the records the caller keeps. Memory
 // is bounded by the longest allowed line, never by the audience size.
 //

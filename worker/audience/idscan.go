@@ -16,8 +16,8 @@ const (
 )
 
 // extractID finds the string value of the top-level "id" key of a JSON
-// object without decoding anything else, so that a record owned by another
-// unit costs one pass over its bytes and no allocation.
+// object without decoding anything else, so that a record in another
+// worker's slot costs one pass over its bytes and no allocation.
 //
 // It checks the shape of the top-level object (keys, colons, commas, braces,
 // nothing after the object) and the id string fully, but only skips the other

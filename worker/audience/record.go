@@ -55,7 +55,7 @@ type Record struct {
 
 // Position is the record's place in the hash space: the xxhash of its id,
 // or, for a record Next already found invalid (no readable id), of its raw
-// line, so that exactly one unit owns and counts it. A record Decode later
+// line, so that exactly one slot holds and counts it. A record Decode later
 // finds invalid keeps the position of its id.
 func (r *Record) Position() uint64 { return r.pos }
 

@@ -15,14 +15,15 @@ type source interface {
 }
 
 // Stream yields an audience's records in order from a cursor on. It is not
-// safe for concurrent use; each unit opens its own.
+// safe for concurrent use; a worker opens one per broadcast, for all the
+// slots it holds.
 //
-//	s, err := audience.Open(spec, unit.Cursor, audience.Limits{})
+//	s, err := audience.Open(spec, from, audience.Limits{})
 //	...
 //	defer s.Close()
 //	for s.Next() {
 //		r := s.Record()
-//		if !unit.Arcs.Contains(r.Position()) { continue }
+//		if !held[sharding.SlotOf(r.Position(), slots)] { continue }
 //		...
 //	}
 //	if err := s.Err(); err != nil { ... }
@@ -60,7 +61,7 @@ func Open(spec Spec, from sharding.Cursor, lim Limits) (*Stream, error) {
 
 // Next advances to the next record and reports whether there is one. It
 // returns false at the end of the audience or on a read error (see Err).
-// Invalid records are returned too, with Record().Invalid set, so the unit
+// Invalid records are returned too, with Record().Invalid set, so the slot
 // that owns them can count them.
 func (s *Stream) Next() bool {
 	if s.done {
@@ -85,7 +86,7 @@ func (s *Stream) Record() *Record { return &s.rec }
 func (s *Stream) Err() error { return s.err }
 
 // Cursor is the position right after the last record Next returned (the
-// cursor passed to Open before the first), so a unit that has finished
+// cursor passed to Open before the first), so a slot that has finished
 // that record can checkpoint it. Once Next has reported a clean end it is
 // the end of the stream, past any trailing blank lines.
 func (s *Stream) Cursor() sharding.Cursor { return s.cur }

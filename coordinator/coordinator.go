@@ -63,7 +63,7 @@ type Coordinator struct {
 	// held is every claim this member holds, by claim key. Entries are
 	// added only by Run's goroutine (claimUnit) and removed by forget, on
 	// whichever goroutine ended the claim: the worker's (Finish, Handoff,
-	// a refused Checkpoint) or Run's (a lost, fenced or released claim).
+	// Release, a refused Checkpoint) or Run's (a lost, fenced or released claim).
 	held map[string]*Claim
 	// states is the cached state of each broadcast asked about or seen.
 	// An entry is added by whoever asks first (BroadcastState from any

@@ -129,11 +129,17 @@ type testWorker struct {
 type workerOpts struct {
 	intake bool
 	tune   func(*Config)
+	// etcd, if set, adjusts the worker's etcd client before the
+	// coordinator is built on it (to wrap its KV, say).
+	etcd func(*clientv3.Client)
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	e.t.Helper()
 	cli := e.etcd()
+	if o.etcd != nil {
+		o.etcd(cli)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
 	reg := prometheus.NewRegistry()
 	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,

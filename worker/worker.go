@@ -210,7 +210,7 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 	defer func() {
 		// A claim never started has nothing in flight: give it back as it is.
 		for _, r := range waiting {
-			r.handBack(w.log)
+			w.handBack(r, &units)
 		}
 		// Runners end when the coordinator ends their claims (hand-back on
 		// shutdown, or lease loss); keep reaping until they have.
@@ -250,7 +250,7 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 			running--
 			w.unitDone(u)
 		case now := <-tick.C:
-			waiting = w.retryStarts(waiting, now, start)
+			waiting = w.retryStarts(waiting, now, start, &units)
 		case <-ctx.Done():
 			return nil
 		}
@@ -280,14 +280,14 @@ func (w *Worker) cannotStart(cl *coordinator.Claim, err error, r *startRetry) *s
 	return r
 }
 
-func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error) []*startRetry {
+func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error, hands *sync.WaitGroup) []*startRetry {
 	kept := waiting[:0]
 	for _, r := range waiting {
 		select {
 		case <-r.cl.Context().Done():
 			continue // the claim ended; whoever owns the unit now starts it
 		case <-r.cl.HandoffRequested():
-			r.handBack(w.log)
+			w.handBack(r, hands)
 			continue
 		default:
 		}
@@ -302,13 +302,19 @@ func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*c
 	return kept
 }
 
-// handBack returns a never-started unit at the progress it was claimed with.
-func (r *startRetry) handBack(log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.cl.Handoff(ctx, r.cl.Progress()); err != nil {
-		log.Warn("hand back unstarted unit", "unit", r.cl.Unit().ID, "err", err)
-	}
+// handBack returns a never-started unit at the progress it was claimed
+// with. It runs on a goroutine of its own, counted in hands (the claim
+// loop's runners), since settle retries while etcd fails to answer and the
+// claim loop must not wait for that.
+func (w *Worker) handBack(r *startRetry, hands *sync.WaitGroup) {
+	log := w.log.With("broadcast", r.cl.Broadcast(), "unit", r.cl.Unit().ID)
+	hands.Add(1)
+	go func() {
+		defer hands.Done()
+		settle(r.cl, "hand back unstarted unit", func(ctx context.Context) error {
+			return r.cl.Handoff(ctx, r.cl.Progress())
+		}, w.metrics, log)
+	}()
 }
 
 func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun, error) {

@@ -22,6 +22,8 @@ type broadcastDeps struct {
 	metrics *metrics
 	dead    *delivery.DeadLetterWriter
 	admit   *admission
+	// slots bound the sends in flight over every broadcast on the worker.
+	slots *sendSlots
 	// liveMembers is how many workers the fleet has now: each takes an
 	// equal share of a broadcast's rate.
 	liveMembers func() int
@@ -48,6 +50,7 @@ type broadcastRun struct {
 
 	jobs    chan job
 	limiter *rate.Limiter // nil when the rate is unlimited
+	slots   *slotShare    // this broadcast's use of the worker's send slots
 	pool    sync.WaitGroup
 
 	state     atomic.Value // coordinator.State
@@ -64,13 +67,14 @@ type broadcastRun struct {
 // and must call stop once no unit feeds it any more.
 func newBroadcastRun(id string, spec Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
-		id:   id,
-		spec: spec,
-		set:  set,
-		send: send,
-		deps: deps,
-		log:  deps.log.With("broadcast", id),
-		jobs: make(chan job, spec.Endpoint.MaxInFlight),
+		id:    id,
+		spec:  spec,
+		set:   set,
+		send:  send,
+		deps:  deps,
+		log:   deps.log.With("broadcast", id),
+		jobs:  make(chan job, spec.Endpoint.MaxInFlight),
+		slots: deps.slots.join(),
 	}
 	if spec.ExpiresAt != nil {
 		b.expiresAt = *spec.ExpiresAt
@@ -103,10 +107,13 @@ func newBroadcastRun(id string, spec Spec, set *templates.Set, send *delivery.Se
 // The caller must make sure no unit sends jobs any more (every unit of the
 // broadcast has returned). The pool then empties the queue, sending
 // nothing (a job still queued belongs to a unit that gave up on it), and
-// ends; the watcher is cancelled and waited for.
+// ends; the broadcast gives up its share of the worker's send slots and
+// closes its idle connections; the watcher is cancelled and waited for.
 func (b *broadcastRun) stop() {
 	close(b.jobs)
 	b.pool.Wait()
+	b.slots.leave()
+	b.send.Close()
 	b.cancelWatch()
 	b.watching.Wait()
 }
@@ -224,7 +231,14 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 			return pending
 		}
 	}
+	// A slot of the worker's is held for the whole Send, retries included:
+	// what is bounded is the deliveries under way, and the connections
+	// they keep.
+	if err := b.slots.acquire(ctx); err != nil {
+		return pending
+	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
+	b.slots.release()
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:

@@ -44,8 +44,12 @@
 //     the state watcher (broadcast state and this worker's share of the
 //     rate). When the last unit of the broadcast returns, the claim loop
 //     calls stop, which closes the pool's queue and waits for the pool,
-//     then cancels the watcher and waits for it.
+//     closes the broadcast's idle connections, then cancels the watcher and
+//     waits for it.
 //
 // Nothing here starts a goroutine per subscriber: a broadcast's sends, over
-// all its units on this worker, go through its fixed pool.
+// all its units on this worker, go through its fixed pool. Every Send also
+// holds one of the worker's send slots (Config.MaxInFlight), shared fairly
+// between the broadcasts that want them, so the sends and connections of
+// many broadcasts at once stay bounded too.
 package worker

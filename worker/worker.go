@@ -19,6 +19,12 @@ import (
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
+// DefaultWorkerMaxInFlight is Config.MaxInFlight's default: the sends in
+// flight on one worker over all its broadcasts. It is the largest
+// max_in_flight one endpoint may ask for, so a broadcast alone is never
+// held below what its spec allows.
+const DefaultWorkerMaxInFlight = 1024
+
 // Config configures a Worker. Zero values mean the documented defaults.
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
@@ -48,6 +54,12 @@ type Config struct {
 	// HandoffDrain is how long a hand-back waits for sends in flight before
 	// abandoning them to the next owner (0: 5s).
 	HandoffDrain time.Duration
+	// MaxInFlight bounds the sends in flight on this worker over all its
+	// broadcasts together (0: 1024), and with them the connections open to
+	// endpoints. Each broadcast still sends at most its endpoint's
+	// max_in_flight at once; broadcasts that want more than an equal share
+	// of the worker's get an equal share, and one alone may use them all.
+	MaxInFlight int
 
 	AudienceLimits audience.Limits
 	SpecLimits     SpecLimits
@@ -101,6 +113,9 @@ func (c *Config) setDefaults() {
 	if c.HandoffDrain == 0 {
 		c.HandoffDrain = 5 * time.Second
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultWorkerMaxInFlight
+	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = 4 << 20
 	}
@@ -115,6 +130,8 @@ func (c Config) Validate() error {
 		return errors.New("worker: config: negative checkpoint count or window")
 	case c.FetchMaxBytes < 0:
 		return errors.New("worker: config: negative fetch size")
+	case c.MaxInFlight < 0:
+		return errors.New("worker: config: negative max in flight")
 	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
 		return errors.New("worker: config: checkpoint min interval above the interval")
 	}
@@ -171,6 +188,7 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 		metrics:        w.metrics,
 		dead:           dead,
 		admit:          w.admit,
+		slots:          newSendSlots(cfg.MaxInFlight),
 		liveMembers:    c.LiveMembers,
 		broadcastState: c.BroadcastState,
 		log:            log,

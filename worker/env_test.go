@@ -132,6 +132,8 @@ type workerOpts struct {
 	// etcd, if set, adjusts the worker's etcd client before the
 	// coordinator is built on it (to wrap its KV, say).
 	etcd func(*clientv3.Client)
+	// capacity is the worker's weight on the ring (0: 1).
+	capacity float64
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
@@ -142,7 +144,7 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
 	reg := prometheus.NewRegistry()
-	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,
+	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second, Capacity: o.capacity,
 		ReconcileInterval: 100 * time.Millisecond, LeaveTimeout: 5 * time.Second}, cli, log, reg)
 	if err != nil {
 		e.t.Fatal(err)

@@ -189,7 +189,7 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 		dead:           dead,
 		admit:          w.admit,
 		slots:          newSendSlots(cfg.MaxInFlight),
-		liveMembers:    c.LiveMembers,
+		rateShare:      c.RateShare,
 		broadcastState: c.BroadcastState,
 		log:            log,
 	}

@@ -21,7 +21,8 @@ var errClaimEnded = errors.New("coordinator: claim ended")
 // Claim is this member's exclusive hold on one unit of one broadcast. The
 // worker streams the unit from Unit().Cursor and reports progress through
 // Checkpoint; it ends the claim with Finish (the unit is done) or, when
-// HandoffRequested is closed, with Handoff after it stopped and drained.
+// HandoffRequested is closed, with Handoff after it stopped and drained. A
+// worker that cannot get either written gives the claim up with Release.
 //
 // Every write is a transaction that first proves the claim still holds
 // (isOwner), so a member whose lease expired can never overwrite its
@@ -52,7 +53,7 @@ type Claim struct {
 	// of a later ring that are not in it. Only Run's goroutine uses it.
 	base *sharding.Ring
 
-	// mu serialises the claim's writes (Checkpoint, Finish, Handoff) and
+	// mu serialises the claim's writes (Checkpoint, Finish, Handoff, Release) and
 	// guards rec and moves. It is taken before Coordinator.mu: a refused
 	// write ends the claim, which calls forget, while mu is held.
 	mu    sync.Mutex
@@ -91,8 +92,8 @@ func newClaim(deps claimDeps, l *lease, broadcast string, u *unitView, claimKey 
 // key (its lease expired, or the unit was finished or handed off) compares
 // as 0, and one claimed again since has a later revision, so a claim that
 // is over never passes it. Every transaction written on the claim's
-// behalf (Checkpoint, Finish, Handoff, and the release of a claim on a
-// broadcast that is over) carries it.
+// behalf (Checkpoint, Finish, Handoff, Release, and the release of a claim
+// on a broadcast that is over) carries it.
 func (cl *Claim) isOwner() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(cl.claimKey), "=", cl.token)
 }
@@ -200,6 +201,37 @@ func (cl *Claim) Handoff(ctx context.Context, p Progress) error {
 		return err
 	}
 	cl.deps.m.handoffs.Inc()
+	cl.end()
+	return nil
+}
+
+// Release gives the claim up without recording progress, when the worker
+// could not write Finish or Handoff: it deletes the claim key, if the
+// claim still holds, and ends the claim. It returns ErrNotOwner when the
+// claim no longer holds; after any other error the claim still holds and
+// Release may be tried again.
+//
+// The unit record stays as last checkpointed, so whoever claims the unit
+// next resumes from the last checkpoint and sends again, under the same
+// idempotency keys, what this claim finished after it. The record still
+// names this member as the unit's assignee: this member claims it again at
+// its next reconcile, once its view shows the claim key gone, and the
+// worker starts it afresh. That is deliberate: a member whose lease is
+// alive is as good a place as any to run the unit, and a write that failed
+// for a passing reason (a leader election, etcd briefly unreachable) will
+// most likely succeed next time. If this member is leaving or gone by then,
+// the unit is an orphan and the survivors take it over. Joiners' parts
+// that a pending hand-off would have carved out stay with the unit until
+// the membership changes again.
+func (cl *Claim) Release(ctx context.Context) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.ended.Load() || cl.ctx.Err() != nil {
+		return fmt.Errorf("coordinator: release %s/%s: %w", cl.broadcast, cl.unit.ID, ErrNotOwner)
+	}
+	if err := cl.write(ctx, "release", clientv3.OpDelete(cl.claimKey)); err != nil {
+		return err
+	}
 	cl.end()
 	return nil
 }

@@ -56,6 +56,9 @@ type Coordinator struct {
 	synced  atomic.Bool           // the view is a complete copy kept current by a watch; read by Ready
 	live    atomic.Int64          // live members not leaving, as of the last reconcile; read by LiveMembers
 	lease   atomic.Pointer[lease] // nil when not joined; read by Deadline (also the metrics gauge) and Ready
+	// shares is this member's rate share by broadcast (noteShares, at each
+	// reconcile); read by RateShare.
+	shares atomic.Pointer[map[string]float64]
 
 	// mu guards held and states. Never held while taking another lock or
 	// talking to etcd (see the lock order in doc.go).
@@ -63,7 +66,7 @@ type Coordinator struct {
 	// held is every claim this member holds, by claim key. Entries are
 	// added only by Run's goroutine (claimUnit) and removed by forget, on
 	// whichever goroutine ended the claim: the worker's (Finish, Handoff,
-	// a refused Checkpoint) or Run's (a lost, fenced or released claim).
+	// Release, a refused Checkpoint) or Run's (a lost, fenced or released claim).
 	held map[string]*Claim
 	// states is the cached state of each broadcast asked about or seen.
 	// An entry is added by whoever asks first (BroadcastState from any
@@ -157,7 +160,7 @@ func (c *Coordinator) Ready() bool {
 }
 
 // LiveMembers is the number of live members that are not leaving, as of
-// the last reconcile; a fleet-wide rate is divided by it.
+// the last reconcile.
 func (c *Coordinator) LiveMembers() int { return int(c.live.Load()) }
 
 // BroadcastState returns the cached state of broadcast id ("" if unknown)

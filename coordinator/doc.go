@@ -44,9 +44,9 @@
 //     loop ends.
 //
 // Not started here, but calling in: the worker's goroutines use a Claim's
-// methods (Checkpoint, Finish, Handoff, Context) and the accessors (Ready,
-// Deadline, LiveMembers, BroadcastState); a metrics scrape reads the lease
-// deadline.
+// methods (Checkpoint, Finish, Handoff, Release, Context) and the
+// accessors (Ready, Deadline, LiveMembers, BroadcastState, RateShare); a
+// metrics scrape reads the lease deadline.
 //
 // Locks, in the order they are taken:
 //
@@ -55,8 +55,8 @@
 //     Coordinator.mu in forget, with it held. Run's goroutine takes it to
 //     record a hand-off's moves and, on leave, to hand back the claims the
 //     worker never saw; before dropping a claim the view shows lost it
-//     only tries it (TryLock), so that a Finish or Handoff in flight ends
-//     its claim itself.
+//     only tries it (TryLock), so that a Finish, Handoff or Release in
+//     flight ends its claim itself.
 //  2. Coordinator.mu guards the held claims and the broadcast states. It is
 //     held only to read or change those maps, never across an etcd call or
 //     while taking another lock.

@@ -79,6 +79,9 @@ type driverConfig struct {
 	rate float64
 	// expire counts records as expired instead of sending them.
 	expire bool
+	// release, if set, is asked at the end of each claim's stream; true
+	// gives the claim up with Release instead of finishing it.
+	release func(*Claim) bool
 }
 
 type driver struct {
@@ -201,6 +204,12 @@ func (d *driver) work(cl *Claim) string {
 			}
 			since, last = 0, time.Now()
 		}
+	}
+	if d.cfg.release != nil && d.cfg.release(cl) {
+		if err := write(func(ctx context.Context, _ Progress) error { return cl.Release(ctx) }); err != nil {
+			return "release failed: " + err.Error()
+		}
+		return "release"
 	}
 	if err := write(cl.Finish); err != nil {
 		return "finish failed: " + err.Error()

@@ -47,6 +47,7 @@ func (c *Coordinator) reconcile(l *lease) {
 			clear(b.arcs)
 		}
 	}
+	c.noteShares()
 }
 
 // checkHeld ends held claims that the view shows lost (the claim key is

@@ -23,9 +23,11 @@ type broadcastDeps struct {
 	metrics *metrics
 	dead    *delivery.DeadLetterWriter
 	admit   *admission
-	// liveMembers is how many workers the fleet has now: each takes an
-	// equal share of a broadcast's rate.
-	liveMembers func() int
+	// slots bound the sends in flight over every broadcast on the worker.
+	slots *sendSlots
+	// rateShare is the fraction of a broadcast's fleet-wide rate this
+	// worker sends at: the part of the broadcast's open work it holds.
+	rateShare func(id string) float64
 	// broadcastState is the coordinator's view of a broadcast's state and
 	// a channel closed when that state changes.
 	broadcastState func(id string) (coordinator.State, <-chan struct{})
@@ -49,6 +51,7 @@ type broadcastRun struct {
 
 	jobs    chan job
 	limiter *rate.Limiter // nil when the rate is unlimited
+	slots   *slotShare    // this broadcast's use of the worker's send slots
 	pool    sync.WaitGroup
 
 	state     atomic.Value // coordinator.State
@@ -65,20 +68,21 @@ type broadcastRun struct {
 // and must call stop once no unit feeds it any more.
 func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
-		id:   id,
-		spec: sp,
-		set:  set,
-		send: send,
-		deps: deps,
-		log:  deps.log.With("broadcast", id),
-		jobs: make(chan job, sp.Endpoint.MaxInFlight),
+		id:    id,
+		spec:  sp,
+		set:   set,
+		send:  send,
+		deps:  deps,
+		log:   deps.log.With("broadcast", id),
+		jobs:  make(chan job, sp.Endpoint.MaxInFlight),
+		slots: deps.slots.join(),
 	}
 	if sp.ExpiresAt != nil {
 		b.expiresAt = *sp.ExpiresAt
 	}
 	if sp.Endpoint.RatePerSec > 0 {
 		b.limiter = rate.NewLimiter(rate.Limit(sp.Endpoint.RatePerSec), 1)
-		b.shareRate(deps.liveMembers())
+		b.shareRate(deps.rateShare(id))
 	}
 	b.refreshState()
 	for range sp.Endpoint.MaxInFlight {
@@ -104,29 +108,35 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 // The caller must make sure no unit sends jobs any more (every unit of the
 // broadcast has returned). The pool then empties the queue, sending
 // nothing (a job still queued belongs to a unit that gave up on it), and
-// ends; the watcher is cancelled and waited for.
+// ends; the broadcast gives up its share of the worker's send slots and
+// closes its idle connections; the watcher is cancelled and waited for.
 func (b *broadcastRun) stop() {
 	close(b.jobs)
 	b.pool.Wait()
+	b.slots.leave()
+	b.send.Close()
 	b.cancelWatch()
 	b.watching.Wait()
 }
 
-// shareRate gives this worker 1/live of the fleet-wide rate.
-func (b *broadcastRun) shareRate(live int) {
+// shareRate gives this worker share (0 to 1) of the fleet-wide rate.
+//
+// The burst is a tenth of a second of the share, so that the fleet's
+// bursts together stay a tenth of a second of its rate, but at least one
+// send (a limiter with none sends nothing) and at most the broadcast's
+// max_in_flight: more tokens than senders would only let a spike through
+// after a pause, each sender taking one token after another.
+func (b *broadcastRun) shareRate(share float64) {
 	if b.limiter == nil {
 		return
 	}
-	if live < 1 {
-		live = 1
-	}
-	r := b.spec.Endpoint.RatePerSec / float64(live)
+	share = min(max(share, 0), 1)
+	r := b.spec.Endpoint.RatePerSec * share
+	// A small share is the least exact; one so small that sends would be
+	// minutes apart is raised to one every ten seconds.
+	r = max(r, min(0.1, b.spec.Endpoint.RatePerSec))
 	b.limiter.SetLimit(rate.Limit(r))
-	burst := int(r / 10) // a tenth of a second of sends at once at most
-	if burst < 1 {
-		burst = 1
-	}
-	b.limiter.SetBurst(burst)
+	b.limiter.SetBurst(max(min(int(r/10), b.spec.Endpoint.MaxInFlight), 1))
 }
 
 // refreshState reads the coordinator's view of the broadcast's state.
@@ -160,16 +170,18 @@ func (b *broadcastRun) waitRunnable(ctx context.Context, handback <-chan struct{
 }
 
 // watchState keeps the cached state and this worker's rate share fresh
-// until ctx ends.
+// until ctx ends. The share is read four times a second: it moves when
+// units finish, and a worker left with the tail of a broadcast should take
+// up the rate soon.
 func (b *broadcastRun) watchState(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.changed.Load().(<-chan struct{}):
 			b.refreshState()
 		case <-t.C:
-			b.shareRate(b.deps.liveMembers())
+			b.shareRate(b.deps.rateShare(b.id))
 		case <-ctx.Done():
 			return
 		}
@@ -225,7 +237,14 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 			return pending
 		}
 	}
+	// A slot of the worker's is held for the whole Send, retries included:
+	// what is bounded is the deliveries under way, and the connections
+	// they keep.
+	if err := b.slots.acquire(ctx); err != nil {
+		return pending
+	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
+	b.slots.release()
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:

@@ -33,15 +33,24 @@
 //   - A unit runner (unitRun.run) starts its unit's checkpoint loop and
 //     stops it, closing a channel and waiting, before it writes the unit's
 //     final progress. It returns only once nothing it dispatched is still
-//     being sent, or what is left has been given up to the next owner.
+//     being sent, or what is left has been given up to the next owner, and
+//     once its claim is over: the last write (finish or hand-back) is
+//     retried while etcd fails to answer, and the claim released if it
+//     cannot be written (settle), so no claim outlives its runner.
+//   - A claim that never started is handed back on a goroutine of its own,
+//     which the claim loop counts and waits for with its runners.
 //   - A broadcast run (broadcastRun) is started by the claim loop with the
 //     broadcast's first unit on this worker: newBroadcastRun starts the send
 //     pool (max_in_flight goroutines shared by the broadcast's units) and
 //     the state watcher (broadcast state and this worker's share of the
 //     rate). When the last unit of the broadcast returns, the claim loop
 //     calls stop, which closes the pool's queue and waits for the pool,
-//     then cancels the watcher and waits for it.
+//     closes the broadcast's idle connections, then cancels the watcher and
+//     waits for it.
 //
 // Nothing here starts a goroutine per subscriber: a broadcast's sends, over
-// all its units on this worker, go through its fixed pool.
+// all its units on this worker, go through its fixed pool. Every Send also
+// holds one of the worker's send slots (Config.MaxInFlight), shared fairly
+// between the broadcasts that want them, so the sends and connections of
+// many broadcasts at once stay bounded too.
 package worker

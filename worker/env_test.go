@@ -132,14 +132,22 @@ type testWorker struct {
 type workerOpts struct {
 	intake bool
 	tune   func(*Config)
+	// etcd, if set, adjusts the worker's etcd client before the
+	// coordinator is built on it (to wrap its KV, say).
+	etcd func(*clientv3.Client)
+	// capacity is the worker's weight on the ring (0: 1).
+	capacity float64
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	e.t.Helper()
 	cli := e.etcd()
+	if o.etcd != nil {
+		o.etcd(cli)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
 	reg := prometheus.NewRegistry()
-	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,
+	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second, Capacity: o.capacity,
 		ReconcileInterval: 100 * time.Millisecond, LeaveTimeout: 5 * time.Second}, cli, log, reg)
 	if err != nil {
 		e.t.Fatal(err)

@@ -100,19 +100,15 @@ func (u *unitRun) run() {
 	wg.Wait()
 
 	final, _ := u.prog.snapshot()
-	// The claim's context may be over (claim lost); the final write then
-	// fails its ownership compare, which is the point. Bound it anyway.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
+	// The last write is retried while etcd fails to answer, and the claim
+	// released if it cannot be written (settle): a claim must not outlive
+	// its runner. If the claim is over (lost), the write fails its
+	// ownership compare, which is the point.
 	switch {
 	case err == nil:
-		if ferr := u.cl.Finish(wctx, final); ferr != nil {
-			u.log.Warn("finish unit", "err", ferr)
-		}
+		settle(u.cl, "finish unit", func(ctx context.Context) error { return u.cl.Finish(ctx, final) }, u.metrics, u.log)
 	case errors.Is(err, errHandBack):
-		if herr := u.cl.Handoff(wctx, final); herr != nil {
-			u.log.Warn("hand back unit", "err", herr)
-		} else {
+		if settle(u.cl, "hand back unit", func(ctx context.Context) error { return u.cl.Handoff(ctx, final) }, u.metrics, u.log) {
 			u.metrics.handoffs.Inc()
 		}
 	default:

@@ -22,6 +22,12 @@ import (
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
+// DefaultWorkerMaxInFlight is Config.MaxInFlight's default: the sends in
+// flight on one worker over all its broadcasts. It is the largest
+// max_in_flight one endpoint may ask for, so a broadcast alone is never
+// held below what its spec allows.
+const DefaultWorkerMaxInFlight = 1024
+
 // Config configures a Worker. Zero values mean the documented defaults.
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
@@ -53,6 +59,12 @@ type Config struct {
 	// HandoffDrain is how long a hand-back waits for sends in flight before
 	// abandoning them to the next owner (0: 5s).
 	HandoffDrain time.Duration
+	// MaxInFlight bounds the sends in flight on this worker over all its
+	// broadcasts together (0: 1024), and with them the connections open to
+	// endpoints. Each broadcast still sends at most its endpoint's
+	// max_in_flight at once; broadcasts that want more than an equal share
+	// of the worker's get an equal share, and one alone may use them all.
+	MaxInFlight int
 
 	AudienceLimits audience.Limits
 	SpecLimits     spec.Limits
@@ -106,6 +118,9 @@ func (c *Config) setDefaults() {
 	if c.HandoffDrain == 0 {
 		c.HandoffDrain = 5 * time.Second
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultWorkerMaxInFlight
+	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = 4 << 20
 	}
@@ -120,6 +135,8 @@ func (c Config) Validate() error {
 		return errors.New("worker: config: negative checkpoint count or window")
 	case c.FetchMaxBytes < 0:
 		return errors.New("worker: config: negative fetch size")
+	case c.MaxInFlight < 0:
+		return errors.New("worker: config: negative max in flight")
 	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
 		return errors.New("worker: config: checkpoint min interval above the interval")
 	}
@@ -176,7 +193,8 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 		metrics:        w.metrics,
 		dead:           dead,
 		admit:          w.admit,
-		liveMembers:    c.LiveMembers,
+		slots:          newSendSlots(cfg.MaxInFlight),
+		rateShare:      c.RateShare,
 		broadcastState: c.BroadcastState,
 		log:            log,
 	}
@@ -215,7 +233,7 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 	defer func() {
 		// A claim never started has nothing in flight: give it back as it is.
 		for _, r := range waiting {
-			r.handBack(w.log)
+			w.handBack(r, &units)
 		}
 		// Runners end when the coordinator ends their claims (hand-back on
 		// shutdown, or lease loss); keep reaping until they have.
@@ -255,7 +273,7 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 			running--
 			w.unitDone(u)
 		case now := <-tick.C:
-			waiting = w.retryStarts(waiting, now, start)
+			waiting = w.retryStarts(waiting, now, start, &units)
 		case <-ctx.Done():
 			return nil
 		}
@@ -285,14 +303,14 @@ func (w *Worker) cannotStart(cl *coordinator.Claim, err error, r *startRetry) *s
 	return r
 }
 
-func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error) []*startRetry {
+func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error, hands *sync.WaitGroup) []*startRetry {
 	kept := waiting[:0]
 	for _, r := range waiting {
 		select {
 		case <-r.cl.Context().Done():
 			continue // the claim ended; whoever owns the unit now starts it
 		case <-r.cl.HandoffRequested():
-			r.handBack(w.log)
+			w.handBack(r, hands)
 			continue
 		default:
 		}
@@ -307,13 +325,19 @@ func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*c
 	return kept
 }
 
-// handBack returns a never-started unit at the progress it was claimed with.
-func (r *startRetry) handBack(log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.cl.Handoff(ctx, r.cl.Progress()); err != nil {
-		log.Warn("hand back unstarted unit", "unit", r.cl.Unit().ID, "err", err)
-	}
+// handBack returns a never-started unit at the progress it was claimed
+// with. It runs on a goroutine of its own, counted in hands (the claim
+// loop's runners), since settle retries while etcd fails to answer and the
+// claim loop must not wait for that.
+func (w *Worker) handBack(r *startRetry, hands *sync.WaitGroup) {
+	log := w.log.With("broadcast", r.cl.Broadcast(), "unit", r.cl.Unit().ID)
+	hands.Add(1)
+	go func() {
+		defer hands.Done()
+		settle(r.cl, "hand back unstarted unit", func(ctx context.Context) error {
+			return r.cl.Handoff(ctx, r.cl.Progress())
+		}, w.metrics, log)
+	}()
 }
 
 func (w *Worker) startUnit(ctx context.Context, cl *coordinator.Claim) (*unitRun, error) {

@@ -57,6 +57,8 @@ and authentication.`,
 			allowPatterns, allowFile := allowFlags(fs)
 			secretsDir := fs.String("secrets-dir", "", "`directory` of secrets triggers name, one file per secret (as Kubernetes mounts them)")
 			audienceDir := fs.String("audience-dir", "", "only `directory` file audiences may be read from (default: any file the worker can read)")
+			maxInFlight := fs.Int("max-in-flight", worker.DefaultWorkerMaxInFlight,
+				"most `sends` in flight on this worker over all its broadcasts, shared fairly between them; each broadcast also stays within its endpoint's max_in_flight")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
@@ -78,7 +80,7 @@ and authentication.`,
 					Brokers: c.kafkaBrokers(), Topic: c.topic, DeadLetterTopic: *deadTopic,
 					GroupID: *group, NoIntake: *noIntake,
 					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
-					AudienceDir: *audienceDir,
+					AudienceDir: *audienceDir, MaxInFlight: *maxInFlight,
 				}, kc, *httpAddr)
 			}
 		},

@@ -21,8 +21,10 @@ import (
 // shared by every broadcast the worker runs.
 type broadcastDeps struct {
 	metrics *metrics
-	dead    *delivery.DeadLetterWriter
-	admit   *admission
+	// dead takes failed deliveries to the dead-letter topic; a failed
+	// record finishes only once its letter is written.
+	dead  *delivery.DeadLetterQueue
+	admit *admission
 	// slots bound the sends in flight over every broadcast on the worker.
 	slots *sendSlots
 	// rateShare is the fraction of a broadcast's fleet-wide rate this
@@ -199,21 +201,27 @@ func (b *broadcastRun) sendLoop() {
 		key []byte
 	)
 	for j := range b.jobs {
-		out := b.deliver(j, &msg, &key)
-		if out != pending {
+		out, letter := b.deliver(j, &msg, &key)
+		switch {
+		case letter != nil:
+			b.deadLetter(j, letter)
+		case out != pending:
 			b.deps.metrics.outcome(out)
 			j.u.prog.finish(j.idx, out)
 		}
 	}
 }
 
-func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outcome {
+// deliver renders and sends one record. A record that failed for good
+// comes back with its dead letter, to be finished once the letter is
+// written.
+func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outcome, *delivery.DeadLetter) {
 	ctx := j.u.sendCtx
 	if ctx.Err() != nil {
-		return pending // the unit is gone; its next owner sends this record
+		return pending, nil // the unit is gone; its next owner sends this record
 	}
 	if b.expired() {
-		return expired
+		return expired, nil
 	}
 	*key = templates.AppendKey((*key)[:0], b.id, j.id)
 	k := string(*key)
@@ -224,8 +232,7 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 		case errors.Is(err, templates.ErrWorkLimit):
 			b.deps.admit.limit(LimitTemplateWork)
 		}
-		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()})
-		return failed
+		return failed, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()}
 	}
 	// A fresh body per message: net/http may still be writing a body after
 	// the response came back, so a sent body is never reused.
@@ -234,40 +241,58 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 	})
 	if b.limiter != nil {
 		if err := b.limiter.Wait(ctx); err != nil {
-			return pending
+			return pending, nil
 		}
 	}
 	// A slot of the worker's is held for the whole Send, retries included:
 	// what is bounded is the deliveries under way, and the connections
 	// they keep.
 	if err := b.slots.acquire(ctx); err != nil {
-		return pending
+		return pending, nil
 	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
 	b.slots.release()
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:
-		return delivered
+		return delivered, nil
 	case delivery.Failed:
-		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Status: res.Status, Reason: res.Reason, Attempts: res.Attempts})
-		return failed
+		return failed, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Status: res.Status, Reason: res.Reason, Attempts: res.Attempts}
 	default:
 		// Aborted: the claim ended, or the lease deadline fenced the next
 		// attempt. Not finished, so the cursor stays before it and whoever
 		// owns the unit next sends it, with the same key.
-		return pending
+		return pending, nil
 	}
 }
 
-// deadLetter records a failure. A failure is counted whether or not the
-// dead-letter topic takes it; a topic that refuses is logged and counted,
-// never allowed to stall the broadcast.
-func (b *broadcastRun) deadLetter(ctx context.Context, d delivery.DeadLetter) {
+// deadLetter queues the letter of a failed record and finishes the record,
+// as failed, only once Kafka has the letter: a checkpoint never passes a
+// failure that is not recorded. While Kafka is away the queue fills, the
+// records wait unfinished, the unit's window fills and its reading stops:
+// the unit stops advancing, nothing is lost or skipped. A letter that can
+// never be written (too large to encode) is counted failed and logged. If
+// the unit ends first (claim lost, hand-back), the record stays unfinished
+// and its next owner sends it again under the same key.
+func (b *broadcastRun) deadLetter(j job, d *delivery.DeadLetter) {
 	d.BroadcastID = b.id
 	d.At = time.Now().UTC()
-	if err := b.deps.dead.Write(ctx, d); err != nil {
-		b.deps.metrics.deadLetterErrors.Inc()
-		b.log.Warn("dead letter not recorded", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
+	done := func(err error) {
+		switch {
+		case err == nil:
+		case errors.Is(err, delivery.ErrDeadLetterInvalid):
+			b.deps.metrics.deadLetterErrors.Inc()
+			b.log.Warn("dead letter not recorded; counted failed", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
+		default:
+			b.deps.metrics.deadLetterErrors.Inc()
+			b.log.Warn("dead letter not written; the record is left to its next owner", "subscriber", d.SubscriberID, "err", err)
+			return
+		}
+		b.deps.metrics.outcome(failed)
+		j.u.prog.finish(j.idx, failed)
+	}
+	if err := b.deps.dead.Enqueue(j.u.sendCtx, *d, done); err != nil {
+		// The unit ended while the queue was full: not finished.
+		b.log.Debug("dead letter not queued", "subscriber", d.SubscriberID, "err", err)
 	}
 }

@@ -137,6 +137,9 @@ type workerOpts struct {
 	etcd func(*clientv3.Client)
 	// capacity is the worker's weight on the ring (0: 1).
 	capacity float64
+	// dead, if set, wraps the worker's dead-letter writer (to make Kafka
+	// refuse for a while, say).
+	dead func(delivery.DeadLetterBatchWriter) delivery.DeadLetterBatchWriter
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
@@ -165,7 +168,11 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	if o.tune != nil {
 		o.tune(&cfg)
 	}
-	w, err := New(cfg, co, dead, log, reg)
+	var letters delivery.DeadLetterBatchWriter = dead
+	if o.dead != nil {
+		letters = o.dead(dead)
+	}
+	w, err := New(cfg, co, letters, log, reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -66,6 +66,10 @@ type Config struct {
 	// of the worker's get an equal share, and one alone may use them all.
 	MaxInFlight int
 
+	// DeadLetters sizes the queue failed deliveries wait in for Kafka
+	// (zero values: delivery's defaults, 10,000 letters).
+	DeadLetters delivery.DeadLetterQueueConfig
+
 	AudienceLimits audience.Limits
 	SpecLimits     spec.Limits
 	// Delivery tunes the sender beyond what each broadcast's endpoint sets.
@@ -155,7 +159,9 @@ type Worker struct {
 	// unitCfg and runDeps are what each unit run and broadcast run is
 	// built with: the parts of the worker they use, and nothing else.
 	unitCfg unitConfig
-	runDeps broadcastDeps
+	runDeps broadcastDeps // dead is set by Run, which owns the queue
+	dead    delivery.DeadLetterBatchWriter
+	reg     prometheus.Registerer // nil: no metrics
 
 	// broadcasts are the broadcasts with a unit running here. Only the
 	// claim loop's goroutine reads or writes it.
@@ -165,10 +171,11 @@ type Worker struct {
 	ready bool
 }
 
-// New builds a worker around its coordinator. dead records failed
-// deliveries on the dead-letter topic; the caller closes it after Run has
+// New builds a worker around its coordinator. dead writes failed
+// deliveries to the dead-letter topic (a *delivery.DeadLetterWriter); Run
+// feeds it from a bounded queue, and the caller closes it after Run has
 // returned. A nil registerer means no metrics are exported.
-func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
+func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWriter, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -189,9 +196,9 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 	}
 	w.metrics = newMetrics(r, c.Deadline)
 	w.admit = newAdmission(r)
+	w.dead, w.reg = dead, r
 	w.runDeps = broadcastDeps{
 		metrics:        w.metrics,
-		dead:           dead,
 		admit:          w.admit,
 		slots:          newSendSlots(cfg.MaxInFlight),
 		rateShare:      c.RateShare,
@@ -206,6 +213,18 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 
 // Run works until ctx ends, then hands its units back and leaves the fleet.
 func (w *Worker) Run(ctx context.Context) error {
+	// Failed deliveries go to Kafka from a bounded queue, written after
+	// every unit has stopped: the queue outlives the claim loop.
+	dlq, err := delivery.NewDeadLetterQueue(w.dead, w.cfg.DeadLetters, w.log.With("component", "deadletters"), w.reg)
+	if err != nil {
+		return fmt.Errorf("worker: dead-letter queue: %w", err)
+	}
+	w.runDeps.dead = dlq
+	defer func() {
+		if err := dlq.Close(); err != nil {
+			w.log.Warn("dead-letter queue closed with letters unwritten; their records go to the next owners", "err", err)
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	// The coordinator outlives the claims loop's context so that, on
 	// shutdown, it can ask for every unit back and wait for the hand-backs.
@@ -216,7 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return w.claimLoop(gctx) })
 	w.setReady(true)
-	err := g.Wait()
+	err = g.Wait()
 	w.setReady(false)
 	return err
 }

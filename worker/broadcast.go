@@ -261,7 +261,13 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outc
 	default:
 		// Aborted: the claim ended, or the lease deadline fenced the next
 		// attempt. Not finished, so the cursor stays before it and whoever
-		// owns the unit next sends it, with the same key.
+		// owns the unit next sends it, with the same key. Or the broadcast
+		// expired before the next attempt (the sender's fence checks
+		// expires_at too): then nothing more may be sent, and the record
+		// is counted expired.
+		if ctx.Err() == nil && b.expired() {
+			return expired, nil
+		}
 		return pending, nil
 	}
 }

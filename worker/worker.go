@@ -408,6 +408,16 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 	dc.Timeout = time.Duration(sp.Endpoint.TimeoutMS) * time.Millisecond
 	dc.MaxAttempts = sp.Endpoint.MaxAttempts
 	dc.Fence = w.fence
+	if exp := sp.ExpiresAt; exp != nil {
+		// Checked before every attempt, probes of an open breaker
+		// included: a send that waited past expires_at sends nothing.
+		dc.Fence = func() error {
+			if !time.Now().Before(*exp) {
+				return errExpired
+			}
+			return w.fence()
+		}
+	}
 	dc.Allow = w.senderAllow
 	dc.OnLimit = w.admit.limit
 	dc.SigningKeys, dc.Authorization = creds.keys, creds.auth
@@ -424,6 +434,9 @@ func (w *Worker) broadcastFor(ctx context.Context, id string) (*broadcastRun, er
 
 // errFenced stops sends once the lease may have expired on the server.
 var errFenced = errors.New("worker: lease deadline passed")
+
+// errExpired stops the sends of a broadcast past its expires_at.
+var errExpired = errors.New("worker: broadcast expired")
 
 // fence allows a send attempt only before the coordinator's local lease
 // deadline (last keepalive acknowledgement + TTL - margin). It is checked

@@ -187,6 +187,11 @@ func (a *archiver) archive(ctx context.Context, j archiveJob) (settled bool, err
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrBadTransition):
 		return true, nil
+	case errors.Is(err, errUndecodable):
+		// Not a passing failure: pausing for it would hold up every other
+		// archive. It stays live, and is tried again once its state changes.
+		a.log.Error("cannot archive finished broadcast", "broadcast", j.id, "err", err)
+		return true, nil
 	case err != nil:
 		return false, err
 	case f.stateRev != j.stateRev:

@@ -233,3 +233,33 @@ func TestArchivedIDIsTakenUntilRetentionEnds(t *testing.T) {
 		t.Fatalf("register the id again after the retention: created=%v err=%v", created, err)
 	}
 }
+
+// A finished broadcast whose records cannot be read back is left live, and
+// does not hold up the archiving of the others.
+func TestUndecodableBroadcastDoesNotBlockArchiving(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	k := keys{c.prefix}
+	now := time.Now().UTC()
+	state, err := encode(stateRecord{State: StateDone, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.Txn(ctx).Then(
+		clientv3.OpPut(k.spec("a-bad"), "{}"), clientv3.OpPut(k.state("a-bad"), state),
+		clientv3.OpPut(k.unit("a-bad", "u0"), "not JSON"),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewRegistry(c.admin, c.prefix).Reject(ctx, "b-good", []byte("{x"), "spec: invalid JSON"); err != nil {
+		t.Fatal(err)
+	}
+	c.start("w0", memberOpts{archiveAfter: 100 * time.Millisecond}, driverConfig{stream: newStream(1), ledger: newLedger(1)})
+	sum := c.waitArchived("b-good", 10*time.Second)
+	if sum.State != StateRejected || sum.Reason != "spec: invalid JSON" {
+		t.Fatalf("summary of the rejected broadcast: %+v", sum)
+	}
+	if _, ok := c.archived("a-bad"); ok || c.liveKeys("a-bad") != 3 {
+		t.Fatal("the undecodable broadcast was archived or touched")
+	}
+}

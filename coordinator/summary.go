@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -78,6 +79,10 @@ func decodeSummary(kv *mvccpb.KeyValue) (Summary, error) {
 	return s, nil
 }
 
+// errUndecodable marks a broadcast whose records cannot be read back: it
+// cannot be summarised, and is left live for an operator to look at.
+var errUndecodable = errors.New("coordinator: undecodable record")
+
 // finished is a broadcast that is over, read in one snapshot for archiving.
 type finished struct {
 	sum      Summary
@@ -106,7 +111,7 @@ func (r *Registry) readFinished(ctx context.Context, id string) (finished, error
 	}
 	var rec stateRecord
 	if err := json.Unmarshal(stateKvs[0].Value, &rec); err != nil {
-		return finished{}, fmt.Errorf("coordinator: read %s: decode state: %w", id, err)
+		return finished{}, fmt.Errorf("coordinator: read %s: decode state: %w: %w", id, errUndecodable, err)
 	}
 	if !rec.State.Terminal() {
 		return finished{}, fmt.Errorf("coordinator: read %s: %s: %w", id, rec.State, ErrBadTransition)
@@ -117,7 +122,7 @@ func (r *Registry) readFinished(ctx context.Context, id string) (finished, error
 	}
 	sts, err := summarize(r.keys, kvs)
 	if err != nil {
-		return finished{}, fmt.Errorf("coordinator: read %s: %w", id, err)
+		return finished{}, fmt.Errorf("coordinator: read %s: %w: %w", id, errUndecodable, err)
 	}
 	st := sts[0] // the state key is there, so summarize has its status
 	workers := make(map[string]WorkerShare, len(st.Workers))

@@ -48,6 +48,7 @@ type Coordinator struct {
 	claimDeps claimDeps     // what every Claim this member takes is given
 	claims    chan *Claim   // sent on by the queue's goroutine; closed by Run when it returns
 	queue     *claimQueue   // pushed to by Run's goroutine; guarded by its own lock
+	archiver  *archiver     // offered work by Run's goroutine; the rest is its own goroutine's
 	wake      chan struct{} // capacity 1: a claim ended (forget), look again soon; only Run's goroutine receives
 
 	// Written only by Run's goroutine; read from any goroutine.
@@ -121,6 +122,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		return nil, err
 	}
 	c.m = m
+	c.archiver = newArchiver(c)
 	c.claimDeps = claimDeps{
 		member:  cfg.MemberID,
 		keys:    c.keys,
@@ -185,14 +187,25 @@ func (c *Coordinator) stateSignalLocked(id string) *stateSignal {
 }
 
 // noteState publishes broadcast id's state from the view. Run's goroutine
-// only: it reads the view.
+// only: it reads the view. A broadcast gone from the view (archived, or
+// deleted) loses its entry, so that states stays as small as the view;
+// its channel is closed first, so anyone waiting looks again and finds it
+// unknown.
 func (c *Coordinator) noteState(id string) {
+	b, inView := c.view.broadcasts[id]
 	var st State
-	if b, ok := c.view.broadcasts[id]; ok && b.hasState {
+	if inView && b.hasState {
 		st = b.state.State
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !inView {
+		if s, ok := c.states[id]; ok {
+			close(s.changed)
+			delete(c.states, id)
+		}
+		return
+	}
 	s := c.stateSignalLocked(id)
 	if s.state != st {
 		s.state = st

@@ -92,6 +92,9 @@ type stateRecord struct {
 	Reason    string    `json:"reason,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// StartedAt is when the broadcast went from pending to running; zero
+	// until it starts.
+	StartedAt time.Time `json:"started_at,omitzero"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }

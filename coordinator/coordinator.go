@@ -61,7 +61,7 @@ type Coordinator struct {
 	// reconcile); read by RateShare.
 	shares atomic.Pointer[map[string]float64]
 
-	// mu guards held and states. Never held while taking another lock or
+	// mu guards held, states and waiting. Never held while taking another lock or
 	// talking to etcd (see the lock order in doc.go).
 	mu sync.Mutex
 	// held is every claim this member holds, by claim key. Entries are
@@ -74,12 +74,18 @@ type Coordinator struct {
 	// goroutine, noteState on Run's); its state changes, and its channel
 	// is closed, only on Run's goroutine (noteState).
 	states map[string]*stateSignal
+	// waiting is, by broadcast, since when this member's sends wait on
+	// its endpoint (NoteEndpoint, from the worker's goroutines).
+	waiting map[string]time.Time
 
 	// Run's goroutine only, with no lock: nothing else may touch these.
 	view    *view          // nil until the first resync
 	ring    *sharding.Ring // of the live members, as last seen
 	ringKey string         // the membership ring was built from
 	started time.Time      // of the current membership epoch
+	// published is the waiting map last written in the member record
+	// (nil after a join, whose record has none).
+	published map[string]time.Time
 }
 
 // stateSignal is the cached state of one broadcast and a channel closed
@@ -106,16 +112,17 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{
-		cfg:    cfg,
-		cli:    cli,
-		log:    log.With("member", cfg.MemberID),
-		keys:   keys{prefix: cfg.Prefix},
-		reg:    newRegistry(cli.KV, cfg.Prefix),
-		claims: make(chan *Claim),
-		queue:  newClaimQueue(),
-		wake:   make(chan struct{}, 1),
-		held:   map[string]*Claim{},
-		states: map[string]*stateSignal{},
+		cfg:     cfg,
+		cli:     cli,
+		log:     log.With("member", cfg.MemberID),
+		keys:    keys{prefix: cfg.Prefix},
+		reg:     newRegistry(cli.KV, cfg.Prefix),
+		claims:  make(chan *Claim),
+		queue:   newClaimQueue(),
+		wake:    make(chan struct{}, 1),
+		held:    map[string]*Claim{},
+		states:  map[string]*stateSignal{},
+		waiting: map[string]time.Time{},
 	}
 	m, err := newMetrics(reg, c.Deadline)
 	if err != nil {

@@ -21,6 +21,7 @@ func (c *Coordinator) reconcile(l *lease) {
 	c.live.Store(int64(len(live)))
 	c.noteMembership(live)
 	c.checkHeld(l)
+	c.publishEndpoints(l)
 	now := time.Now()
 	work := archiveWork{sweep: len(live) > 0 && live[0].ID == c.cfg.MemberID}
 	for _, b := range c.view.sorted() {

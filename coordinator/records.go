@@ -84,6 +84,9 @@ type memberRecord struct {
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
 	Leaving  bool      `json:"leaving"`
+	// Waiting lists the broadcasts whose endpoint this member's sends
+	// wait on (its delivery circuit breaker is open), with since when.
+	Waiting map[string]time.Time `json:"waiting,omitempty"`
 }
 
 // stateRecord is the value at P/broadcasts/<id>/state.

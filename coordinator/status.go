@@ -36,6 +36,9 @@ type Status struct {
 	Reason     string  `json:"reason"`
 	// InvalidSamples are the first few invalid audience lines, by line.
 	InvalidSamples []InvalidSample `json:"invalid_samples,omitempty"`
+	// Endpoint is set while workers wait on the broadcast's endpoint (it
+	// has been failing, and their sends pause and probe until it answers).
+	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
 }
 
 // UnitCounts counts a broadcast's leaf units.
@@ -65,6 +68,7 @@ func (r *Registry) Status(ctx context.Context, id string) (Status, error) {
 		clientv3.OpGet(r.keys.units(id), clientv3.WithPrefix()),
 		clientv3.OpGet(r.keys.claims(id), clientv3.WithPrefix()),
 		clientv3.OpGet(r.keys.archive(id)),
+		clientv3.OpGet(r.keys.members(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
@@ -78,6 +82,14 @@ func (r *Registry) Status(ctx context.Context, id string) (Status, error) {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
 	}
 	if len(sts) > 0 {
+		var members []memberRecord
+		for _, kv := range resp.Responses[4].GetResponseRange().Kvs {
+			var m memberRecord
+			if json.Unmarshal(kv.Value, &m) == nil {
+				members = append(members, m)
+			}
+		}
+		sts[0].Endpoint = endpointStatus(members, id)
 		return sts[0], nil
 	}
 	if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) == 1 {

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ var errClaimEnded = errors.New("coordinator: claim ended")
 // worker sends the slot's records from Progress().ResumeAt() on and
 // reports progress with Write (or Checkpoint); it ends the claim with
 // Finish (the slot is done) or, when HandoffRequested is closed, with
-// Handoff after it stopped and drained the slot.
+// Handoff after it stopped and drained the slot. A worker that cannot get
+// either written gives the claim up with Release.
 //
 // Every write is a transaction that first proves the claim still holds
 // (isOwner), so a member whose lease expired can never overwrite its
@@ -151,6 +153,37 @@ func (cl *Claim) Finish(ctx context.Context, p Progress) error {
 // claims the slot afresh.
 func (cl *Claim) Handoff(ctx context.Context, p Progress) error {
 	return Write(ctx, []Report{{Claim: cl, Progress: p, End: HandBack}})[0]
+}
+
+// Release gives the claim up without recording progress, when the worker
+// could not write its finish or hand-back: it deletes the claim key, if
+// the claim still holds, and ends the claim. It returns ErrNotOwner when
+// the claim no longer holds; after any other error the claim still holds
+// and Release may be tried again.
+//
+// The slot's progress stays as last checkpointed, so whoever claims it
+// next resumes from that checkpoint and sends again, under the same
+// idempotency keys, what this claim finished after it. If the assignment
+// still names this member for the slot, this member claims it again at
+// its next reconcile and the worker starts it afresh: a member whose lease
+// is alive is as good a place as any to run it, and a write that failed
+// for a passing reason will most likely succeed next time.
+func (cl *Claim) Release(ctx context.Context) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.ended.Load() || cl.ctx.Err() != nil {
+		return fmt.Errorf("coordinator: release %s/%d: %w", cl.broadcast, cl.slot, ErrNotOwner)
+	}
+	resp, err := cl.deps.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, []clientv3.Op{clientv3.OpDelete(cl.claimKey)}, nil)
+	if err != nil {
+		return fmt.Errorf("coordinator: release %s/%d: %w", cl.broadcast, cl.slot, err)
+	}
+	if !resp.Succeeded {
+		cl.lose(ErrNotOwner)
+		return fmt.Errorf("coordinator: release %s/%d: %w", cl.broadcast, cl.slot, ErrNotOwner)
+	}
+	cl.end()
+	return nil
 }
 
 // requestHandoff asks the worker for the slot back.

@@ -47,6 +47,7 @@ type Coordinator struct {
 	claimDeps claimDeps     // what every Claim this member takes is given
 	claims    chan *Claim   // sent on by the queue's goroutine; closed by Run when it returns
 	queue     *claimQueue   // pushed to by Run's goroutine; guarded by its own lock
+	archiver  *archiver     // offered work by Run's goroutine; the rest is its own goroutine's
 	wake      chan struct{} // capacity 1: a claim ended (forget), look again soon; only Run's goroutine receives
 
 	// Written only by Run's goroutine; read from any goroutine.
@@ -55,20 +56,26 @@ type Coordinator struct {
 	synced  atomic.Bool           // the view is a complete copy kept current by a watch; read by Ready
 	live    atomic.Int64          // live members not leaving, as of the last reconcile; read by LiveMembers
 	lease   atomic.Pointer[lease] // nil when not joined; read by Deadline (also the metrics gauge) and Ready
+	// shares is this member's rate share by broadcast (noteShares, at each
+	// reconcile); read by RateShare.
+	shares atomic.Pointer[map[string]float64]
 
-	// mu guards held and states. Never held while taking another lock or
+	// mu guards held, states and waiting. Never held while taking another lock or
 	// talking to etcd (see the lock order in doc.go).
 	mu sync.Mutex
 	// held is every claim this member holds, by claim key. Entries are
 	// added only by Run's goroutine (claimUnit) and removed by forget, on
 	// whichever goroutine ended the claim: the worker's (Finish, Handoff,
-	// a refused Checkpoint) or Run's (a lost, fenced or released claim).
+	// Release, a refused Checkpoint) or Run's (a lost, fenced or released claim).
 	held map[string]*Claim
 	// states is the cached state of each broadcast asked about or seen.
 	// An entry is added by whoever asks first (BroadcastState from any
 	// goroutine, noteState on Run's); its state changes, and its channel
 	// is closed, only on Run's goroutine (noteState).
 	states map[string]*stateSignal
+	// waiting is, by broadcast, since when this member's sends wait on
+	// its endpoint (NoteEndpoint, from the worker's goroutines).
+	waiting map[string]time.Time
 
 	// heldGen counts changes to held; Run's goroutine compares it with
 	// the value it last acted on, to skip work when nothing changed.
@@ -77,17 +84,22 @@ type Coordinator struct {
 	// Run's goroutine only, with no lock: nothing else may touch these.
 	view    *view     // nil until the first resync
 	started time.Time // of the current membership epoch
+	// published is the waiting map last written in the member record
+	// (nil after a join, whose record has none).
+	published map[string]time.Time
 	// acted remembers, per broadcast, the inputs the last assignment was
 	// computed from, so an unchanged broadcast costs nothing.
 	acted map[string]inputs
 	// retryAt is when to reconcile again after an etcd operation failed
-	// (zero: no retry due); wakeAt is the earliest start time to notice.
+	// (zero: no retry due); wakeAt is the earliest time something is due
+	// without an event (a start time, an archive, a sweep).
 	retryAt, wakeAt time.Time
 }
 
 // inputs are what a broadcast's assignment depends on.
 type inputs struct {
 	broadcast, members, held uint64
+	leader                   bool
 }
 
 // stateSignal is the cached state of one broadcast and a channel closed
@@ -114,23 +126,25 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{
-		cfg:    cfg,
-		cli:    cli,
-		log:    log.With("member", cfg.MemberID),
-		keys:   keys{prefix: cfg.Prefix},
-		reg:    newRegistry(cli.KV, cfg.Prefix),
-		claims: make(chan *Claim),
-		queue:  newClaimQueue(),
-		wake:   make(chan struct{}, 1),
-		held:   map[string]*Claim{},
-		states: map[string]*stateSignal{},
-		acted:  map[string]inputs{},
+		cfg:     cfg,
+		cli:     cli,
+		log:     log.With("member", cfg.MemberID),
+		keys:    keys{prefix: cfg.Prefix},
+		reg:     newRegistry(cli.KV, cfg.Prefix),
+		claims:  make(chan *Claim),
+		queue:   newClaimQueue(),
+		wake:    make(chan struct{}, 1),
+		held:    map[string]*Claim{},
+		states:  map[string]*stateSignal{},
+		waiting: map[string]time.Time{},
+		acted:   map[string]inputs{},
 	}
 	m, err := newMetrics(reg, c.Deadline)
 	if err != nil {
 		return nil, err
 	}
 	c.m = m
+	c.archiver = newArchiver(c)
 	c.claimDeps = claimDeps{
 		member: cfg.MemberID,
 		keys:   c.keys,
@@ -169,7 +183,7 @@ func (c *Coordinator) Ready() bool {
 }
 
 // LiveMembers is the number of live members that are not leaving, as of
-// the last reconcile; a fleet-wide rate is divided by it.
+// the last reconcile.
 func (c *Coordinator) LiveMembers() int { return int(c.live.Load()) }
 
 // BroadcastState returns the cached state of broadcast id ("" if unknown)
@@ -194,14 +208,25 @@ func (c *Coordinator) stateSignalLocked(id string) *stateSignal {
 }
 
 // noteState publishes broadcast id's state from the view. Run's goroutine
-// only: it reads the view.
+// only: it reads the view. A broadcast gone from the view (archived, or
+// deleted) loses its entry, so that states stays as small as the view;
+// its channel is closed first, so anyone waiting looks again and finds it
+// unknown.
 func (c *Coordinator) noteState(id string) {
+	b, inView := c.view.broadcasts[id]
 	var st State
-	if b, ok := c.view.broadcasts[id]; ok && b.hasState {
+	if inView && b.hasState {
 		st = b.state.State
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !inView {
+		if s, ok := c.states[id]; ok {
+			close(s.changed)
+			delete(c.states, id)
+		}
+		return
+	}
 	s := c.stateSignalLocked(id)
 	if s.state != st {
 		s.state = st

@@ -86,6 +86,9 @@ type driverConfig struct {
 	// Retry-After does: it is reported as pending behind the cursor and
 	// sent only once the next checkpoint is written. 0 holds nothing.
 	lag int
+	// release, if set, is asked at the end of each claim's stream; true
+	// gives the claim up with Release instead of finishing it.
+	release func(*Claim) bool
 }
 
 type driver struct {
@@ -269,6 +272,12 @@ func (d *driver) work(cl *Claim) string {
 	}
 	if !flush(held) {
 		return ended()
+	}
+	if d.cfg.release != nil && d.cfg.release(cl) {
+		if err := write(func(ctx context.Context, _ Progress) error { return cl.Release(ctx) }); err != nil {
+			return "release failed: " + err.Error()
+		}
+		return "release"
 	}
 	if err := write(cl.Finish); err != nil {
 		return "finish failed: " + err.Error()

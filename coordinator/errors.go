@@ -1,8 +1,13 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Errors callers can test for with errors.Is. Each is wrapped with the
@@ -34,6 +39,40 @@ var (
 	// ErrAlreadyRunning means Run was called twice on one Coordinator.
 	ErrAlreadyRunning = errors.New("coordinator: already running")
 )
+
+// IsTransient reports whether err is a failure to get an answer from etcd
+// rather than an answer: etcd unreachable, no leader or an election under
+// way, a request that timed out, too many requests, or no space left until
+// an operator compacts. A claim write that failed this way may or may not
+// have been applied, and writing it again is safe: every claim write proves
+// ownership first, so the retry of one that did land fails with
+// ErrNotOwner. A write whose claims kept changing under it is transient
+// too. ErrNotOwner, ErrCursorBackwards, ErrBadProgress, a refused request
+// (too large, not permitted) and a closed client are not.
+func IsTransient(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrNotOwner), errors.Is(err, ErrCursorBackwards), errors.Is(err, ErrBadProgress):
+		return false
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errContended):
+		return true
+	}
+	// etcd's own errors arrive as rpctypes.EtcdError; failures below it
+	// (a connection refused) as gRPC statuses.
+	var code codes.Code
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if st, ok := status.FromError(err); ok {
+		code = st.Code()
+	} else {
+		return false
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}
 
 // maxIDLen is the longest broadcast or member id.
 const maxIDLen = 128

@@ -8,18 +8,21 @@ import (
 // keys spells Herald's etcd key layout under one prefix. docs/ETCD.md is
 // the reference; this is the only place that builds or parses keys.
 //
-//	P/members/<member>
+//	P/archive/<id>
 //	P/broadcasts/<id>/spec
 //	P/broadcasts/<id>/state
 //	P/broadcasts/<id>/claims/<slot>
 //	P/broadcasts/<id>/done/<slot>
+//	P/members/<member>
 //	P/progress/<id>/<slot>
 //
-// Members watch [P/broadcasts/, P/members0): the broadcasts and the
-// members, and nothing else. A slot's progress lives outside that range
-// on purpose: checkpoints are most of the writes, and no member needs to
-// see another's. The claim and the done marker of a slot are what the
-// others need, and both change only when a slot changes hands or ends.
+// A member's view covers [viewStart, viewEnd): the broadcasts and the
+// members, and nothing else. The archive sorts before it, so the records
+// of finished broadcasts are never read by a resync nor sent to a watch.
+// A slot's progress sorts after it on purpose: checkpoints are most of the
+// writes, and no member needs to see another's. The claim and the done
+// marker of a slot are what the others need, and both change only when a
+// slot changes hands or ends.
 type keys struct {
 	prefix string // no trailing slash
 }
@@ -43,12 +46,17 @@ func (k keys) progresses(id string) string { return k.prefix + "/progress/" + id
 func (k keys) progress(id string, s int) string {
 	return k.progresses(id) + strconv.Itoa(s)
 }
+func (k keys) archives() string         { return k.prefix + "/archive/" }
+func (k keys) archive(id string) string { return k.archives() + id }
 
-// watchStart and watchEnd bound the range members read and watch: the
+// viewStart and viewEnd bound the keys a member reads and watches: the
 // broadcasts, then the members ("members0" is the first key after every
-// "members/..."). "archive" and "progress" sort outside it.
-func (k keys) watchStart() string { return k.broadcasts() }
-func (k keys) watchEnd() string   { return k.prefix + "/members0" }
+// "members/..."). The archive and the progress records sort outside it.
+func (k keys) viewStart() string { return k.broadcasts() }
+func (k keys) viewEnd() string   { return k.prefix + "/members0" }
+
+// archivesEnd is the end of the archive prefix's range.
+func (k keys) archivesEnd() string { return k.prefix + "/archive0" }
 
 // keyKind says what a key under the prefix is.
 type keyKind int

@@ -25,8 +25,16 @@ func TestBroadcastCompletes(t *testing.T) {
 		}
 		ms = append(ms, c.start(fmt.Sprintf("w%d", i), o, driverConfig{stream: s, ledger: l, every: 100}))
 	}
-	eventually(t, 10*time.Second, "three live members", func() bool { return ms[0].coord.LiveMembers() == 3 })
-	eventually(t, 10*time.Second, "ready", func() bool { return ms[0].coord.Ready() })
+	// Every member's view must hold all three before the start: each
+	// computes its share of the slots from its own view.
+	eventually(t, 10*time.Second, "three live members, seen by each", func() bool {
+		for _, m := range ms {
+			if m.coord.LiveMembers() != 3 || !m.coord.Ready() {
+				return false
+			}
+		}
+		return true
+	})
 	c.register("b1")
 	c.waitState("b1", StateDone, 20*time.Second)
 

@@ -2,6 +2,7 @@
 
 package coordinator
 
-// raceEnabled skips the fleet simulation: a thousand members are too slow
-// under the race detector.
+// raceEnabled shrinks the soak tests and skips the fleet simulation: the
+// race detector makes a thousand members, and every etcd round trip, about
+// ten times slower.
 const raceEnabled = true

@@ -19,9 +19,17 @@ import (
 func (c *Coordinator) reconcile(l *lease) {
 	live := c.view.live()
 	c.live.Store(int64(len(live)))
+	c.adopt(l)
 	c.checkHeld(l)
+	c.publishEndpoints(l)
 	now := time.Now()
 	c.wakeAt = time.Time{}
+	work := archiveWork{sweep: len(live) > 0 && live[0].ID == c.cfg.MemberID}
+	if work.sweep {
+		// The sweep is offered again at least this often, so it runs
+		// even in a fleet where nothing changes.
+		c.wakeBy(now.Add(c.archiver.sweepEvery))
+	}
 	for _, b := range c.view.broadcasts {
 		if !b.hasState {
 			continue
@@ -29,9 +37,7 @@ func (c *Coordinator) reconcile(l *lease) {
 		switch b.state.State {
 		case StatePending:
 			if now.Before(b.state.NotBefore) {
-				if c.wakeAt.IsZero() || b.state.NotBefore.Before(c.wakeAt) {
-					c.wakeAt = b.state.NotBefore
-				}
+				c.wakeBy(b.state.NotBefore)
 				continue
 			}
 			if c.leads(b.id, live) {
@@ -44,8 +50,9 @@ func (c *Coordinator) reconcile(l *lease) {
 			if b.slots == 0 {
 				continue // paused before it started
 			}
-			c.assign(l, b)
-			if b.state.State == StateRunning && b.doneCount == b.slots && c.leads(b.id, live) {
+			leader := c.leads(b.id, live)
+			c.assign(l, b, leader)
+			if b.state.State == StateRunning && b.doneCount == b.slots && leader {
 				c.complete(l, b)
 			}
 		default:
@@ -53,15 +60,32 @@ func (c *Coordinator) reconcile(l *lease) {
 				b.over()
 				delete(c.acted, b.id)
 			}
+			if !c.leads(b.id, live) {
+				continue
+			}
+			if j, due := c.archiveDue(b, now); !due.IsZero() {
+				c.wakeBy(due)
+			} else {
+				work.jobs = append(work.jobs, j)
+				// Offered again until its keys are gone from the view: the
+				// archiver may fail, and retries on a later offer.
+				c.wakeBy(now.Add(time.Second))
+			}
 		}
+	}
+	c.noteShares()
+	if len(work.jobs) > 0 || work.sweep {
+		c.archiver.offer(work)
 	}
 }
 
-// leads reports whether this member is the one that starts and completes
-// broadcast id: the live member with the highest hash of (id, member), so
-// the duty spreads over the fleet and moves only when its holder leaves.
-// Any member could do it safely (the transactions compare the state's
-// revision); naming one spares the others a read and a refused write.
+// leads reports whether this member is broadcast id's leader: the one that
+// starts it, creates its claims, completes it and archives it. It is the
+// live member with the highest hash of (id, member), so the duty spreads
+// over the fleet's broadcasts and moves only when its holder leaves. Any
+// member could do each of these safely (every transaction compares what
+// it decided on); naming one spares the others reads and refused writes,
+// and lets one transaction create the claims of many members.
 func (c *Coordinator) leads(id string, live []sharding.Member) bool {
 	var best uint64
 	var leader string
@@ -71,6 +95,13 @@ func (c *Coordinator) leads(id string, live []sharding.Member) bool {
 		}
 	}
 	return leader == c.cfg.MemberID
+}
+
+// wakeBy makes the next reconcile come no later than t, event or not.
+func (c *Coordinator) wakeBy(t time.Time) {
+	if c.wakeAt.IsZero() || t.Before(c.wakeAt) {
+		c.wakeAt = t
+	}
 }
 
 // retry schedules another reconcile after an etcd operation failed.
@@ -136,8 +167,9 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	if len(live) == 0 {
 		return
 	}
+	now := time.Now().UTC()
 	st := b.state
-	st.State, st.UpdatedAt, st.Slots = StateRunning, time.Now().UTC(), sharding.SlotCount(len(live))
+	st.State, st.UpdatedAt, st.StartedAt, st.Slots = StateRunning, now, now, sharding.SlotCount(len(live))
 	val, err := encode(st)
 	if err != nil {
 		c.log.Error("start broadcast", "broadcast", b.id, "err", err)
@@ -153,128 +185,6 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 		c.retry()
 	case resp.Succeeded:
 		c.log.Info("started broadcast", "broadcast", b.id, "slots", st.Slots, "members", len(live))
-	}
-}
-
-// assign computes, from the view, which member should hold each open slot
-// (sharding.AssignIndexed), claims the free slots it names this member
-// for, and asks the worker to hand back the slots this member holds that
-// it names someone else for.
-func (c *Coordinator) assign(l *lease, b *broadcastView) {
-	in := inputs{broadcast: b.gen, members: c.view.membersGen, held: c.heldGen.Load()}
-	if c.acted[b.id] == in {
-		return
-	}
-	c.acted[b.id] = in
-	weights, liveOf := c.view.liveIndex()
-	if len(weights) == 0 {
-		return
-	}
-	selfName := c.view.intern(c.cfg.MemberID)
-	self := int32(-1)
-	if int(selfName) < len(liveOf) {
-		self = liveOf[selfName]
-	}
-	open := make([]int, 0, b.slots-b.doneCount)
-	holders := make([]int32, 0, b.slots-b.doneCount)
-	for s := range b.slots {
-		if b.done[s] {
-			continue
-		}
-		h := b.holder[s]
-		if h >= 0 {
-			if int(h) < len(liveOf) {
-				h = liveOf[h]
-			} else {
-				h = -1
-			}
-		}
-		open = append(open, s)
-		holders = append(holders, h)
-	}
-	target := sharding.AssignIndexed(weights, holders)
-	var free []int
-	for i, s := range open {
-		mine := target[i] == self && self >= 0
-		switch h := b.holder[s]; {
-		case h < 0 && mine:
-			free = append(free, s)
-		case h == selfName && !mine:
-			c.mu.Lock()
-			cl := c.held[c.keys.claim(b.id, s)]
-			c.mu.Unlock()
-			if cl != nil && cl.token == b.token[s] && !cl.handoffPending() {
-				c.log.Info("asking for a slot back: another member should hold it now", "broadcast", b.id, "slot", s)
-				cl.requestHandoff()
-			}
-		}
-	}
-	c.claimSlots(l, b, free)
-}
-
-// maxClaimsPerTxn bounds the slots one claim transaction takes: two
-// compares and two operations each, within etcd's 128.
-const maxClaimsPerTxn = 32
-
-// claimSlots claims slots of b for this member under its lease, as many
-// per transaction as etcd allows. Each claim proves the slot is neither
-// claimed nor done, and reads the slot's progress in the same transaction,
-// so the worker resumes exactly where the last holder's last write left
-// it. The claim key's create revision is the fencing token.
-func (c *Coordinator) claimSlots(l *lease, b *broadcastView, slots []int) {
-	for len(slots) > 0 {
-		batch := slots[:min(len(slots), maxClaimsPerTxn)]
-		slots = slots[len(batch):]
-		cmps := make([]clientv3.Cmp, 0, 2*len(batch))
-		ops := make([]clientv3.Op, 0, 2*len(batch))
-		for _, s := range batch {
-			key := c.keys.claim(b.id, s)
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(c.keys.done(b.id, s)), "=", 0))
-			ops = append(ops, clientv3.OpPut(key, c.cfg.MemberID, clientv3.WithLease(l.id)),
-				clientv3.OpGet(c.keys.progress(b.id, s)))
-		}
-		ctx, cancel := c.opCtx(l)
-		resp, err := c.txn(ctx, "claim", cmps, ops, nil)
-		cancel()
-		if err != nil {
-			c.log.Warn("claim slots", "broadcast", b.id, "slots", len(batch), "err", err)
-			c.retry()
-			return
-		}
-		if !resp.Succeeded {
-			return // the view was stale; the event that made it so brings the news
-		}
-		for j, s := range batch {
-			var val []byte
-			if kvs := resp.Responses[2*j+1].GetResponseRange().Kvs; len(kvs) == 1 {
-				val = kvs[0].Value
-			}
-			rec, err := decodeProgress(val)
-			var cl *Claim
-			if err == nil {
-				cl, err = newClaim(c.claimDeps, l, b.id, s, b.slots, rec, resp.Header.Revision)
-			}
-			if err != nil {
-				// Held, so nobody else resumes it wrongly; not worked, so
-				// the status shows it stuck. Only a hand-edited key gets here.
-				c.log.Error("claimed a slot whose progress cannot be read", "broadcast", b.id, "slot", s, "err", err)
-				continue
-			}
-			c.mu.Lock()
-			c.held[cl.claimKey] = cl
-			c.m.unitsHeld.Set(float64(len(c.held)))
-			c.mu.Unlock()
-			c.heldGen.Add(1)
-			c.m.claims.Inc()
-			if rec.Owner != "" && !rec.Released {
-				c.m.failovers.Inc()
-			}
-			c.log.Debug("claimed slot", "broadcast", b.id, "slot", s, "cursor", cl.start.Cursor.Seq,
-				"pending", len(cl.start.Pending), "token", cl.token)
-			c.queue.push(cl)
-		}
-		c.log.Info("claimed slots", "broadcast", b.id, "slots", len(batch), "token", resp.Header.Revision)
 	}
 }
 

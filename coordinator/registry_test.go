@@ -126,6 +126,8 @@ func TestConfigValidate(t *testing.T) {
 		{"capacity too big", Config{Capacity: 1000}, false},
 		{"negative capacity", Config{Capacity: -1}, false},
 		{"slash prefix", Config{Prefix: "/"}, false},
+		{"negative archive delay", Config{ArchiveAfter: -time.Second}, false},
+		{"negative retention", Config{Retention: -time.Hour}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +141,8 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	d := Config{LeaseTTL: 2500 * time.Millisecond}.withDefaults()
-	if d.LeaseTTL != 3*time.Second || d.SafetyMargin != 600*time.Millisecond || d.Prefix != DefaultPrefix {
+	if d.LeaseTTL != 3*time.Second || d.SafetyMargin != 600*time.Millisecond || d.Prefix != DefaultPrefix ||
+		d.ArchiveAfter != DefaultArchiveAfter || d.Retention != DefaultRetention {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -165,6 +168,7 @@ func TestKeysParse(t *testing.T) {
 		{"/herald/broadcasts/b/claims/-1", keyOther, "", "", -1},
 		{"/herald/broadcasts/b/other/1", keyOther, "", "", -1},
 		{"/herald/progress/b", keyOther, "", "", -1},
+		{k.archive("b"), keyOther, "", "", -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -176,7 +180,7 @@ func TestKeysParse(t *testing.T) {
 	}
 	// The watched range holds members and broadcasts, and neither progress
 	// nor archived summaries.
-	in := func(key string) bool { return key >= k.watchStart() && key < k.watchEnd() }
+	in := func(key string) bool { return key >= k.viewStart() && key < k.viewEnd() }
 	for key, want := range map[string]bool{
 		k.member("zz"): true, k.member("0"): true, k.state("b"): true, k.claim("b", 1): true, k.done("b", 1): true,
 		k.progress("b", 1): false, "/herald/archive/b": false, "/herald/membersX": false,
@@ -184,5 +188,25 @@ func TestKeysParse(t *testing.T) {
 		if in(key) != want {
 			t.Errorf("%s in the watched range: %v, want %v", key, in(key), want)
 		}
+	}
+}
+
+// A member reads and watches [viewStart, viewEnd): the broadcasts and the
+// members, never the archive nor the slots' progress.
+func TestViewRangeLeavesOutTheArchive(t *testing.T) {
+	k := keys{prefix: "/herald"}
+	in := func(key string) bool { return key >= k.viewStart() && key < k.viewEnd() }
+	for _, key := range []string{k.spec("b"), k.state("zz"), k.done("b", 1), k.claim("b", 1), k.member("w1"), k.member("~")} {
+		if !in(key) {
+			t.Errorf("%s is outside the view", key)
+		}
+	}
+	for _, key := range []string{k.archive("b"), k.archive("~"), k.progress("b", 1), "/herald2/broadcasts/b/state", "/herald/"} {
+		if in(key) {
+			t.Errorf("%s is in the view", key)
+		}
+	}
+	if a := k.archive("~~~"); a >= k.archivesEnd() || a < k.archives() {
+		t.Errorf("%s is outside the archive's range", a)
 	}
 }

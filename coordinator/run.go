@@ -22,18 +22,24 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	stop := make(chan struct{})
+	actx, stopArchiver := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		c.queue.run(stop, c.claims)
+	}()
+	go func() {
+		defer wg.Done()
+		c.archiver.run(actx)
 	}()
 
 	l := c.loop(ctx)
 
 	// Nothing more reaches the worker once leaving starts; what it never
-	// saw is released directly.
+	// saw is released directly. A leaving member archives nothing more.
 	close(stop)
+	stopArchiver()
 	wg.Wait()
 	c.leave(l, c.queue.drain())
 	close(c.claims)
@@ -187,19 +193,21 @@ func (c *Coordinator) applyWatch(resp clientv3.WatchResponse, ok bool) bool {
 	return true
 }
 
-// resync reads the watched range (members and broadcasts) into a fresh
-// view and watches it from the revision after the read.
+// resync reads the broadcasts and members into a fresh view and watches
+// them from the revision after the read. The summaries of archived
+// broadcasts sort before both, the slots' progress after: neither is read
+// nor watched.
 func (c *Coordinator) resync(l *lease) (*watch, error) {
 	c.synced.Store(false)
 	ctx, cancel := c.opCtx(l)
-	start, end := c.keys.watchStart(), c.keys.watchEnd()
+	start, end := c.keys.viewStart(), c.keys.viewEnd()
 	resp, err := c.cli.Get(ctx, start, clientv3.WithRange(end))
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: read %s: %w", c.keys.root(), err)
+		return nil, fmt.Errorf("coordinator: read %s: %w", start, err)
 	}
-	v := newView(c.keys, resp.Header.Revision)
-	v.intern(c.cfg.MemberID)
+	c.m.resyncKeys.Set(float64(len(resp.Kvs)))
+	v := newView(c.keys, resp.Header.Revision, c.cfg.MemberID)
 	// States first: a broadcast's claims and done markers sort before its
 	// state, and only the state says how many slots there are.
 	for pass := range 2 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -25,8 +26,13 @@ type view struct {
 	keys       keys
 	rev        int64
 	members    map[string]memberView
-	membersGen uint64 // counts membership changes
+	membersGen uint64 // counts changes of the live members or their capacities
 	broadcasts map[string]*broadcastView
+
+	// self is this member's id; mine are the claims the view saw created
+	// for it, for adopt to take up (Run's goroutine drains it).
+	self string
+	mine []adoption
 
 	// names interns every member id seen in a claim or a member key.
 	names   []string
@@ -57,6 +63,12 @@ type broadcastView struct {
 	state    stateRecord
 	stateRev int64 // mod revision of the state key
 	gen      uint64
+	// finishedAt is when this view first saw the state terminal: the
+	// archive waits Config.ArchiveAfter from then.
+	finishedAt time.Time
+	// claimed counts the broadcast's claim keys, kept even once it is
+	// over (the archive waits for them to go).
+	claimed int
 
 	// slots is the broadcast's slot count (0 until it starts). The arrays
 	// below have that length while the broadcast runs or is paused, and
@@ -68,9 +80,11 @@ type broadcastView struct {
 	doneCount int
 }
 
-func newView(k keys, rev int64) *view {
-	return &view{keys: k, rev: rev, members: map[string]memberView{}, broadcasts: map[string]*broadcastView{},
+func newView(k keys, rev int64, self string) *view {
+	v := &view{keys: k, rev: rev, self: self, members: map[string]memberView{}, broadcasts: map[string]*broadcastView{},
 		nameIdx: map[string]int32{}, membersGen: 1}
+	v.intern(self)
+	return v
 }
 
 // intern returns the index of member id in names, adding it if new.
@@ -94,15 +108,15 @@ func (v *view) broadcast(id string) *broadcastView {
 }
 
 // apply folds one key's new value (or deletion) into the view. It returns
-// the broadcast id whose state changed, if one did, and an error for a
-// value that could not be decoded; such a key is kept out of decisions
-// rather than stopping the member.
+// the broadcast id whose state changed, if one did (a broadcast whose state
+// key was deleted, being archived, leaves the view and counts), and an
+// error for a value that could not be decoded; such a key is kept out of
+// decisions rather than stopping the member.
 func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, err error) {
 	v.rev = max(v.rev, kv.ModRevision)
 	kind, id, name, slot := v.keys.parse(string(kv.Key))
 	switch kind {
 	case keyMember:
-		v.membersGen++
 		if deleted {
 			delete(v.members, name)
 			v.setLive(name, 0, false)
@@ -119,16 +133,24 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 		v.members[name] = memberView{rec: rec, lease: kv.Lease}
 		v.setLive(name, rec.Capacity, !rec.Leaving)
 	case keyState:
-		b := v.broadcast(id)
-		b.gen++
 		if deleted {
-			b.hasState = false
+			// Its keys are deleted together when it is archived, the
+			// state last: the broadcast leaves the view.
+			if _, ok := v.broadcasts[id]; !ok {
+				return "", nil
+			}
+			delete(v.broadcasts, id)
 			return id, nil
 		}
+		b := v.broadcast(id)
+		b.gen++
 		var st stateRecord
 		if err := json.Unmarshal(kv.Value, &st); err != nil {
 			b.hasState = false
 			return id, fmt.Errorf("coordinator: decode state of %s: %w", id, err)
+		}
+		if st.State.Terminal() && !(b.hasState && b.state.State.Terminal()) {
+			b.finishedAt = time.Now()
 		}
 		b.hasState, b.state, b.stateRev = true, st, kv.ModRevision
 		if b.slots == 0 && st.Slots > 0 && st.Slots <= sharding.MaxSlots && !st.State.Terminal() {
@@ -143,15 +165,27 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 		return id, nil
 	case keyClaim:
 		b, ok := v.broadcasts[id]
-		if !ok || slot >= len(b.holder) {
-			return "", nil // not started as far as the view knows, or over
+		if !ok {
+			return "", nil
 		}
 		b.gen++
+		// A claim key is created once and deleted once, never rewritten.
+		if deleted {
+			b.claimed = max(b.claimed-1, 0)
+		} else {
+			b.claimed++
+		}
+		if slot >= len(b.holder) {
+			return "", nil // not started as far as the view knows, or over
+		}
 		if deleted {
 			b.holder[slot], b.token[slot] = -1, 0
 			return "", nil
 		}
 		b.holder[slot], b.token[slot] = v.intern(string(kv.Value)), kv.CreateRevision
+		if string(kv.Value) == v.self {
+			v.mine = append(v.mine, adoption{broadcast: id, slot: slot, token: kv.CreateRevision, lease: kv.Lease})
+		}
 	case keyDone:
 		b, ok := v.broadcasts[id]
 		if !ok || slot >= len(b.done) || b.done[slot] == !deleted {
@@ -176,12 +210,15 @@ func (b *broadcastView) over() {
 }
 
 // setLive puts member id in the live list with capacity w, or takes it
-// out.
+// out. Membership changes (membersGen) only when the live list does: a
+// member record rewritten for another reason (the endpoints it waits on)
+// changes no one's assignment.
 func (v *view) setLive(id string, w float64, live bool) {
 	i, found := slices.BinarySearchFunc(v.liveMembers, id, func(m sharding.Member, id string) int { return cmp.Compare(m.ID, id) })
 	if !live {
 		if found {
 			v.liveMembers = slices.Delete(v.liveMembers, i, i+1)
+			v.membersGen++
 		}
 		return
 	}
@@ -191,11 +228,15 @@ func (v *view) setLive(id string, w float64, live bool) {
 	// A peer with an out-of-range capacity must not upset everyone's
 	// arithmetic.
 	w = min(max(w, sharding.MinWeight), sharding.MaxWeight)
-	if found {
+	switch {
+	case !found:
+		v.liveMembers = slices.Insert(v.liveMembers, i, sharding.Member{ID: id, Weight: w})
+	case v.liveMembers[i].Weight != w:
 		v.liveMembers[i].Weight = w
+	default:
 		return
 	}
-	v.liveMembers = slices.Insert(v.liveMembers, i, sharding.Member{ID: id, Weight: w})
+	v.membersGen++
 }
 
 // live returns the members that are alive and not leaving, sorted by id.

@@ -21,14 +21,21 @@ import (
 // shared by every broadcast the worker runs.
 type broadcastDeps struct {
 	metrics *metrics
-	dead    *delivery.DeadLetterWriter
-	admit   *admission
-	// liveMembers is how many workers the fleet has now: each takes an
-	// equal share of a broadcast's rate.
-	liveMembers func() int
+	// dead takes failed deliveries to the dead-letter topic; a failed
+	// record finishes only once its letter is written.
+	dead  *delivery.DeadLetterQueue
+	admit *admission
+	// slots bound the sends in flight over every broadcast on the worker.
+	slots *sendSlots
+	// rateShare is the fraction of a broadcast's fleet-wide rate this
+	// worker sends at: the part of the broadcast's open slots it holds.
+	rateShare func(id string) float64
 	// broadcastState is the coordinator's view of a broadcast's state and
 	// a channel closed when that state changes.
 	broadcastState func(id string) (coordinator.State, <-chan struct{})
+	// noteEndpoint reports since when this worker's sends of a broadcast
+	// wait on its failing endpoint (zero: they do not).
+	noteEndpoint func(id string, since time.Time)
 	// empty tells the worker's claim loop that a run holds no slot any
 	// more; it must not block.
 	empty func(*broadcastRun)
@@ -87,6 +94,7 @@ type broadcastRun struct {
 
 	jobs    chan job
 	limiter *rate.Limiter // nil when the rate is unlimited
+	sends   *slotShare    // this broadcast's use of the worker's send slots
 	pool    sync.WaitGroup
 
 	state     atomic.Value // coordinator.State
@@ -113,6 +121,7 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 		deps:     deps,
 		log:      deps.log.With("broadcast", id),
 		jobs:     make(chan job, sp.Endpoint.MaxInFlight),
+		sends:    deps.slots.join(),
 		stopping: make(chan struct{}),
 	}
 	b.t = newTracker(slots, cfg.window, uint64(cfg.checkpointEvery), func(empty bool) {
@@ -126,7 +135,7 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 	}
 	if sp.Endpoint.RatePerSec > 0 {
 		b.limiter = rate.NewLimiter(rate.Limit(sp.Endpoint.RatePerSec), 1)
-		b.shareRate(deps.liveMembers())
+		b.shareRate(deps.rateShare(id))
 	}
 	b.refreshState()
 	for range sp.Endpoint.MaxInFlight {
@@ -196,31 +205,38 @@ func (b *broadcastRun) watchSlot(sr *slotRun) {
 // The caller must make sure the run holds no slot (every claim has
 // ended). The reader and the checkpointer stop first; then the pool
 // empties the queue, sending nothing (a job still queued belongs to a
-// slot that is gone), and ends; the watcher is cancelled and waited for.
+// slot that is gone), and ends; the broadcast gives up its share of the
+// worker's send slots and closes its idle connections; the watcher is
+// cancelled and waited for.
 func (b *broadcastRun) stop() {
 	close(b.stopping)
 	b.loops.Wait()
 	close(b.jobs)
 	b.pool.Wait()
+	b.sends.leave()
+	b.send.Close()
 	b.cancelWatch()
 	b.watching.Wait()
 }
 
-// shareRate gives this worker 1/live of the fleet-wide rate.
-func (b *broadcastRun) shareRate(live int) {
+// shareRate gives this worker share (0 to 1) of the fleet-wide rate.
+//
+// The burst is a tenth of a second of the share, so that the fleet's
+// bursts together stay a tenth of a second of its rate, but at least one
+// send (a limiter with none sends nothing) and at most the broadcast's
+// max_in_flight: more tokens than senders would only let a spike through
+// after a pause, each sender taking one token after another.
+func (b *broadcastRun) shareRate(share float64) {
 	if b.limiter == nil {
 		return
 	}
-	if live < 1 {
-		live = 1
-	}
-	r := b.spec.Endpoint.RatePerSec / float64(live)
+	share = min(max(share, 0), 1)
+	r := b.spec.Endpoint.RatePerSec * share
+	// A small share is the least exact; one so small that sends would be
+	// minutes apart is raised to one every ten seconds.
+	r = max(r, min(0.1, b.spec.Endpoint.RatePerSec))
 	b.limiter.SetLimit(rate.Limit(r))
-	burst := int(r / 10) // a tenth of a second of sends at once at most
-	if burst < 1 {
-		burst = 1
-	}
-	b.limiter.SetBurst(burst)
+	b.limiter.SetBurst(max(min(int(r/10), b.spec.Endpoint.MaxInFlight), 1))
 }
 
 // refreshState reads the coordinator's view of the broadcast's state.
@@ -231,17 +247,23 @@ func (b *broadcastRun) refreshState() {
 }
 
 // watchState keeps the cached state and this worker's rate share fresh
-// until ctx ends.
+// until ctx ends. The share is read four times a second: it moves when
+// slots finish, and a worker left with the tail of a broadcast should take
+// up the rate soon.
 func (b *broadcastRun) watchState(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.changed.Load().(<-chan struct{}):
 			b.refreshState()
 		case <-t.C:
-			b.shareRate(b.deps.liveMembers())
+			b.shareRate(b.deps.rateShare(b.id))
+			// Whether the endpoint's breaker holds this worker's sends,
+			// for herald status (the coordinator writes only changes).
+			b.deps.noteEndpoint(b.id, b.send.WaitingSince())
 		case <-ctx.Done():
+			b.deps.noteEndpoint(b.id, time.Time{})
 			return
 		}
 	}
@@ -258,21 +280,29 @@ func (b *broadcastRun) sendLoop() {
 		key []byte
 	)
 	for j := range b.jobs {
-		out := b.deliver(j, &msg, &key)
-		if out != pending {
+		out, letter := b.deliver(j, &msg, &key)
+		switch {
+		case letter != nil:
+			b.deadLetter(j, letter)
+		case out != pending:
 			b.deps.metrics.outcome(out)
+			b.t.finish(j.idx, out)
+		default:
+			b.t.finish(j.idx, pending)
 		}
-		b.t.finish(j.idx, out)
 	}
 }
 
-func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outcome {
+// deliver renders and sends one record. A record that failed for good
+// comes back with its dead letter, to be finished once the letter is
+// written.
+func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outcome, *delivery.DeadLetter) {
 	ctx := j.slot.sendCtx
 	if ctx.Err() != nil {
-		return pending // the slot is gone; its next holder sends this record
+		return pending, nil // the slot is gone; its next holder sends this record
 	}
 	if b.expired() {
-		return expired
+		return expired, nil
 	}
 	*key = templates.AppendKey((*key)[:0], b.id, j.id)
 	k := string(*key)
@@ -283,8 +313,7 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 		case errors.Is(err, templates.ErrWorkLimit):
 			b.deps.admit.limit(LimitTemplateWork)
 		}
-		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()})
-		return failed
+		return failed, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()}
 	}
 	// A fresh body per message: net/http may still be writing a body after
 	// the response came back, so a sent body is never reused.
@@ -293,33 +322,67 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) outco
 	})
 	if b.limiter != nil {
 		if err := b.limiter.Wait(ctx); err != nil {
-			return pending
+			return pending, nil
 		}
 	}
+	// A slot of the worker's is held for the whole Send, retries included:
+	// what is bounded is the deliveries under way, and the connections
+	// they keep.
+	if err := b.sends.acquire(ctx); err != nil {
+		return pending, nil
+	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
+	b.sends.release()
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:
-		return delivered
+		return delivered, nil
 	case delivery.Failed:
-		b.deadLetter(ctx, delivery.DeadLetter{SubscriberID: j.id, Key: k, Status: res.Status, Reason: res.Reason, Attempts: res.Attempts})
-		return failed
+		return failed, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Status: res.Status, Reason: res.Reason, Attempts: res.Attempts}
 	default:
 		// Aborted: the claim ended, or the lease deadline fenced the next
 		// attempt. Not finished, so it stays pending in the slot's progress
-		// and whoever holds the slot next sends it, with the same key.
-		return pending
+		// and whoever holds the slot next sends it, with the same key. Or the broadcast
+		// expired before the next attempt (the sender's fence checks
+		// expires_at too): then nothing more may be sent, and the record
+		// is counted expired.
+		if ctx.Err() == nil && b.expired() {
+			return expired, nil
+		}
+		return pending, nil
 	}
 }
 
-// deadLetter records a failure. A failure is counted whether or not the
-// dead-letter topic takes it; a topic that refuses is logged and counted,
-// never allowed to stall the broadcast.
-func (b *broadcastRun) deadLetter(ctx context.Context, d delivery.DeadLetter) {
+// deadLetter queues the letter of a failed record and finishes the record,
+// as failed, only once Kafka has the letter: a checkpoint never counts a
+// failure that is not recorded. While Kafka is away the queue fills, the
+// records wait unfinished (pending in their slots' checkpoints), the
+// broadcast's window fills and its reading stops: nothing is lost or
+// skipped. A letter that can never be written (too large to encode) is
+// counted failed and logged. If the slot ends first (claim lost,
+// hand-back), the record stays pending and its next holder sends it again
+// under the same key.
+func (b *broadcastRun) deadLetter(j job, d *delivery.DeadLetter) {
 	d.BroadcastID = b.id
 	d.At = time.Now().UTC()
-	if err := b.deps.dead.Write(ctx, d); err != nil {
-		b.deps.metrics.deadLetterErrors.Inc()
-		b.log.Warn("dead letter not recorded", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
+	done := func(err error) {
+		switch {
+		case err == nil:
+		case errors.Is(err, delivery.ErrDeadLetterInvalid):
+			b.deps.metrics.deadLetterErrors.Inc()
+			b.log.Warn("dead letter not recorded; counted failed", "subscriber", d.SubscriberID, "reason", d.Reason, "err", err)
+		default:
+			b.deps.metrics.deadLetterErrors.Inc()
+			b.log.Warn("dead letter not written; the record is left to its next holder", "subscriber", d.SubscriberID, "err", err)
+			b.t.finish(j.idx, pending)
+			return
+		}
+		b.deps.metrics.outcome(failed)
+		b.t.finish(j.idx, failed)
+	}
+	if err := b.deps.dead.Enqueue(j.slot.sendCtx, *d, done); err != nil {
+		// The slot ended while the queue was full: not finished.
+		b.log.Debug("dead letter not queued", "subscriber", d.SubscriberID, "err", err)
+		b.t.finish(j.idx, pending)
 	}
 }

@@ -36,18 +36,27 @@
 //     run has stopped: slots leave when the coordinator ends their claims
 //     (hand-back on shutdown, or lease loss), not when the loop's context
 //     ends.
+//   - A claim that never started is handed back on a goroutine of its own
+//     (settle: retried while etcd fails to answer, released if it cannot
+//     be written), which the claim loop counts and waits for.
 //   - A broadcast run (broadcastRun) owns: the send pool (max_in_flight
 //     goroutines), the reader (readLoop: one pass over the audience for
 //     every slot held, reopening behind for a late slot), the checkpointer
 //     (checkpointLoop: one Write for all the slots, and their finishes and
-//     hand-backs), a small watcher per slot (asked back, or its claim
-//     ended), and the state watcher (broadcast state and this worker's
-//     share of the rate). stop closes a channel that ends the reader, the
-//     checkpointer and the slot watchers, waits for them, then closes the
-//     pool's queue and waits for the pool, then cancels the state watcher
-//     and waits for it.
+//     hand-backs, tried again while etcd fails to answer), a small watcher
+//     per slot (asked back, or its claim ended), a goroutine per claim it
+//     must release (a last write that could not be made: the claim must
+//     not outlive its slot here), and the state watcher (broadcast state
+//     and this worker's share of the rate). stop closes a channel that
+//     ends the reader, the checkpointer and the slot watchers, waits for
+//     them and the releases, then closes the pool's queue and waits for
+//     the pool, closes the broadcast's idle connections, then cancels the
+//     state watcher and waits for it.
 //
 // Nothing here starts a goroutine per subscriber: a broadcast's sends, over
 // all its slots on this worker, go through its fixed pool, and its records
-// are read once.
+// are read once. Every Send also holds one of the worker's send slots
+// (Config.MaxInFlight), shared fairly between the broadcasts that want
+// them, so the sends and connections of many broadcasts at once stay
+// bounded too.
 package worker

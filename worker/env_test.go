@@ -140,6 +140,14 @@ type workerOpts struct {
 	tune   func(*Config)
 	// proxied puts a proxy the test can sever between the worker and etcd.
 	proxied bool
+	// etcd, if set, adjusts the worker's etcd client before the
+	// coordinator is built on it (to wrap its KV, say).
+	etcd func(*clientv3.Client)
+	// capacity is the worker's weight in the assignment (0: 1).
+	capacity float64
+	// dead, if set, wraps the worker's dead-letter writer (to make Kafka
+	// refuse for a while, say).
+	dead func(delivery.DeadLetterBatchWriter) delivery.DeadLetterBatchWriter
 }
 
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
@@ -152,9 +160,12 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	} else {
 		cli = e.etcd()
 	}
+	if o.etcd != nil {
+		o.etcd(cli)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("worker", id)
 	reg := prometheus.NewRegistry()
-	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second,
+	co, err := coordinator.New(coordinator.Config{MemberID: id, LeaseTTL: 2 * time.Second, Capacity: o.capacity,
 		ReconcileInterval: 100 * time.Millisecond, LeaveTimeout: 5 * time.Second}, cli, log, reg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -172,7 +183,11 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	if o.tune != nil {
 		o.tune(&cfg)
 	}
-	w, err := New(cfg, co, dead, log, reg)
+	var letters delivery.DeadLetterBatchWriter = dead
+	if o.dead != nil {
+		letters = o.dead(dead)
+	}
+	w, err := New(cfg, co, letters, log, reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -87,7 +87,8 @@ func TestBadTriggersDoNotBlock(t *testing.T) {
 }
 
 // TestFleetRateIsShared: rate_per_sec limits the whole fleet, shared among
-// the live workers, so two workers together stay under it.
+// the workers by the hash space each holds, so two workers together stay
+// under it.
 func TestFleetRateIsShared(t *testing.T) {
 	e := newEnv(t, sink.Config{})
 	e.startWorker("w1", workerOpts{intake: true})

@@ -25,6 +25,8 @@ type metrics struct {
 	startErrors      prometheus.Counter
 	sendSeconds      prometheus.Histogram
 	retries          prometheus.Counter
+	settleRetries    prometheus.Counter
+	releases         prometheus.Counter
 }
 
 // newMetrics builds the series; leaseDeadline is the coordinator's local
@@ -81,6 +83,14 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 			Name: "herald_send_retries_total",
 			Help: "Attempts beyond the first, over all messages.",
 		}),
+		settleRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_unit_final_write_retries_total",
+			Help: "Retries of a unit's last write (finish, hand-back or release) after etcd failed to answer.",
+		}),
+		releases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_unit_releases_total",
+			Help: "Units given up because their finish or hand-back could not be written; they resume from their last checkpoint.",
+		}),
 	}
 	for o, name := range map[outcome]string{delivered: "delivered", failed: "failed", unreachable: "unreachable", invalid: "invalid", expired: "expired"} {
 		m.byOutcome[o] = m.deliveries.WithLabelValues(name)
@@ -96,7 +106,8 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 			}
 			return time.Until(d).Seconds()
 		})
-		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors, m.readWaits, m.startErrors, m.sendSeconds, m.retries, slack)
+		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors,
+			m.readWaits, m.startErrors, m.sendSeconds, m.retries, m.settleRetries, m.releases, slack)
 	}
 	return m
 }

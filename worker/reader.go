@@ -333,7 +333,7 @@ func (b *broadcastRun) checkpointLoop() {
 		w := b.t.collect(now, force)
 		if len(w.reports) == 0 {
 			if force {
-				b.t.written(w, nil, nil)
+				b.t.written(w, nil, now, settleLimit, nil)
 				last = now
 			}
 			continue
@@ -344,17 +344,40 @@ func (b *broadcastRun) checkpointLoop() {
 		b.deps.metrics.checkpoints.Inc()
 		for i, err := range errs {
 			switch {
-			case err != nil && isTransient(err):
+			case err != nil && coordinator.IsTransient(err):
+				if w.reports[i].End != coordinator.KeepClaim {
+					b.deps.metrics.settleRetries.Inc()
+				}
 				b.log.Warn("checkpoint not written; trying again", "slot", w.slots[i].index, "err", err)
 			case err == nil && w.reports[i].End == coordinator.HandBack:
 				b.deps.metrics.handoffs.Inc()
 			}
 		}
-		b.t.written(w, errs, func(sr *slotRun, err error) {
-			// Fenced, or refused: someone else owns this slot now. Its
-			// sends stop at once.
-			b.log.Warn("checkpoint refused: slot lost", "slot", sr.index, "err", err)
-		})
+		b.t.written(w, errs, time.Now(), settleLimit, b.lost)
 		last = now
 	}
+}
+
+// lost is told of a slot whose write was refused or could not be made. A
+// claim fenced or taken by someone else needs nothing more: its sends stop
+// at once. One that still holds (a refusal no retry can fix, or a last
+// write that kept failing) is released, on a goroutine of the run's, so
+// the slot resumes from its last checkpoint, here or elsewhere, rather
+// than stay claimed with no one working on it.
+func (b *broadcastRun) lost(sr *slotRun, err error) {
+	if errors.Is(err, coordinator.ErrNotOwner) || sr.cl.Context().Err() != nil {
+		b.log.Warn("checkpoint refused: slot lost", "slot", sr.index, "err", err)
+		return
+	}
+	b.log.Error("slot's progress not written; releasing the claim so the slot resumes from its last checkpoint",
+		"slot", sr.index, "err", err)
+	b.loops.Add(1)
+	go func() {
+		defer b.loops.Done()
+		if rerr := retryWrite(sr.cl, sr.cl.Release, b.deps.metrics); rerr != nil && !errors.Is(rerr, coordinator.ErrNotOwner) {
+			b.log.Error("release claim", "slot", sr.index, "err", rerr)
+			return
+		}
+		b.deps.metrics.releases.Inc()
+	}()
 }

@@ -3,7 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -61,6 +61,9 @@ type slotRun struct {
 
 	counters coordinator.Counters
 	samples  []coordinator.InvalidSample
+	// failing is when the slot's last write (finish or hand-back) first
+	// failed for want of an answer; zero while it has not.
+	failing time.Time
 	// What the last acknowledged write recorded, to skip a slot that has
 	// not moved.
 	wrote     sharding.Cursor
@@ -492,11 +495,14 @@ func (t *tracker) unacked() uint64 {
 }
 
 // written takes the results of a write: slots written for the last time
-// leave, slots whose claim is lost are dropped, and slots whose write did
-// not complete are tried again at the next checkpoint. Once every report
-// of a write is recorded (or there was nothing to write), the records it
-// covers count as acknowledged.
-func (t *tracker) written(w write, errs []error, lost func(*slotRun, error)) {
+// leave; slots whose claim is lost, or whose write was refused, are
+// dropped (lost says why: the caller releases a claim it still holds);
+// slots whose write did not complete are tried again at the next
+// checkpoint, but a last write (finish, hand-back) that has failed for
+// giveUp is given up as refused, so no claim outlives its slot here. Once
+// every report of a write is recorded (or there was nothing to write), the
+// records it covers count as acknowledged.
+func (t *tracker) written(w write, errs []error, now time.Time, giveUp time.Duration, lost func(*slotRun, error)) {
 	type loss struct {
 		sr  *slotRun
 		err error
@@ -506,13 +512,24 @@ func (t *tracker) written(w write, errs []error, lost func(*slotRun, error)) {
 	ok := true
 	for i, sr := range w.slots {
 		r := w.reports[i]
-		switch err := errs[i]; {
+		err := errs[i]
+		if err != nil && coordinator.IsTransient(err) && r.End != coordinator.KeepClaim {
+			if sr.failing.IsZero() {
+				sr.failing = now
+			}
+			if now.Sub(sr.failing) >= giveUp {
+				err = fmt.Errorf("worker: last write of slot %d failing for %v: %w", sr.index, now.Sub(sr.failing).Round(time.Second), err)
+				gone = append(gone, loss{sr, err})
+				continue
+			}
+		}
+		switch {
 		case err == nil:
 			sr.wrote, sr.wroteCnt, sr.wroteLen, sr.wroteOnce = r.Progress.Cursor, r.Progress.Counters, len(r.Progress.Pending), true
 			if r.End != coordinator.KeepClaim {
 				t.removeLocked(sr)
 			}
-		case isTransient(err):
+		case coordinator.IsTransient(err):
 			ok = false
 			if sr.state == slotWriting {
 				if r.End == coordinator.HandBack {
@@ -534,14 +551,6 @@ func (t *tracker) written(w write, errs []error, lost func(*slotRun, error)) {
 		lost(g.sr, g.err)
 		t.drop(g.sr)
 	}
-}
-
-// isTransient reports whether a failed write may succeed if tried again:
-// etcd did not answer, or claims kept changing under it. A refusal (the
-// claim is lost, the progress is bad) will not.
-func isTransient(err error) bool {
-	return !errors.Is(err, coordinator.ErrNotOwner) && !errors.Is(err, coordinator.ErrCursorBackwards) &&
-		!errors.Is(err, coordinator.ErrBadProgress)
 }
 
 // signal wakes a waiter on a one-slot channel without blocking.

@@ -317,12 +317,12 @@ func TestTrackerWaitsForAcknowledgedCheckpoint(t *testing.T) {
 		t.Fatal("reading went on with a window unacknowledged")
 	}
 	w := tr.collect(time.Now(), true)
-	tr.written(w, []error{context.DeadlineExceeded}, nil)
+	tr.written(w, []error{context.DeadlineExceeded}, time.Now(), time.Minute, nil)
 	if tr.consider(s, 3) != waitRoom {
 		t.Fatal("reading went on after a failed write")
 	}
 	w = tr.collect(time.Now(), true)
-	tr.written(w, make([]error, len(w.reports)), nil)
+	tr.written(w, make([]error, len(w.reports)), time.Now(), time.Minute, nil)
 	if tr.consider(s, 3) != takeRecord {
 		t.Fatal("reading still stopped after an acknowledged write")
 	}

@@ -22,6 +22,12 @@ import (
 	"github.com/herald-dev/herald/worker/delivery"
 )
 
+// DefaultWorkerMaxInFlight is Config.MaxInFlight's default: the sends in
+// flight on one worker over all its broadcasts. It is the largest
+// max_in_flight one endpoint may ask for, so a broadcast alone is never
+// held below what its spec allows.
+const DefaultWorkerMaxInFlight = 1024
+
 // Config configures a Worker. Zero values mean the documented defaults.
 type Config struct {
 	// Brokers are the Kafka bootstrap addresses. Required unless NoIntake.
@@ -59,6 +65,16 @@ type Config struct {
 	// HandoffDrain is how long a hand-back waits for sends in flight before
 	// abandoning them to the next owner (0: 5s).
 	HandoffDrain time.Duration
+	// MaxInFlight bounds the sends in flight on this worker over all its
+	// broadcasts together (0: 1024), and with them the connections open to
+	// endpoints. Each broadcast still sends at most its endpoint's
+	// max_in_flight at once; broadcasts that want more than an equal share
+	// of the worker's get an equal share, and one alone may use them all.
+	MaxInFlight int
+
+	// DeadLetters sizes the queue failed deliveries wait in for Kafka
+	// (zero values: delivery's defaults, 10,000 letters).
+	DeadLetters delivery.DeadLetterQueueConfig
 
 	AudienceLimits audience.Limits
 	SpecLimits     spec.Limits
@@ -112,6 +128,9 @@ func (c *Config) setDefaults() {
 	if c.HandoffDrain == 0 {
 		c.HandoffDrain = 5 * time.Second
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultWorkerMaxInFlight
+	}
 	if c.FetchMaxBytes == 0 {
 		c.FetchMaxBytes = 4 << 20
 	}
@@ -128,6 +147,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker: config: window %d above %d", c.Window, coordinator.MaxPending)
 	case c.FetchMaxBytes < 0:
 		return errors.New("worker: config: negative fetch size")
+	case c.MaxInFlight < 0:
+		return errors.New("worker: config: negative max in flight")
 	case c.CheckpointMinInterval > c.CheckpointInterval && c.CheckpointInterval > 0:
 		return errors.New("worker: config: checkpoint min interval above the interval")
 	}
@@ -146,7 +167,9 @@ type Worker struct {
 	// runCfg and runDeps are what each broadcast run is built with: the
 	// parts of the worker it uses, and nothing else.
 	runCfg  runConfig
-	runDeps broadcastDeps
+	runDeps broadcastDeps // dead is set by Run, which owns the queue
+	dead    delivery.DeadLetterBatchWriter
+	reg     prometheus.Registerer // nil: no metrics
 	// empty carries runs that hold no slot any more to the claim loop.
 	empty chan *broadcastRun
 
@@ -158,10 +181,11 @@ type Worker struct {
 	ready bool
 }
 
-// New builds a worker around its coordinator. dead records failed
-// deliveries on the dead-letter topic; the caller closes it after Run has
+// New builds a worker around its coordinator. dead writes failed
+// deliveries to the dead-letter topic (a *delivery.DeadLetterWriter); Run
+// feeds it from a bounded queue, and the caller closes it after Run has
 // returned. A nil registerer means no metrics are exported.
-func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
+func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWriter, log *slog.Logger, reg *prometheus.Registry) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -183,11 +207,13 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 	}
 	w.metrics = newMetrics(r, c.Deadline)
 	w.admit = newAdmission(r)
+	w.dead, w.reg = dead, r
 	w.runDeps = broadcastDeps{
 		metrics:        w.metrics,
-		dead:           dead,
 		admit:          w.admit,
-		liveMembers:    c.LiveMembers,
+		slots:          newSendSlots(cfg.MaxInFlight),
+		rateShare:      c.RateShare,
+		noteEndpoint:   c.NoteEndpoint,
 		broadcastState: c.BroadcastState,
 		empty: func(b *broadcastRun) {
 			select {
@@ -205,6 +231,18 @@ func New(cfg Config, c *coordinator.Coordinator, dead *delivery.DeadLetterWriter
 
 // Run works until ctx ends, then hands its slots back and leaves the fleet.
 func (w *Worker) Run(ctx context.Context) error {
+	// Failed deliveries go to Kafka from a bounded queue, written after
+	// every unit has stopped: the queue outlives the claim loop.
+	dlq, err := delivery.NewDeadLetterQueue(w.dead, w.cfg.DeadLetters, w.log.With("component", "deadletters"), w.reg)
+	if err != nil {
+		return fmt.Errorf("worker: dead-letter queue: %w", err)
+	}
+	w.runDeps.dead = dlq
+	defer func() {
+		if err := dlq.Close(); err != nil {
+			w.log.Warn("dead-letter queue closed with letters unwritten; their records go to the next owners", "err", err)
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	// The coordinator outlives the claims loop's context so that, on
 	// shutdown, it can ask for every slot back and wait for the hand-backs.
@@ -215,7 +253,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return w.claimLoop(gctx) })
 	w.setReady(true)
-	err := g.Wait()
+	err = g.Wait()
 	w.setReady(false)
 	return err
 }
@@ -227,12 +265,16 @@ func (w *Worker) Run(ctx context.Context) error {
 // over: every slot handed back or dropped) and every run has stopped.
 func (w *Worker) claimLoop(ctx context.Context) error {
 	var waiting []*startRetry // claims whose slot could not start yet
-	defer func() {
-		// A claim never started has nothing in flight: give it back as it is.
+	var hands sync.WaitGroup  // hand-backs of claims never started
+	defer hands.Wait()
+	// A claim never started has nothing in flight: give it back as it is.
+	handBackAll := func() {
 		for _, r := range waiting {
-			r.handBack(w.log)
+			w.handBack(r, &hands)
 		}
-	}()
+		waiting = nil
+	}
+	defer handBackAll()
 	start := func(cl *coordinator.Claim) error {
 		b, err := w.broadcastFor(ctx, cl)
 		if err != nil {
@@ -258,12 +300,14 @@ func (w *Worker) claimLoop(ctx context.Context) error {
 		case b := <-w.empty:
 			w.stopIfEmpty(b)
 		case now := <-tick.C:
-			waiting = w.retryStarts(waiting, now, start)
+			waiting = w.retryStarts(waiting, now, start, &hands)
 			for _, b := range w.broadcasts {
 				w.stopIfEmpty(b)
 			}
 		case <-done:
+			// Leaving: the coordinator asks for every slot back and waits.
 			done = nil
+			handBackAll()
 		}
 	}
 	return nil
@@ -302,14 +346,14 @@ func (w *Worker) cannotStart(cl *coordinator.Claim, err error, r *startRetry) *s
 	return r
 }
 
-func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error) []*startRetry {
+func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*coordinator.Claim) error, hands *sync.WaitGroup) []*startRetry {
 	kept := waiting[:0]
 	for _, r := range waiting {
 		select {
 		case <-r.cl.Context().Done():
 			continue // the claim ended; whoever holds the slot now starts it
 		case <-r.cl.HandoffRequested():
-			r.handBack(w.log)
+			w.handBack(r, hands)
 			continue
 		default:
 		}
@@ -324,13 +368,19 @@ func (w *Worker) retryStarts(waiting []*startRetry, now time.Time, start func(*c
 	return kept
 }
 
-// handBack returns a never-started slot at the progress it was claimed with.
-func (r *startRetry) handBack(log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.cl.Handoff(ctx, r.cl.Progress()); err != nil {
-		log.Warn("hand back unstarted slot", "slot", r.cl.Slot(), "err", err)
-	}
+// handBack returns a never-started slot at the progress it was claimed
+// with. It runs on a goroutine of its own, counted in hands, since settle
+// retries while etcd fails to answer and the claim loop must not wait for
+// that.
+func (w *Worker) handBack(r *startRetry, hands *sync.WaitGroup) {
+	log := w.log.With("broadcast", r.cl.Broadcast(), "slot", r.cl.Slot())
+	hands.Add(1)
+	go func() {
+		defer hands.Done()
+		settle(r.cl, "hand back unstarted slot", func(ctx context.Context) error {
+			return r.cl.Handoff(ctx, r.cl.Progress())
+		}, w.metrics, log)
+	}()
 }
 
 // broadcastFor returns the broadcast's run on this worker, loading and
@@ -361,6 +411,16 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 	dc.Timeout = time.Duration(sp.Endpoint.TimeoutMS) * time.Millisecond
 	dc.MaxAttempts = sp.Endpoint.MaxAttempts
 	dc.Fence = w.fence
+	if exp := sp.ExpiresAt; exp != nil {
+		// Checked before every attempt, probes of an open breaker
+		// included: a send that waited past expires_at sends nothing.
+		dc.Fence = func() error {
+			if !time.Now().Before(*exp) {
+				return errExpired
+			}
+			return w.fence()
+		}
+	}
 	dc.Allow = w.senderAllow
 	dc.OnLimit = w.admit.limit
 	dc.SigningKeys, dc.Authorization = creds.keys, creds.auth
@@ -377,6 +437,9 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 
 // errFenced stops sends once the lease may have expired on the server.
 var errFenced = errors.New("worker: lease deadline passed")
+
+// errExpired stops the sends of a broadcast past its expires_at.
+var errExpired = errors.New("worker: broadcast expired")
 
 // fence allows a send attempt only before the coordinator's local lease
 // deadline (last keepalive acknowledgement + TTL - margin). It is checked

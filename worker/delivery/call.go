@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -31,7 +32,10 @@ type call struct {
 	s  *Sender
 	rc retryablehttp.Client
 
-	attempts int
+	attempts int           // requests started
+	spent    int           // attempts counted towards MaxAttempts
+	probe    bool          // the attempt under way is the breaker's probe
+	waited   time.Duration // time spent waiting on the open breaker, in all
 	verdict  verdict
 	status   int
 	err      error         // the last attempt's transport error
@@ -53,8 +57,12 @@ func (s *Sender) getCall() *call {
 	}
 	c := &call{s: s}
 	c.rc.HTTPClient = s.client
-	c.rc.RetryMax = s.cfg.MaxAttempts - 1
+	// checkRetry alone decides when to stop: attempts made while the
+	// breaker is open do not count, so the number of requests has no cap
+	// retryablehttp could know.
+	c.rc.RetryMax = math.MaxInt
 	c.rc.CheckRetry = c.checkRetry
+	c.rc.PrepareRetry = c.prepareRetry
 	c.rc.Backoff = c.backoff
 	// Return the last response and error instead of a generic "giving up"
 	// error, so the Result can name them.
@@ -70,6 +78,8 @@ func (s *Sender) getCall() *call {
 }
 
 func (s *Sender) putCall(c *call) {
+	c.unprobe()
+	c.spent, c.waited = 0, 0
 	c.attempts, c.verdict, c.status, c.err, c.stopped, c.wait = 0, 0, 0, nil, "", 0
 	c.snippet, c.body = nil, nil
 	s.calls.Put(c)
@@ -88,18 +98,88 @@ func (c *call) sign(_ retryablehttp.Logger, req *http.Request, attempt int) {
 	req.Header[signature.Header] = []string{string(c.sig)}
 }
 
+// admit holds the attempt about to start while the circuit breaker is
+// open, until it may go (as the probe, or because the breaker closed) or
+// the delivery has waited BreakerMaxWait in all. It is called before the
+// first attempt and, through prepareRetry, before every retry; Fence and
+// Allow are checked after it, in the transport, right before the request
+// goes out. An error means ctx ended: nothing more may be sent.
+func (c *call) admit(ctx context.Context) error {
+	b := c.s.breaker
+	if !b.isOpen() {
+		return nil
+	}
+	limit := time.Duration(-1)
+	if maxWait := c.s.cfg.BreakerMaxWait; maxWait >= 0 {
+		if limit = maxWait - c.waited; limit <= 0 {
+			return nil
+		}
+	}
+	start := time.Now()
+	probe, err := b.wait(ctx, limit)
+	c.waited += time.Since(start)
+	if err != nil {
+		c.stopped = "context ended while waiting for the endpoint to recover: " + context.Cause(ctx).Error()
+		return err
+	}
+	c.probe = probe
+	return nil
+}
+
+// prepareRetry is retryablehttp's PrepareRetry: it runs after the wait
+// between attempts, just before the retry.
+func (c *call) prepareRetry(req *http.Request) error { return c.admit(req.Context()) }
+
+// patient reports whether the delivery may still wait on the breaker.
+func (c *call) patient() bool {
+	return c.s.cfg.BreakerMaxWait < 0 || c.waited < c.s.cfg.BreakerMaxWait
+}
+
+// unprobe gives the breaker's probe slot back if the attempt holding it
+// was never sent.
+func (c *call) unprobe() {
+	if c.probe {
+		c.probe = false
+		c.s.breaker.abandon()
+	}
+}
+
+// report tells the breaker the attempt's verdict and returns whether the
+// breaker is open afterwards. An attempt that ctx cut short says nothing
+// about the endpoint.
+func (c *call) report(ctx context.Context, err error, retryAfter string) (open bool) {
+	if err != nil && ctx.Err() != nil {
+		c.unprobe()
+		return c.s.breaker.isOpen()
+	}
+	wait := time.Duration(-1)
+	if c.verdict == verdictRetryAfter {
+		if d, ok := parseRetryAfter(retryAfter, c.s.now()); ok {
+			wait = d
+		}
+	}
+	probe := c.probe
+	c.probe = false
+	return c.s.breaker.record(probe, c.verdict, wait)
+}
+
 // checkRetry runs after every attempt (retryablehttp's CheckRetry): it
 // counts the attempt, reads the response body so the connection goes back
 // to the pool before any wait, applies classify, and for a retry chooses
-// the wait and checks that the context allows it.
+// the wait and checks that the context allows it. A transient failure
+// while the circuit breaker is open is the outage's, not the message's: it
+// does not count towards MaxAttempts, and the breaker, not backoff, paces
+// the retry.
 func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if errors.Is(err, ErrFenced) {
 		// Nothing went out: not an attempt, and no further one may start.
+		c.unprobe()
 		c.stopped = err.Error()
 		return false, err
 	}
 	if errors.Is(err, ErrNotAllowed) {
 		// Nothing went out, and no retry can make the URL allowed.
+		c.unprobe()
 		c.verdict, c.status, c.err = verdictPermanent, 0, err
 		return false, nil
 	}
@@ -115,6 +195,11 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 	}
 	c.s.metrics.attempt(c.status)
 	c.verdict = classify(c.status, err)
+	var retryAfter string
+	if resp != nil {
+		retryAfter = resp.Header.Get("Retry-After")
+	}
+	open := c.report(ctx, err, retryAfter)
 	if c.verdict == verdictDelivered || c.verdict == verdictPermanent {
 		return false, nil
 	}
@@ -124,12 +209,20 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 		c.stopped = "context ended: " + context.Cause(ctx).Error()
 		return false, ctx.Err()
 	}
-	if c.attempts >= c.s.cfg.MaxAttempts {
-		return true, nil // retryablehttp gives up here: RetryMax is MaxAttempts-1
+	outage := open && c.patient()
+	if !outage {
+		c.spent++
 	}
-	var retryAfter string
-	if resp != nil {
-		retryAfter = resp.Header.Get("Retry-After")
+	if c.spent >= c.s.cfg.MaxAttempts {
+		return false, nil
+	}
+	if outage {
+		c.wait = 0 // admit holds the retry until the breaker lets it go
+		c.s.metrics.retry()
+		if c.s.log.Enabled(ctx, slog.LevelDebug) {
+			c.s.log.Debug("delivery: endpoint down; retry waits for it", "attempt", c.attempts, "answer", describe(c.status, err))
+		}
+		return true, nil
 	}
 	now := c.s.now()
 	wait := retryWait(c.s.cfg, c.verdict, retryAfter, c.attempts, now, c.s.randN)

@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
@@ -24,6 +25,16 @@ const (
 	// DefaultMaxResponseHeaderBytes bounds an answer's headers; net/http's
 	// own default is 10 MiB, far more than an endpoint needs to say.
 	DefaultMaxResponseHeaderBytes = 64 << 10
+
+	// The circuit breaker's defaults (see Config.BreakerRatio). An outage
+	// fails nearly every attempt; an endpoint that fails even half of them
+	// at random rarely fails 16 of 20 in a row, so it keeps sending.
+	DefaultBreakerRatio       = 0.8
+	DefaultBreakerAttempts    = 20
+	DefaultBreakerMinAttempts = 10
+	DefaultBreakerWindow      = 10 * time.Second
+	DefaultBreakerProbeMax    = 5 * time.Second
+	DefaultBreakerMaxWait     = 5 * time.Minute
 )
 
 // Names of the limits an endpoint's answer can exceed, as passed to
@@ -36,6 +47,10 @@ const (
 // maxInFlightLimit keeps a typo from opening tens of thousands of sockets.
 const maxInFlightLimit = 10_000
 
+// maxBreakerAttempts bounds the verdicts a breaker keeps and scans per
+// attempt.
+const maxBreakerAttempts = 1000
+
 // Config tunes a Sender. The zero value is usable: every zero field means
 // the documented default.
 type Config struct {
@@ -46,7 +61,9 @@ type Config struct {
 	// Timeout bounds one attempt: connecting, sending, and reading the
 	// response. Zero means 5 s.
 	Timeout time.Duration
-	// MaxAttempts counts the first attempt too. Zero means 6.
+	// MaxAttempts counts the first attempt too. Attempts that fail
+	// transiently while the circuit breaker is open do not count (see
+	// BreakerRatio). Zero means 6.
 	MaxAttempts int
 	// BackoffMin and BackoffMax bound the wait before a retry that has no
 	// Retry-After to follow. Zero means 100 ms and 10 s.
@@ -86,8 +103,37 @@ type Config struct {
 	// this process may still send; an error stops the delivery as Aborted
 	// with nothing sent. A worker fences on its lease deadline, so an
 	// attempt never starts once the lease may have expired on the server,
-	// however long the delivery waited between attempts. Nil means always.
+	// however long the delivery waited between attempts (or on the circuit
+	// breaker). Nil means always.
 	Fence func() error
+
+	// BreakerRatio is the share of recent attempts that must have failed
+	// transiently (5xx, 429, a timeout or connection error) for the
+	// Sender's circuit breaker to open: the endpoint is taken to be down,
+	// every attempt waits, one probe at a time goes out, and the first
+	// answer that is not a transient failure closes it. Transient failures
+	// while it is open do not count towards MaxAttempts. Zero means 0.8; a
+	// negative value disables the breaker; at most 1.
+	BreakerRatio float64
+	// BreakerAttempts is how many of the most recent attempts are judged.
+	// Zero means 20.
+	BreakerAttempts int
+	// BreakerMinAttempts is how many recent attempts must be there before
+	// the breaker can open. Zero means 10; at most BreakerAttempts.
+	BreakerMinAttempts int
+	// BreakerWindow is how recent an attempt must be to be judged. Zero
+	// means 10 s.
+	BreakerWindow time.Duration
+	// BreakerProbeMax caps the interval between probes, which doubles from
+	// BackoffMin while the endpoint stays down (a Retry-After the endpoint
+	// sent is followed instead, up to MaxRetryAfter). Zero means 5 s.
+	BreakerProbeMax time.Duration
+	// BreakerMaxWait is how long, in all, one delivery waits on the open
+	// breaker before it stops waiting: from then on it is sent whatever
+	// the breaker says and all its attempts count, so a broadcast cannot
+	// stall for good on messages the endpoint alone keeps failing. Zero
+	// means 5 min; negative means no limit.
+	BreakerMaxWait time.Duration
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults.
@@ -116,6 +162,24 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxResponseHeaderBytes == 0 {
 		cfg.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
+	if cfg.BreakerRatio == 0 {
+		cfg.BreakerRatio = DefaultBreakerRatio
+	}
+	if cfg.BreakerAttempts == 0 {
+		cfg.BreakerAttempts = DefaultBreakerAttempts
+	}
+	if cfg.BreakerMinAttempts == 0 {
+		cfg.BreakerMinAttempts = min(DefaultBreakerMinAttempts, cfg.BreakerAttempts)
+	}
+	if cfg.BreakerWindow == 0 {
+		cfg.BreakerWindow = DefaultBreakerWindow
+	}
+	if cfg.BreakerProbeMax == 0 {
+		cfg.BreakerProbeMax = DefaultBreakerProbeMax
+	}
+	if cfg.BreakerMaxWait == 0 {
+		cfg.BreakerMaxWait = DefaultBreakerMaxWait
+	}
 	return cfg
 }
 
@@ -140,6 +204,16 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("%w: MaxResponseBytes %d is negative", ErrInvalidConfig, c.MaxResponseBytes)
 	case c.MaxResponseHeaderBytes < 0:
 		return fmt.Errorf("%w: MaxResponseHeaderBytes %d is negative", ErrInvalidConfig, c.MaxResponseHeaderBytes)
+	case math.IsNaN(c.BreakerRatio) || c.BreakerRatio > 1:
+		return fmt.Errorf("%w: BreakerRatio %v not negative or in (0, 1]", ErrInvalidConfig, c.BreakerRatio)
+	case c.BreakerAttempts < 0 || c.BreakerAttempts > maxBreakerAttempts:
+		return fmt.Errorf("%w: BreakerAttempts %d not in 1..%d", ErrInvalidConfig, c.BreakerAttempts, maxBreakerAttempts)
+	case c.BreakerMinAttempts < 0 || c.BreakerMinAttempts > c.BreakerAttempts:
+		return fmt.Errorf("%w: BreakerMinAttempts %d not in 1..BreakerAttempts (%d)", ErrInvalidConfig, c.BreakerMinAttempts, c.BreakerAttempts)
+	case c.BreakerWindow < 0:
+		return fmt.Errorf("%w: BreakerWindow %v is negative", ErrInvalidConfig, c.BreakerWindow)
+	case c.BreakerProbeMax < 0:
+		return fmt.Errorf("%w: BreakerProbeMax %v is negative", ErrInvalidConfig, c.BreakerProbeMax)
 	case !validHeaderValue(c.Authorization):
 		// The value itself is a secret: never put it in an error.
 		return fmt.Errorf("%w: Authorization is not a valid header value (control characters)", ErrInvalidConfig)

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -13,14 +14,21 @@ func TestConfigDefaults(t *testing.T) {
 		MaxInFlight: 64, Timeout: 5 * time.Second, MaxAttempts: 6,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second,
 		MaxRetryAfter: 60 * time.Second, MaxResponseBytes: 64 << 10, MaxResponseHeaderBytes: 64 << 10,
+		BreakerRatio: 0.8, BreakerAttempts: 20, BreakerMinAttempts: 10, BreakerWindow: 10 * time.Second,
+		BreakerProbeMax: 5 * time.Second, BreakerMaxWait: 5 * time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
 	set := Config{MaxInFlight: 3, Timeout: time.Second, MaxAttempts: 2, BackoffMin: time.Millisecond,
-		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10, MaxResponseHeaderBytes: 20}
+		BackoffMax: time.Second, MaxRetryAfter: time.Second, MaxResponseBytes: 10, MaxResponseHeaderBytes: 20,
+		BreakerRatio: 0.5, BreakerAttempts: 8, BreakerMinAttempts: 4, BreakerWindow: time.Second,
+		BreakerProbeMax: time.Second, BreakerMaxWait: time.Minute}
 	if got := set.withDefaults(); !reflect.DeepEqual(got, set) {
 		t.Errorf("set fields changed: %+v, want %+v", got, set)
+	}
+	if got := (Config{BreakerAttempts: 4}).withDefaults().BreakerMinAttempts; got != 4 {
+		t.Errorf("BreakerMinAttempts defaults to %d with BreakerAttempts 4, want 4", got)
 	}
 }
 
@@ -43,6 +51,17 @@ func TestConfigValidate(t *testing.T) {
 		{"MaxRetryAfter negative", Config{MaxRetryAfter: -1}, false},
 		{"MaxResponseBytes negative", Config{MaxResponseBytes: -1}, false},
 		{"MaxResponseHeaderBytes negative", Config{MaxResponseHeaderBytes: -1}, false},
+		{"breaker disabled", Config{BreakerRatio: -1}, true},
+		{"breaker set", Config{BreakerRatio: 1, BreakerAttempts: 5, BreakerMinAttempts: 5, BreakerWindow: time.Second, BreakerProbeMax: time.Second, BreakerMaxWait: -1}, true},
+		{"BreakerRatio above 1", Config{BreakerRatio: 1.5}, false},
+		{"BreakerRatio NaN", Config{BreakerRatio: math.NaN()}, false},
+		{"BreakerAttempts negative", Config{BreakerAttempts: -1}, false},
+		{"BreakerAttempts too large", Config{BreakerAttempts: maxBreakerAttempts + 1}, false},
+		{"BreakerMinAttempts negative", Config{BreakerMinAttempts: -1}, false},
+		{"BreakerMinAttempts above BreakerAttempts", Config{BreakerAttempts: 5, BreakerMinAttempts: 6}, false},
+		{"BreakerMinAttempts above default BreakerAttempts", Config{BreakerMinAttempts: 21}, false},
+		{"BreakerWindow negative", Config{BreakerWindow: -1}, false},
+		{"BreakerProbeMax negative", Config{BreakerProbeMax: -1}, false},
 		{"Authorization set", Config{Authorization: "Bearer abc.def\tx"}, true},
 		{"Authorization with a line break", Config{Authorization: "Bearer x\r\nX-Evil: 1"}, false},
 		{"Authorization with DEL", Config{Authorization: "Bearer \x7f"}, false},

@@ -24,8 +24,37 @@
 // sent as is. Answers are bounded: MaxResponseBytes of body are read,
 // MaxResponseHeaderBytes of headers accepted.
 //
+// Each Sender has a circuit breaker, so one broadcast's endpoint going down
+// pauses that broadcast rather than failing every message in flight. When
+// most recent attempts (by default 16 of the last 20 within 10 s, at least
+// 10 of them) failed as an unavailable endpoint fails them (5xx, 429, a
+// timeout or connection error), the breaker opens: every attempt about to
+// start, the first of a Send too, waits, and one probe at a time goes out,
+// at intervals doubling from BackoffMin to BreakerProbeMax or as the
+// endpoint's Retry-After says. The first answer that is not such a failure
+// (2xx, 409, or a refusal) closes it and every waiter goes. A transient
+// failure while the breaker is open does not count towards MaxAttempts
+// (Result.Attempts still counts every request started), so the outage
+// fails nothing; one with the breaker closed does, so a message the
+// endpoint keeps refusing with 500 while others get 200 fails after
+// MaxAttempts as before. A wait ends at once with the Send's context,
+// Fence is asked before every attempt, probes included, and a delivery
+// waits BreakerMaxWait in all at most before it is sent regardless and its
+// attempts count again, so a broadcast cannot stall for good on messages
+// only the endpoint fails. Sender.Waiting reports an open breaker, for
+// status.
+//
 // A DeadLetterWriter appends failed deliveries to the dead-letter topic
 // (herald.deadletters) and returns only once Kafka has acknowledged them.
+// A DeadLetterQueue stands in front of it so that senders do not wait on
+// Kafka: Enqueue hands a letter over and returns, one goroutine writes the
+// queue in batches (DeadLetterWriter.WriteBatch), each with a deadline, and
+// retries failed writes with backoff until Kafka takes them, calling each
+// letter's done once it has. The queue is bounded: while Kafka is down it
+// fills, and then Enqueue blocks until there is room or its context ends,
+// so the caller's work stops advancing, with nothing lost and nothing
+// skipped. Close writes what is left within a deadline and reports the
+// letters it could not write to their done.
 //
 // The package does not render, rate-limit, checkpoint or decide what to
 // send; those are the worker's.

@@ -31,6 +31,8 @@ type metrics struct {
 	retries  prometheus.Counter
 	latency  prometheus.Histogram
 	results  [3]prometheus.Counter // by Outcome - 1
+	open     prometheus.Gauge
+	openings prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -55,7 +57,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Finished deliveries by outcome (delivered, failed, aborted).",
 	}, []string{"outcome"})
 
-	collectors := []prometheus.Collector{attempts, retries, latency, results}
+	open := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_delivery_breaker_open",
+		Help: "1 while the circuit breaker holds sends back because the endpoint looks down, else 0.",
+	})
+	openings := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_delivery_breaker_openings_total",
+		Help: "Times the circuit breaker opened.",
+	})
+
+	collectors := []prometheus.Collector{attempts, retries, latency, results, open, openings}
 	for i, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			for _, done := range collectors[:i] {
@@ -64,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("delivery: register metrics: %w", err)
 		}
 	}
-	m := &metrics{retries: retries, latency: latency}
+	m := &metrics{retries: retries, latency: latency, open: open, openings: openings}
 	classes := [numAttemptClasses]string{"error", "1xx", "2xx", "3xx", "4xx", "5xx", "other"}
 	for i, class := range classes {
 		m.attempts[i] = attempts.WithLabelValues(class)
@@ -93,4 +104,17 @@ func (m *metrics) result(r Result) {
 	}
 	m.results[r.Outcome-1].Inc()
 	m.latency.Observe(r.Latency.Seconds())
+}
+
+func (m *metrics) breakerOpened() {
+	if m != nil {
+		m.open.Set(1)
+		m.openings.Inc()
+	}
+}
+
+func (m *metrics) breakerClosed() {
+	if m != nil {
+		m.open.Set(0)
+	}
 }

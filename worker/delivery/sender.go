@@ -68,6 +68,7 @@ type Sender struct {
 	pool    *http.Transport
 	client  *http.Client
 	metrics *metrics
+	breaker *breaker // nil when disabled
 	// calls recycles per-Send state, including a retryablehttp.Client whose
 	// hooks are bound to it, so a Send allocates none of that.
 	calls sync.Pool
@@ -98,6 +99,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 		return nil, err
 	}
 	pool := newPool(cfg)
+	randN := rand.Int64N
 	return &Sender{
 		cfg:  cfg,
 		log:  log,
@@ -109,8 +111,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		metrics:  m,
+		breaker:  newBreaker(cfg, log, m, randN),
 		now:      time.Now,
-		randN:    rand.Int64N,
+		randN:    randN,
 		sleepFor: func(d time.Duration) time.Duration { return d },
 	}, nil
 }
@@ -121,6 +124,16 @@ func (s *Sender) limit(name string) {
 		s.cfg.OnLimit(name)
 	}
 }
+
+// Waiting reports whether the Sender's circuit breaker is open: most recent
+// attempts failed as an unavailable endpoint fails them, so sends are
+// paused while one probe at a time checks whether it is back. Status
+// reports show the broadcast as waiting on its endpoint meanwhile.
+func (s *Sender) Waiting() bool { return s.breaker.isOpen() }
+
+// WaitingSince returns when the circuit breaker opened, the zero time when
+// it is closed (or disabled).
+func (s *Sender) WaitingSince() time.Time { return s.breaker.since() }
 
 // Close drops the pool's idle connections. Sends still running finish.
 func (s *Sender) Close() { s.pool.CloseIdleConnections() }
@@ -168,6 +181,11 @@ func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result 
 	c := s.getCall()
 	defer s.putCall(c)
 	c.body = body
+	// While the circuit breaker is open every attempt waits for it, the
+	// first too (retries wait in prepareRetry); the wait ends with ctx.
+	if err := c.admit(ctx); err != nil {
+		return Result{Outcome: Aborted, Reason: "not sent: " + c.stopped}
+	}
 	resp, err := c.rc.Do(req)
 	if resp != nil {
 		// checkRetry has read what it wanted of the body already.

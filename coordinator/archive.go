@@ -15,7 +15,7 @@ import (
 // Config.ArchiveAfter, one member (its leader, the one that started and
 // completed it) reads it in one snapshot, gives its summary to the
 // Reporter, and in one txn puts the summary at P/archive/<id> and deletes
-// everything under P/broadcasts/<id>/ and P/progress/<id>/. Members read
+// everything under P/broadcasts/<id>/, P/slots/<id>/ and P/progress/<id>/. Members read
 // and watch only the broadcasts and the members, so a resync costs what
 // is live, not every broadcast there ever was. One member (the first live
 // one by id) sweeps summaries older than Config.Retention. docs/ETCD.md
@@ -53,20 +53,17 @@ type archiveJob struct {
 
 // archiveDue returns the archive job of finished broadcast b, which this
 // member leads, and when it is due: the zero time if it is due now. It is
-// due once b has been over for ArchiveAfter and no claim on it remains,
-// or 2 TTLs more have passed. Run's goroutine only.
+// due once b has been over for ArchiveAfter; the archive waits for the
+// claims on it to go (a cancelled broadcast's holders release theirs as
+// soon as they see the state), and 2 TTLs later deletes those that have
+// not (a release that failed is left to its holder's lease, or to this).
+// Run's goroutine only.
 func (c *Coordinator) archiveDue(b *broadcastView, now time.Time) (archiveJob, time.Time) {
 	due := b.finishedAt.Add(c.cfg.ArchiveAfter)
-	force := b.claimed > 0
-	if force {
-		// A cancelled broadcast's claims are released by their holders as
-		// soon as they see the state; one whose release failed is left to
-		// its holder's lease, or to this.
-		due = due.Add(2 * c.cfg.LeaseTTL)
-	}
 	if now.Before(due) {
 		return archiveJob{}, due
 	}
+	force := !now.Before(due.Add(2 * c.cfg.LeaseTTL))
 	return archiveJob{id: b.id, stateRev: b.stateRev, force: force}, time.Time{}
 }
 
@@ -207,14 +204,24 @@ func (a *archiver) archive(ctx context.Context, j archiveJob) (settled bool, err
 	if err != nil {
 		return false, err
 	}
-	// Nothing under the broadcast, nor its slots' progress, changed since
-	// the read: the summary is what is deleted. (A claim deleted since only
-	// makes it truer.)
+	// Nothing of the broadcast changed since the read: the summary is
+	// what is deleted. (A claim deleted since only makes it truer.) The
+	// notes of claims deleted here go too, when they are few; otherwise
+	// they go with their holders' leases.
+	ops := []clientv3.Op{clientv3.OpPut(a.keys.archive(j.id), val),
+		clientv3.OpDelete(a.keys.broadcast(j.id), clientv3.WithPrefix()),
+		clientv3.OpDelete(a.keys.slots(j.id), clientv3.WithPrefix()),
+		clientv3.OpDelete(a.keys.progresses(j.id), clientv3.WithPrefix())}
+	if len(f.holders) <= maxTxnOps-len(ops) {
+		for _, h := range f.holders {
+			ops = append(ops, clientv3.OpDelete(a.keys.note(h.member, j.id, h.slot)))
+		}
+	}
 	resp, err := a.txn(ctx, "archive", []clientv3.Cmp{
 		clientv3.Compare(clientv3.ModRevision(a.keys.broadcast(j.id)), "<", f.rev+1).WithPrefix(),
+		clientv3.Compare(clientv3.ModRevision(a.keys.slots(j.id)), "<", f.rev+1).WithPrefix(),
 		clientv3.Compare(clientv3.ModRevision(a.keys.progresses(j.id)), "<", f.rev+1).WithPrefix(),
-	}, []clientv3.Op{clientv3.OpPut(a.keys.archive(j.id), val), clientv3.OpDelete(a.keys.broadcast(j.id), clientv3.WithPrefix()),
-		clientv3.OpDelete(a.keys.progresses(j.id), clientv3.WithPrefix())}, nil)
+	}, ops, nil)
 	if err != nil {
 		return false, fmt.Errorf("coordinator: archive %s: %w", j.id, err)
 	}

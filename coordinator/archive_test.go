@@ -43,14 +43,15 @@ func (f *fakeReporter) reports() []Summary {
 	return append([]Summary(nil), f.got...)
 }
 
-// liveKeys counts the keys under P/broadcasts/<id>/ and P/progress/<id>/.
+// liveKeys counts the keys under P/broadcasts/<id>/, P/slots/<id>/ and
+// P/progress/<id>/.
 func (c *cluster) liveKeys(id string) int64 {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	k := keys{c.prefix}
 	var n int64
-	for _, prefix := range []string{k.broadcast(id), k.progresses(id)} {
+	for _, prefix := range []string{k.broadcast(id), k.slots(id), k.progresses(id)} {
 		resp, err := c.admin.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
 			c.t.Fatal(err)

@@ -1,9 +1,6 @@
 package coordinator
 
 import (
-	"sync"
-	"sync/atomic"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/herald-dev/herald/sharding"
@@ -11,25 +8,28 @@ import (
 
 // The assignment of a running broadcast's slots, and how claims follow it.
 //
-// Every member computes the same target holder for each open slot from its
-// view (sharding.AssignIndexed). The broadcast's leader creates the claims
-// of the free slots, each under its target's lease, sixty a transaction;
-// every other member only hands back the slots it holds that are no longer
-// its, and takes up (adopts) the claims created for it. One member writing
-// the claims of a whole fleet, in a few transactions, instead of each
-// member its own in one or more: a start or a failover then costs etcd,
-// and every member watching, a few revisions instead of one per member.
-// Each claim is still a key under its holder's lease, created only if
-// absent, whose create revision is the holder's fencing token: a claim
-// dies with its holder's lease whoever wrote it.
+// The broadcast's leader computes the target holder of each open slot from
+// its view of the claims (sharding.AssignIndexed). It creates the claims of
+// the free slots, each under its target's lease, with a note for the
+// target at P/assigned/<member>/<id>/<slot> in the same transaction, sixty
+// slots a transaction; and it asks for a slot back by rewriting its
+// holder's note. Every member watches its own notes: it takes up the
+// claims they announce, and hands back the slots asked back. So only the
+// leader sees every claim, and a start or a failover costs each other
+// member an event per slot it gains or loses, not one per slot of the
+// fleet. Each claim is a key under its holder's lease, created only if
+// absent, whose create revision is the holder's fencing token: a claim and
+// its note die with the holder's lease whoever wrote them.
 
-// assign computes, from the view, which member should hold each open slot;
-// as the broadcast's leader it claims the free slots for their targets,
-// and it asks the worker to hand back the slots this member holds that
-// the assignment gives someone else.
-func (c *Coordinator) assign(l *lease, b *broadcastView, leader bool) {
-	in := inputs{broadcast: b.gen, members: c.view.membersGen, held: c.heldGen.Load(), leader: leader}
-	if c.acted[b.id] == in {
+// noteBack is the value of a note whose slot the leader asks back.
+const noteBack = "back"
+
+// assign, as the broadcast's leader, computes which member should hold
+// each open slot, claims the free slots for their targets and asks back
+// the slots held by a member the assignment no longer names.
+func (c *Coordinator) assign(l *lease, b *broadcastView) {
+	in := inputs{broadcast: b.gen, members: c.view.membersGen}
+	if c.acted[b.id] == in || !c.view.slotsWatched {
 		return
 	}
 	c.acted[b.id] = in
@@ -38,11 +38,6 @@ func (c *Coordinator) assign(l *lease, b *broadcastView, leader bool) {
 		return
 	}
 	live := c.view.live()
-	selfName := c.view.intern(c.cfg.MemberID)
-	self := int32(-1)
-	if int(selfName) < len(liveOf) {
-		self = liveOf[selfName]
-	}
 	open := make([]int, 0, b.slots-b.doneCount)
 	holders := make([]int32, 0, b.slots-b.doneCount)
 	for s := range b.slots {
@@ -61,94 +56,120 @@ func (c *Coordinator) assign(l *lease, b *broadcastView, leader bool) {
 		holders = append(holders, h)
 	}
 	target := sharding.AssignIndexed(weights, holders)
-	var grants []grant
+	var grants, backs []grant
 	for i, s := range open {
 		switch h := b.holder[s]; {
-		case h < 0 && leader:
+		case h < 0:
 			m := live[target[i]].ID
 			if mv, ok := c.view.members[m]; ok && mv.lease != 0 {
 				grants = append(grants, grant{slot: s, member: m, lease: mv.lease})
 			}
-		case h == selfName && target[i] != self:
-			c.mu.Lock()
-			cl := c.held[c.keys.claim(b.id, s)]
-			c.mu.Unlock()
-			if cl != nil && cl.token == b.token[s] && !cl.handoffPending() {
-				c.log.Info("asking for a slot back: another member should hold it now", "broadcast", b.id, "slot", s)
-				cl.requestHandoff()
+		case holders[i] != target[i] && b.asked[s] != b.token[s]:
+			// Held by a member above its quota, or by one leaving or
+			// gone (whose lease will end its claim anyway).
+			m := c.view.names[h]
+			if mv, ok := c.view.members[m]; ok && mv.lease != 0 {
+				backs = append(backs, grant{slot: s, member: m, lease: mv.lease, token: b.token[s]})
 			}
 		}
 	}
 	c.claimFor(l, b, grants)
+	c.askBack(l, b, backs)
 }
 
-// grant is a claim the leader creates: slot for member, under its lease.
+// grant is a claim the leader creates (slot for member, under its lease),
+// or asks back (token: the claim's).
 type grant struct {
 	slot   int
 	member string
 	lease  int64
+	token  int64
 }
 
 // maxGrantsPerTxn bounds the claims one transaction creates: two compares
-// each, within etcd's 128.
+// and two operations each, within etcd's 128.
 const maxGrantsPerTxn = 60
 
-// grantsInFlight is how many claim transactions the leader has in flight
-// at once: etcd commits concurrent transactions together, so a start's
-// hundred-odd transactions (8,000 slots) take a fraction of the time one
-// after another would.
-const grantsInFlight = 8
-
 // claimFor creates the claims of grants, as many per transaction as etcd
-// allows, several transactions at once; it returns once all are answered.
-// Each claim proves its slot neither claimed nor done. A failed compare
-// means the view was stale: the watch brings the change that made it so,
-// and the leader computes again. A failed transaction (a target's lease
-// just ended, etcd unreachable) is tried again after a retry interval.
+// allows, one transaction after another: each is a watch event for every
+// member, and etcd answers lease renewals only between the transactions it
+// applies, so a fleet's start must not crowd them out. Each claim proves
+// its slot neither claimed nor done. A failed compare means the view was
+// stale: the watch brings the change that made it so, and the leader
+// computes again. A failed transaction (a target's lease just ended, etcd
+// unreachable) is tried again after a retry interval.
 func (c *Coordinator) claimFor(l *lease, b *broadcastView, grants []grant) {
-	var (
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, grantsInFlight)
-		failed atomic.Bool
-	)
 	for len(grants) > 0 {
 		batch := grants[:min(len(grants), maxGrantsPerTxn)]
 		grants = grants[len(batch):]
 		cmps := make([]clientv3.Cmp, 0, 2*len(batch))
-		ops := make([]clientv3.Op, 0, len(batch))
+		ops := make([]clientv3.Op, 0, 2*len(batch))
 		for _, g := range batch {
 			key := c.keys.claim(b.id, g.slot)
+			lease := clientv3.WithLease(clientv3.LeaseID(g.lease))
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0),
 				clientv3.Compare(clientv3.CreateRevision(c.keys.done(b.id, g.slot)), "=", 0))
-			ops = append(ops, clientv3.OpPut(key, g.member, clientv3.WithLease(clientv3.LeaseID(g.lease))))
+			ops = append(ops, clientv3.OpPut(key, g.member, lease), clientv3.OpPut(c.keys.note(g.member, b.id, g.slot), "", lease))
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() {
-				<-sem
-				wg.Done()
-			}()
-			ctx, cancel := c.opCtx(l)
-			resp, err := c.txn(ctx, "claim", cmps, ops, nil)
-			cancel()
-			switch {
-			case err != nil:
-				c.log.Warn("claim slots", "broadcast", b.id, "slots", len(cmps)/2, "err", err)
-				failed.Store(true)
-			case resp.Succeeded:
-				c.log.Debug("claimed slots for their members", "broadcast", b.id, "slots", len(cmps)/2, "token", resp.Header.Revision)
-			}
-		}()
-	}
-	wg.Wait()
-	if failed.Load() {
-		c.retry()
+		ctx, cancel := c.opCtx(l)
+		resp, err := c.txn(ctx, "claim", cmps, ops, nil)
+		cancel()
+		switch {
+		case err != nil:
+			c.log.Warn("claim slots", "broadcast", b.id, "slots", len(batch), "err", err)
+			c.retry()
+			return
+		case !resp.Succeeded:
+			return
+		}
+		c.log.Debug("claimed slots for their members", "broadcast", b.id, "slots", len(batch), "token", resp.Header.Revision)
 	}
 }
 
-// adoption is a claim the view shows created for this member, not yet
-// taken up.
+// askBack asks the holders of backs for their slots: it rewrites each
+// claim's note, under its holder's lease, if the claim is still the one
+// the view shows (the note's create revision is the claim's). The holder
+// hands the slot back at a drained checkpoint, and the leader claims it
+// for its target once the claim is gone.
+func (c *Coordinator) askBack(l *lease, b *broadcastView, backs []grant) {
+	const most = maxTxnOps - 8
+	for len(backs) > 0 {
+		batch := backs[:min(len(backs), most)]
+		backs = backs[len(batch):]
+		cmps := make([]clientv3.Cmp, 0, len(batch))
+		ops := make([]clientv3.Op, 0, len(batch))
+		for _, g := range batch {
+			note := c.keys.note(g.member, b.id, g.slot)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(note), "=", g.token))
+			ops = append(ops, clientv3.OpPut(note, noteBack, clientv3.WithLease(clientv3.LeaseID(g.lease))))
+		}
+		ctx, cancel := c.opCtx(l)
+		resp, err := c.txn(ctx, "ask back", cmps, ops, nil)
+		cancel()
+		switch {
+		case err != nil:
+			c.log.Warn("ask slots back", "broadcast", b.id, "slots", len(batch), "err", err)
+			c.retry()
+			return
+		case !resp.Succeeded:
+			// A note changed since the view: ask one at a time, so the
+			// others are not held up by it.
+			if len(batch) > 1 {
+				for _, g := range batch {
+					c.askBack(l, b, []grant{g})
+				}
+			}
+			continue
+		}
+		for _, g := range batch {
+			b.asked[g.slot] = g.token
+		}
+		c.log.Info("asked slots back: the assignment gives them to others", "broadcast", b.id, "slots", len(batch))
+	}
+}
+
+// adoption is a claim created for this member, as its note announced it,
+// not yet taken up.
 type adoption struct {
 	broadcast string
 	slot      int
@@ -170,7 +191,7 @@ func (c *Coordinator) adopt(l *lease) {
 			continue
 		}
 		b, ok := c.view.broadcasts[a.broadcast]
-		if !ok || b.slots == 0 || a.slot >= len(b.token) || b.token[a.slot] != a.token {
+		if n, live := c.view.notes[slotRef{a.broadcast, a.slot}]; !ok || b.slots == 0 || a.slot >= b.slots || !live || n.token != a.token {
 			continue // gone already, or not a broadcast this view can run
 		}
 		batch = append(batch, a)
@@ -219,7 +240,7 @@ func (c *Coordinator) adoptBatch(l *lease, batch []adoption) {
 		rec, err := decodeProgress(val)
 		var cl *Claim
 		if err == nil {
-			cl, err = newClaim(c.claimDeps, l, a.broadcast, a.slot, len(c.view.broadcasts[a.broadcast].token), rec, a.token)
+			cl, err = newClaim(c.claimDeps, l, a.broadcast, a.slot, c.view.broadcasts[a.broadcast].slots, rec, a.token)
 		}
 		if err != nil {
 			// Held, so nobody else resumes it wrongly; not worked, so the

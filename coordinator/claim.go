@@ -39,6 +39,7 @@ type Claim struct {
 	broadcast   string
 	slot, slots int
 	claimKey    string
+	noteKey     string
 	doneKey     string
 	progressKey string
 	token       int64 // create revision of the claim key: the fencing token
@@ -75,7 +76,8 @@ func newClaim(deps claimDeps, l *lease, broadcast string, slot, slots int, rec p
 	k := deps.keys
 	cl := &Claim{
 		deps: deps, broadcast: broadcast, slot: slot, slots: slots,
-		claimKey: k.claim(broadcast, slot), doneKey: k.done(broadcast, slot), progressKey: k.progress(broadcast, slot),
+		claimKey: k.claim(broadcast, slot), noteKey: k.note(deps.member, broadcast, slot),
+		doneKey: k.done(broadcast, slot), progressKey: k.progress(broadcast, slot),
 		token: token, start: start, rec: rec, handoff: make(chan struct{}),
 	}
 	// Derived from the lease's context, so that passing the lease deadline
@@ -174,7 +176,7 @@ func (cl *Claim) Release(ctx context.Context) error {
 	if cl.ended.Load() || cl.ctx.Err() != nil {
 		return fmt.Errorf("coordinator: release %s/%d: %w", cl.broadcast, cl.slot, ErrNotOwner)
 	}
-	resp, err := cl.deps.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, []clientv3.Op{clientv3.OpDelete(cl.claimKey)}, nil)
+	resp, err := cl.deps.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, cl.drop(), nil)
 	if err != nil {
 		return fmt.Errorf("coordinator: release %s/%d: %w", cl.broadcast, cl.slot, err)
 	}
@@ -184,6 +186,11 @@ func (cl *Claim) Release(ctx context.Context) error {
 	}
 	cl.end()
 	return nil
+}
+
+// drop is the operations that delete the claim and its note.
+func (cl *Claim) drop() []clientv3.Op {
+	return []clientv3.Op{clientv3.OpDelete(cl.claimKey), clientv3.OpDelete(cl.noteKey)}
 }
 
 // requestHandoff asks the worker for the slot back.

@@ -58,9 +58,9 @@ type Coordinator struct {
 	lease   atomic.Pointer[lease] // nil when not joined; read by Deadline (also the metrics gauge) and Ready
 	// shares is this member's rate share by broadcast (noteShares, at each
 	// reconcile); read by RateShare.
-	shares atomic.Pointer[map[string]float64]
+	shares atomic.Pointer[map[string]heldSlots]
 
-	// mu guards held, states and waiting. Never held while taking another lock or
+	// mu guards held, states, waiting and open. Never held while taking another lock or
 	// talking to etcd (see the lock order in doc.go).
 	mu sync.Mutex
 	// held is every claim this member holds, by claim key. Entries are
@@ -76,6 +76,9 @@ type Coordinator struct {
 	// waiting is, by broadcast, since when this member's sends wait on
 	// its endpoint (NoteEndpoint, from the worker's goroutines).
 	waiting map[string]time.Time
+	// open caches broadcasts' counts of open slots for RateShare, which
+	// reads and writes it from the worker's goroutines.
+	open map[string]openCount
 
 	// heldGen counts changes to held; Run's goroutine compares it with
 	// the value it last acted on, to skip work when nothing changed.
@@ -90,6 +93,10 @@ type Coordinator struct {
 	// acted remembers, per broadcast, the inputs the last assignment was
 	// computed from, so an unchanged broadcast costs nothing.
 	acted map[string]inputs
+	// wantSlots says this member leads a running broadcast, and so must
+	// watch the slots (set by each reconcile; the loop reads the view
+	// again when it differs from what the view watches).
+	wantSlots bool
 	// retryAt is when to reconcile again after an etcd operation failed
 	// (zero: no retry due); wakeAt is the earliest time something is due
 	// without an event (a start time, an archive, a sweep).
@@ -98,8 +105,7 @@ type Coordinator struct {
 
 // inputs are what a broadcast's assignment depends on.
 type inputs struct {
-	broadcast, members, held uint64
-	leader                   bool
+	broadcast, members uint64
 }
 
 // stateSignal is the cached state of one broadcast and a channel closed
@@ -137,6 +143,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		held:    map[string]*Claim{},
 		states:  map[string]*stateSignal{},
 		waiting: map[string]time.Time{},
+		open:    map[string]openCount{},
 		acted:   map[string]inputs{},
 	}
 	m, err := newMetrics(reg, c.Deadline)

@@ -42,10 +42,10 @@
 // New starts nothing. A running Coordinator has these goroutines:
 //
 //   - Run's own, the caller's: it joins, reads and watches the view,
-//     reconciles (only when something changed), claims, and once ctx
-//     ends, leaves. It is the only writer
-//     of the Coordinator's state; the comment on Coordinator says, field by
-//     field, who may read what. It ends when Run returns.
+//     reconciles (only when something changed), takes up its claims, and
+//     once ctx ends, leaves. It is the only writer of the Coordinator's
+//     state; the comment on Coordinator says, field by field, who may read
+//     what. It ends when Run returns.
 //   - The claim queue's, started by Run before its loop and stopped by Run
 //     (a closed stop channel, then a wait) before the leave. It hands
 //     claims to the worker on Claims in the order taken, so Run never waits
@@ -58,8 +58,8 @@
 //     so a slow Kafka or etcd never holds up a reconcile. It touches no
 //     state of the Coordinator but its own fields.
 //   - Two per lease, that is per membership epoch, started by grantLease
-//     (from join, on Run's goroutine): one renews the lease every TTL/4 and
-//     moves the local deadline; the other ends the lease's context when the
+//     (from join, on Run's goroutine): one renews the lease every TTL/4
+//     (sooner as the deadline nears) and moves the local deadline; the other ends the lease's context when the
 //     deadline passes or the session ends. lease.release stops both and
 //     waits for them; Run's goroutine calls it when the lease is lost
 //     (fence), when a join fails, and on leave. The concurrency.Session

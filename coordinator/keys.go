@@ -9,20 +9,29 @@ import (
 // the reference; this is the only place that builds or parses keys.
 //
 //	P/archive/<id>
+//	P/assigned/<member>/<id>/<slot>
 //	P/broadcasts/<id>/spec
 //	P/broadcasts/<id>/state
-//	P/broadcasts/<id>/claims/<slot>
-//	P/broadcasts/<id>/done/<slot>
 //	P/members/<member>
 //	P/progress/<id>/<slot>
+//	P/slots/<id>/claim/<slot>
+//	P/slots/<id>/done/<slot>
 //
-// A member's view covers [viewStart, viewEnd): the broadcasts and the
-// members, and nothing else. The archive sorts before it, so the records
-// of finished broadcasts are never read by a resync nor sent to a watch.
-// A slot's progress sorts after it on purpose: checkpoints are most of the
-// writes, and no member needs to see another's. The claim and the done
-// marker of a slot are what the others need, and both change only when a
-// slot changes hands or ends.
+// What a member watches is chosen by who needs what, since every key a
+// member watches costs it an event at every change, and the fleet
+// members × changes:
+//
+//   - Every member watches [viewStart, viewEnd): the broadcasts' specs and
+//     states, and the members. They change when a broadcast is registered,
+//     starts, pauses or ends, and when a member joins or leaves.
+//   - Every member watches its own assignments, P/assigned/<member>/: a
+//     note written with each claim the member holds (and rewritten when
+//     the slot is asked back), so it learns of its claims without seeing
+//     anyone else's.
+//   - A broadcast's leader, the one member that decides who holds what,
+//     watches its claims and done markers, P/slots/<id>/.
+//   - Nobody watches a slot's progress (the checkpoints, most of the
+//     writes), nor the archive.
 type keys struct {
 	prefix string // no trailing slash
 }
@@ -34,13 +43,19 @@ func (k keys) broadcasts() string         { return k.prefix + "/broadcasts/" }
 func (k keys) broadcast(id string) string { return k.broadcasts() + id + "/" }
 func (k keys) spec(id string) string      { return k.broadcast(id) + "spec" }
 func (k keys) state(id string) string     { return k.broadcast(id) + "state" }
-func (k keys) claims(id string) string    { return k.broadcast(id) + "claims/" }
+func (k keys) allSlots() string           { return k.prefix + "/slots/" }
+func (k keys) slots(id string) string     { return k.allSlots() + id + "/" }
+func (k keys) claims(id string) string    { return k.slots(id) + "claim/" }
 func (k keys) claim(id string, s int) string {
 	return k.claims(id) + strconv.Itoa(s)
 }
-func (k keys) dones(id string) string { return k.broadcast(id) + "done/" }
+func (k keys) dones(id string) string { return k.slots(id) + "done/" }
 func (k keys) done(id string, s int) string {
 	return k.dones(id) + strconv.Itoa(s)
+}
+func (k keys) notes(member string) string { return k.prefix + "/assigned/" + member + "/" }
+func (k keys) note(member, id string, s int) string {
+	return k.notes(member) + id + "/" + strconv.Itoa(s)
 }
 func (k keys) progresses(id string) string { return k.prefix + "/progress/" + id + "/" }
 func (k keys) progress(id string, s int) string {
@@ -49,9 +64,10 @@ func (k keys) progress(id string, s int) string {
 func (k keys) archives() string         { return k.prefix + "/archive/" }
 func (k keys) archive(id string) string { return k.archives() + id }
 
-// viewStart and viewEnd bound the keys a member reads and watches: the
-// broadcasts, then the members ("members0" is the first key after every
-// "members/..."). The archive and the progress records sort outside it.
+// viewStart and viewEnd bound the keys every member reads and watches:
+// the broadcasts, then the members ("members0" is the first key after
+// every "members/..."). The archive and the assignments sort before it,
+// progress and slots after.
 func (k keys) viewStart() string { return k.broadcasts() }
 func (k keys) viewEnd() string   { return k.prefix + "/members0" }
 
@@ -69,50 +85,65 @@ const (
 	keyClaim
 	keyDone
 	keyProgress
+	keyNote
 )
 
 // parse classifies key. For a member key, name is the member id; for the
-// other kinds, broadcast is the broadcast id and, for claims, done markers
-// and progress, slot is the slot number (-1 otherwise).
+// other kinds, broadcast is the broadcast id and, for claims, done markers,
+// notes and progress, slot is the slot number (-1 otherwise); for a note,
+// name is the member it is for.
 func (k keys) parse(key string) (kind keyKind, broadcast, name string, slot int) {
 	rest, ok := strings.CutPrefix(key, k.root())
 	if !ok {
 		return keyOther, "", "", -1
 	}
-	if id, ok := strings.CutPrefix(rest, "members/"); ok && id != "" && !strings.Contains(id, "/") {
-		return keyMember, "", id, -1
-	}
-	if rest, ok := strings.CutPrefix(rest, "progress/"); ok {
+	folder, rest, _ := strings.Cut(rest, "/")
+	switch folder {
+	case "members":
+		if rest != "" && !strings.Contains(rest, "/") {
+			return keyMember, "", rest, -1
+		}
+	case "progress":
 		b, s, ok := strings.Cut(rest, "/")
 		if n, valid := slotNumber(s); ok && b != "" && valid {
 			return keyProgress, b, "", n
 		}
-		return keyOther, "", "", -1
-	}
-	rest, ok = strings.CutPrefix(rest, "broadcasts/")
-	if !ok {
-		return keyOther, "", "", -1
-	}
-	b, rest, ok := strings.Cut(rest, "/")
-	if !ok || b == "" {
-		return keyOther, "", "", -1
-	}
-	switch rest {
-	case "spec":
-		return keySpec, b, "", -1
-	case "state":
-		return keyState, b, "", -1
-	}
-	folder, s, ok := strings.Cut(rest, "/")
-	n, valid := slotNumber(s)
-	if !ok || !valid {
-		return keyOther, "", "", -1
-	}
-	switch folder {
-	case "claims":
-		return keyClaim, b, "", n
-	case "done":
-		return keyDone, b, "", n
+	case "assigned":
+		m, rest, ok := strings.Cut(rest, "/")
+		if !ok || m == "" {
+			break
+		}
+		b, s, ok := strings.Cut(rest, "/")
+		if n, valid := slotNumber(s); ok && b != "" && valid {
+			return keyNote, b, m, n
+		}
+	case "slots":
+		b, rest, ok := strings.Cut(rest, "/")
+		if !ok || b == "" {
+			break
+		}
+		what, s, ok := strings.Cut(rest, "/")
+		n, valid := slotNumber(s)
+		if !ok || !valid {
+			break
+		}
+		switch what {
+		case "claim":
+			return keyClaim, b, "", n
+		case "done":
+			return keyDone, b, "", n
+		}
+	case "broadcasts":
+		b, rest, ok := strings.Cut(rest, "/")
+		if !ok || b == "" {
+			break
+		}
+		switch rest {
+		case "spec":
+			return keySpec, b, "", -1
+		case "state":
+			return keyState, b, "", -1
+		}
 	}
 	return keyOther, "", "", -1
 }

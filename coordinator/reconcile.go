@@ -24,6 +24,7 @@ func (c *Coordinator) reconcile(l *lease) {
 	c.publishEndpoints(l)
 	now := time.Now()
 	c.wakeAt = time.Time{}
+	c.wantSlots = false
 	work := archiveWork{sweep: len(live) > 0 && live[0].ID == c.cfg.MemberID}
 	if work.sweep {
 		// The sweep is offered again at least this often, so it runs
@@ -50,9 +51,12 @@ func (c *Coordinator) reconcile(l *lease) {
 			if b.slots == 0 {
 				continue // paused before it started
 			}
-			leader := c.leads(b.id, live)
-			c.assign(l, b, leader)
-			if b.state.State == StateRunning && b.doneCount == b.slots && leader {
+			if !c.leads(b.id, live) {
+				continue
+			}
+			c.wantSlots = true
+			c.assign(l, b)
+			if b.state.State == StateRunning && c.view.slotsWatched && b.doneCount == b.slots {
 				c.complete(l, b)
 			}
 		default:
@@ -111,9 +115,9 @@ func (c *Coordinator) retry() {
 	}
 }
 
-// checkHeld ends held claims that the view shows lost (the claim key is
-// gone or belongs to another token) and releases those of broadcasts that
-// are over.
+// checkHeld ends held claims that the view shows lost (the claim's note is
+// gone, or belongs to another claim), asks the worker for those the leader
+// asked back, and releases those of broadcasts that are over.
 func (c *Coordinator) checkHeld(l *lease) {
 	for _, cl := range c.heldClaims() {
 		if c.view.rev < cl.token || cl.ended.Load() {
@@ -128,7 +132,12 @@ func (c *Coordinator) checkHeld(l *lease) {
 			c.release(l, cl, b.state.State)
 			continue
 		}
-		if cl.slot < len(b.token) && b.token[cl.slot] == cl.token {
+		n, ok := c.view.notes[slotRef{cl.broadcast, cl.slot}]
+		if ok && n.token == cl.token {
+			if n.back && !cl.handoffPending() {
+				c.log.Info("asked for a slot back: another member should hold it now", "broadcast", cl.broadcast, "slot", cl.slot)
+				cl.requestHandoff()
+			}
 			continue
 		}
 		// A write in flight may be the Finish or Handoff that deleted the
@@ -150,7 +159,7 @@ func (c *Coordinator) release(l *lease, cl *Claim, st State) {
 	cl.lose(errBroadcastOver)
 	ctx, cancel := c.opCtx(l)
 	defer cancel()
-	if _, err := c.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, []clientv3.Op{clientv3.OpDelete(cl.claimKey)}, nil); err != nil {
+	if _, err := c.txn(ctx, "release", []clientv3.Cmp{cl.isOwner()}, cl.drop(), nil); err != nil {
 		c.log.Warn("release claim", "broadcast", cl.broadcast, "slot", cl.slot, "state", st, "err", err)
 	}
 }

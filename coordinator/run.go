@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 )
@@ -46,10 +47,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	return nil
 }
 
-// watch is the member's one watch on the prefix.
+// watch is the member's watches: of the broadcasts and members, of its own
+// notes, and, while it leads a broadcast, of the slots (nil otherwise).
 type watch struct {
-	ch     clientv3.WatchChan
-	cancel context.CancelFunc
+	common, notes, slots clientv3.WatchChan
+	cancel               context.CancelFunc
 }
 
 // loop is Run's main loop. It returns the current lease, if any, when ctx
@@ -128,26 +130,25 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 			c.fence(l)
 			l = nil
 			continue
-		case resp, ok := <-w.ch:
+		case resp, ok := <-w.common:
 			dirty = true
-			if !c.applyWatch(resp, ok) {
+			if !c.applyWatch(resp, ok) || !c.drainWatch(w) {
 				w.cancel()
 				w = nil
 				continue
 			}
-			// Take whatever else is already there before acting.
-			for more := true; more && w != nil; {
-				select {
-				case resp, ok := <-w.ch:
-					if !c.applyWatch(resp, ok) {
-						w.cancel()
-						w = nil
-					}
-				default:
-					more = false
-				}
+		case resp, ok := <-w.notes:
+			dirty = true
+			if !c.applyWatch(resp, ok) || !c.drainWatch(w) {
+				w.cancel()
+				w = nil
+				continue
 			}
-			if w == nil {
+		case resp, ok := <-w.slots:
+			dirty = true
+			if !c.applyWatch(resp, ok) || !c.drainWatch(w) {
+				w.cancel()
+				w = nil
 				continue
 			}
 		case <-c.wake:
@@ -167,6 +168,34 @@ func (c *Coordinator) loop(ctx context.Context) *lease {
 		if dirty && now.Sub(last) >= c.cfg.ReconcileInterval {
 			dirty, last = false, now
 			c.reconcile(l)
+			if c.wantSlots != c.view.slotsWatched {
+				// It became a broadcast's leader, or stopped being one:
+				// read again, with the slots or without.
+				w.cancel()
+				w = nil
+			}
+		}
+	}
+}
+
+// drainWatch takes whatever else the watches already have before acting,
+// so a burst of events costs one reconcile. It reports false when a watch
+// broke.
+func (c *Coordinator) drainWatch(w *watch) bool {
+	for {
+		var (
+			resp clientv3.WatchResponse
+			ok   bool
+		)
+		select {
+		case resp, ok = <-w.common:
+		case resp, ok = <-w.notes:
+		case resp, ok = <-w.slots:
+		default:
+			return true
+		}
+		if !c.applyWatch(resp, ok) {
+			return false
 		}
 	}
 }
@@ -193,25 +222,37 @@ func (c *Coordinator) applyWatch(resp clientv3.WatchResponse, ok bool) bool {
 	return true
 }
 
-// resync reads the broadcasts and members into a fresh view and watches
-// them from the revision after the read. The summaries of archived
-// broadcasts sort before both, the slots' progress after: neither is read
-// nor watched.
+// resync reads, at one revision, the broadcasts and members, this
+// member's notes and, if it leads a broadcast, the slots, into a fresh
+// view, and watches them all from the revision after the read. The
+// summaries of archived broadcasts and the slots' progress are neither
+// read nor watched.
 func (c *Coordinator) resync(l *lease) (*watch, error) {
 	c.synced.Store(false)
 	ctx, cancel := c.opCtx(l)
 	start, end := c.keys.viewStart(), c.keys.viewEnd()
-	resp, err := c.cli.Get(ctx, start, clientv3.WithRange(end))
+	notes := c.keys.notes(c.cfg.MemberID)
+	ops := []clientv3.Op{clientv3.OpGet(start, clientv3.WithRange(end)), clientv3.OpGet(notes, clientv3.WithPrefix())}
+	slots := c.wantSlots
+	if slots {
+		ops = append(ops, clientv3.OpGet(c.keys.allSlots(), clientv3.WithPrefix()))
+	}
+	resp, err := c.cli.Txn(ctx).Then(ops...).Commit()
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: read %s: %w", start, err)
 	}
-	c.m.resyncKeys.Set(float64(len(resp.Kvs)))
-	v := newView(c.keys, resp.Header.Revision, c.cfg.MemberID)
-	// States first: a broadcast's claims and done markers sort before its
-	// state, and only the state says how many slots there are.
+	rev := resp.Header.Revision
+	var kvs []*mvccpb.KeyValue
+	for _, r := range resp.Responses {
+		kvs = append(kvs, r.GetResponseRange().Kvs...)
+	}
+	c.m.resyncKeys.Set(float64(len(kvs)))
+	v := newView(c.keys, rev, c.cfg.MemberID)
+	v.slotsWatched = slots
+	// States first: only the state says how many slots a broadcast has.
 	for pass := range 2 {
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			if kind, _, _, _ := c.keys.parse(string(kv.Key)); (kind == keyState || kind == keyMember) != (pass == 0) {
 				continue
 			}
@@ -220,7 +261,7 @@ func (c *Coordinator) resync(l *lease) (*watch, error) {
 			}
 		}
 	}
-	v.rev = resp.Header.Revision
+	v.rev = rev
 	c.view = v
 	c.mu.Lock()
 	known := make([]string, 0, len(c.states)+len(v.broadcasts))
@@ -234,13 +275,19 @@ func (c *Coordinator) resync(l *lease) (*watch, error) {
 	for _, id := range known {
 		c.noteState(id)
 	}
-	// The member's id in the watch's metadata gives its watch a gRPC
-	// stream of its own even when members share a client (as in tests):
-	// etcd queues a stream's events in one buffer, and one member's
-	// backlog must not hold up another's.
+	// The member's id in the watches' metadata gives them a gRPC stream of
+	// their own even when members share a client (as in tests): etcd
+	// queues a stream's events in one buffer, and one member's backlog
+	// must not hold up another's.
 	wctx, wcancel := context.WithCancel(metadata.AppendToOutgoingContext(
 		clientv3.WithRequireLeader(context.Background()), "herald-member", c.cfg.MemberID))
-	ch := c.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(resp.Header.Revision+1))
+	w := &watch{cancel: wcancel,
+		common: c.cli.Watch(wctx, start, clientv3.WithRange(end), clientv3.WithRev(rev+1)),
+		notes:  c.cli.Watch(wctx, notes, clientv3.WithPrefix(), clientv3.WithRev(rev+1)),
+	}
+	if slots {
+		w.slots = c.cli.Watch(wctx, c.keys.allSlots(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	}
 	c.synced.Store(true)
-	return &watch{ch: ch, cancel: wcancel}, nil
+	return w, nil
 }

@@ -1,5 +1,12 @@
 package coordinator
 
+import (
+	"context"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
 // A broadcast's rate_per_sec is for the whole fleet. Split evenly among the
 // live members, the fleet runs well below it whenever the work is spread
 // unevenly: at a broadcast's tail, where members that finished their slots
@@ -16,47 +23,85 @@ package coordinator
 // slots have less left than others' finishes sooner and its share goes to
 // the others.
 
-// noteShares publishes this member's share of each broadcast in which it
-// holds an open slot. Run's goroutine only: it reads the view.
+// noteShares publishes how many slots of each broadcast this member holds
+// (claims not ended), with the broadcast's slot count. Run's goroutine
+// only: it reads the view.
 func (c *Coordinator) noteShares() {
-	held := map[string]int{}
+	held := map[string]heldSlots{}
 	for _, cl := range c.heldClaims() {
 		if cl.ended.Load() {
 			continue
 		}
-		if b, ok := c.view.broadcasts[cl.broadcast]; ok && cl.slot < len(b.done) && !b.done[cl.slot] {
-			held[cl.broadcast]++
-		}
+		h := held[cl.broadcast]
+		h.held, h.slots = h.held+1, cl.slots
+		held[cl.broadcast] = h
 	}
-	shares := make(map[string]float64, len(held))
-	for id, n := range held {
-		if s, ok := heldShare(c.view.broadcasts[id], n); ok {
-			shares[id] = s
-		}
-	}
-	c.shares.Store(&shares)
+	c.shares.Store(&held)
 }
 
-// heldShare is the fraction of b's open hash space that n held open slots
-// cover: slots are equal, so it is n over the open slots. It reports false
-// when b has no open slot or none is held.
-func heldShare(b *broadcastView, n int) (float64, bool) {
-	open := b.slots - b.doneCount
-	if n <= 0 || open <= 0 {
+// heldSlots is how many of a broadcast's slots this member holds.
+type heldSlots struct{ held, slots int }
+
+// heldShare is the fraction of a broadcast's open hash space that held
+// open slots cover: slots are equal, so it is held over open. It reports
+// false when there is no open slot or none is held.
+func heldShare(held, open int) (float64, bool) {
+	if held <= 0 || open <= 0 {
 		return 0, false
 	}
-	return min(float64(n)/float64(open), 1), true
+	return min(float64(held)/float64(open), 1), true
 }
 
+// openCacheFor is how long a broadcast's count of open slots is reused.
+const openCacheFor = time.Second
+
 // RateShare is the fraction of broadcast id's fleet-wide rate this member
-// should send at: the part of the broadcast's open slots that it holds, as
-// of the last reconcile. When it holds no open slot of the broadcast, or
-// has not reconciled since it took one, the share is 1/LiveMembers.
+// should send at: the part of the broadcast's open slots that it holds.
+// When it holds none, the share is 1/LiveMembers. The held slots are as of
+// the last reconcile; the open ones are counted in etcd (the done markers)
+// at most once a second, by the caller's goroutine: only a broadcast's
+// leader watches them.
 func (c *Coordinator) RateShare(id string) float64 {
-	if m := c.shares.Load(); m != nil {
-		if s, ok := (*m)[id]; ok {
-			return s
+	m := c.shares.Load()
+	if m == nil || (*m)[id].held == 0 {
+		return 1 / float64(max(1, c.LiveMembers()))
+	}
+	h := (*m)[id]
+	s, _ := heldShare(h.held, c.openSlots(id, h.slots))
+	return s
+}
+
+// openSlots is how many of broadcast id's slots are not done, counted at
+// most once per openCacheFor; slots when the count cannot be read.
+func (c *Coordinator) openSlots(id string, slots int) int {
+	c.mu.Lock()
+	o, ok := c.open[id]
+	c.mu.Unlock()
+	if ok && time.Since(o.at) < openCacheFor {
+		return o.open
+	}
+	open := slots
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	resp, err := c.cli.Get(ctx, c.keys.dones(id), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err == nil {
+		open = max(slots-int(resp.Count), 0)
+	}
+	c.mu.Lock()
+	c.open[id] = openCount{open: open, at: time.Now()}
+	if len(c.open) > 64 {
+		for k, v := range c.open {
+			if time.Since(v.at) >= openCacheFor {
+				delete(c.open, k)
+			}
 		}
 	}
-	return 1 / float64(max(1, c.LiveMembers()))
+	c.mu.Unlock()
+	return open
+}
+
+// openCount is a broadcast's open slots as last counted.
+type openCount struct {
+	open int
+	at   time.Time
 }

@@ -6,34 +6,22 @@ import (
 	"time"
 )
 
-// shareView is a hand-made broadcast view of slots slots, those in done
-// finished.
-func shareView(slots int, done ...int) *broadcastView {
-	b := &broadcastView{id: "b", slots: slots, done: make([]bool, slots)}
-	for _, s := range done {
-		b.done[s] = true
-		b.doneCount++
-	}
-	return b
-}
-
 func TestHeldShare(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		b    *broadcastView
-		held int
-		want float64 // < 0: no share
+		name       string
+		held, open int
+		want       float64 // < 0: no share
 	}{
-		{"even", shareView(8), 4, 0.5},
-		{"uneven capacities", shareView(16), 2, 0.125},
-		{"the others finished: all of it", shareView(8, 0, 1, 2, 3, 4, 5), 2, 1},
-		{"after a failover", shareView(12, 0, 1, 2, 3), 6, 0.75},
-		{"unclaimed open slots count", shareView(10), 4, 0.4},
-		{"nothing held", shareView(8), 0, -1},
-		{"nothing open", shareView(2, 0, 1), 1, -1},
+		{"even", 4, 8, 0.5},
+		{"uneven capacities", 2, 16, 0.125},
+		{"the others finished: all of it", 2, 2, 1},
+		{"after a failover", 6, 8, 0.75},
+		{"unclaimed open slots count", 4, 10, 0.4},
+		{"nothing held", 0, 8, -1},
+		{"nothing open", 1, 0, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := heldShare(tc.b, tc.held)
+			got, ok := heldShare(tc.held, tc.open)
 			switch {
 			case tc.want < 0 && ok:
 				t.Errorf("share %v, want none", got)

@@ -86,9 +86,16 @@ var errUndecodable = errors.New("coordinator: undecodable record")
 // finished is a broadcast that is over, read in one snapshot for archiving.
 type finished struct {
 	sum      Summary
-	stateRev int64 // mod revision of the state key
-	claims   int   // claims still held on its slots
-	rev      int64 // the revision of the snapshot
+	stateRev int64     // mod revision of the state key
+	claims   int       // claims still held on its slots
+	holders  []holding // who holds them
+	rev      int64     // the revision of the snapshot
+}
+
+// holding is one claim: its slot and holder.
+type holding struct {
+	member string
+	slot   int
 }
 
 // readFinished reads broadcast id's state, claims, done markers, progress
@@ -121,7 +128,13 @@ func (r *Registry) readFinished(ctx context.Context, id string) (finished, error
 	if specKvs := resp.Responses[len(resp.Responses)-1].GetResponseRange().Kvs; len(specKvs) == 1 {
 		spec = specKvs[0].Value
 	}
+	var holders []holding
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		_, _, _, slot := r.keys.parse(string(kv.Key))
+		holders = append(holders, holding{member: string(kv.Value), slot: slot})
+	}
 	return finished{
+		holders: holders,
 		sum: Summary{
 			ID: id, State: rec.State, Reason: rec.Reason,
 			CreatedAt: rec.CreatedAt, StartedAt: rec.StartedAt, FinishedAt: rec.UpdatedAt,

@@ -12,16 +12,17 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// view is a member's in-memory copy of the watched range (members and
-// broadcasts; docs/ETCD.md), rebuilt from one Get and kept current by one
-// watch from the Get's revision on. It is owned by Run's goroutine.
-// Because the watch delivers whole revisions in order, the view is always
-// the store as of some revision, rev; decisions made on it are still
-// proven by a txn compare, since the store may have moved on.
+// view is a member's in-memory copy of what it watches (docs/ETCD.md): the
+// broadcasts' states and the members, its own assignment notes, and, for
+// the broadcasts it leads, their claims and done markers. It is rebuilt
+// from one read of them all (one revision) and kept current by one watch
+// of each from that revision on. It is owned by Run's goroutine. Each
+// watch delivers whole revisions in order; decisions made on the view are
+// still proven by a txn compare, since the store may have moved on.
 //
-// A broadcast's slots are held in arrays indexed by slot number, and a
-// claim's holder as an index into names, so a member's view of a running
-// broadcast costs 13 bytes a slot whatever the fleet.
+// A led broadcast's slots are held in arrays indexed by slot number, and a
+// claim's holder as an index into names, so the view costs 13 bytes a
+// slot whatever the fleet.
 type view struct {
 	keys       keys
 	rev        int64
@@ -29,10 +30,16 @@ type view struct {
 	membersGen uint64 // counts changes of the live members or their capacities
 	broadcasts map[string]*broadcastView
 
-	// self is this member's id; mine are the claims the view saw created
-	// for it, for adopt to take up (Run's goroutine drains it).
-	self string
-	mine []adoption
+	// self is this member's id; notes are its assignment notes, one per
+	// claim it holds; mine are the new ones, for adopt to take up (Run's
+	// goroutine drains it).
+	self  string
+	notes map[slotRef]noteView
+	mine  []adoption
+	// slotsWatched says the claims and done markers of every broadcast are
+	// in the view (this member leads one): only then are the slot arrays
+	// filled in.
+	slotsWatched bool
 
 	// names interns every member id seen in a claim or a member key.
 	names   []string
@@ -55,6 +62,20 @@ type memberView struct {
 	lease int64
 }
 
+// slotRef names one slot of one broadcast.
+type slotRef struct {
+	broadcast string
+	slot      int
+}
+
+// noteView is one of this member's assignment notes: the token and lease
+// of the claim it goes with, and whether the leader asked for the slot
+// back.
+type noteView struct {
+	token, lease int64
+	back         bool
+}
+
 // broadcastView is what the view holds of one broadcast. Specs are not
 // kept: the coordinator never needs them, and progress is not watched.
 type broadcastView struct {
@@ -66,23 +87,24 @@ type broadcastView struct {
 	// finishedAt is when this view first saw the state terminal: the
 	// archive waits Config.ArchiveAfter from then.
 	finishedAt time.Time
-	// claimed counts the broadcast's claim keys, kept even once it is
-	// over (the archive waits for them to go).
-	claimed int
 
 	// slots is the broadcast's slot count (0 until it starts). The arrays
 	// below have that length while the broadcast runs or is paused, and
-	// are dropped once it is over.
+	// are dropped once it is over; they are filled in only while the view
+	// watches slots (slotsWatched).
 	slots     int
 	holder    []int32 // name index of the claim's holder, or -1
 	token     []int64 // the claim key's create revision: the holder's fencing token
 	done      []bool
 	doneCount int
+	// asked is, per slot, the token of the claim the leader asked back
+	// (0: not asked), so it asks once.
+	asked []int64
 }
 
 func newView(k keys, rev int64, self string) *view {
 	v := &view{keys: k, rev: rev, self: self, members: map[string]memberView{}, broadcasts: map[string]*broadcastView{},
-		nameIdx: map[string]int32{}, membersGen: 1}
+		nameIdx: map[string]int32{}, membersGen: 1, notes: map[slotRef]noteView{}}
 	v.intern(self)
 	return v
 }
@@ -161,29 +183,32 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			}
 			b.token = make([]int64, st.Slots)
 			b.done = make([]bool, st.Slots)
+			b.asked = make([]int64, st.Slots)
 		}
 		return id, nil
 	case keyClaim:
 		b, ok := v.broadcasts[id]
-		if !ok {
-			return "", nil
-		}
-		b.gen++
-		// A claim key is created once and deleted once, never rewritten.
-		if deleted {
-			b.claimed = max(b.claimed-1, 0)
-		} else {
-			b.claimed++
-		}
-		if slot >= len(b.holder) {
+		if !ok || slot >= len(b.holder) {
 			return "", nil // not started as far as the view knows, or over
 		}
+		b.gen++
 		if deleted {
 			b.holder[slot], b.token[slot] = -1, 0
 			return "", nil
 		}
 		b.holder[slot], b.token[slot] = v.intern(string(kv.Value)), kv.CreateRevision
-		if string(kv.Value) == v.self {
+	case keyNote:
+		if name != v.self {
+			return "", nil
+		}
+		ref := slotRef{id, slot}
+		if deleted {
+			delete(v.notes, ref)
+			return "", nil
+		}
+		old, had := v.notes[ref]
+		v.notes[ref] = noteView{token: kv.CreateRevision, lease: kv.Lease, back: string(kv.Value) == noteBack}
+		if !had || old.token != kv.CreateRevision {
 			v.mine = append(v.mine, adoption{broadcast: id, slot: slot, token: kv.CreateRevision, lease: kv.Lease})
 		}
 	case keyDone:
@@ -206,7 +231,7 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 // happens to its slots, so the view stays bounded by the broadcasts in
 // flight.
 func (b *broadcastView) over() {
-	b.holder, b.token, b.done = nil, nil, nil
+	b.holder, b.token, b.done, b.asked = nil, nil, nil, nil
 }
 
 // setLive puts member id in the live list with capacity w, or takes it

@@ -31,10 +31,11 @@ type Report struct {
 	End      End
 }
 
-// maxReportsPerTxn bounds the claims one transaction proves and writes: a
-// compare and one to three operations each stay within etcd's default of
-// 128 operations per transaction (--max-txn-ops), and a checkpoint of a
-// few hundred bytes each far within its 1.5 MiB request limit.
+// maxReportsPerTxn bounds the claims one transaction proves and writes:
+// one compare each, and one (checkpoint) to four (finish) operations, the
+// operations also kept within etcd's default of 128 per transaction
+// (--max-txn-ops); a checkpoint of a few hundred bytes each is far within
+// its 1.5 MiB request limit.
 const maxReportsPerTxn = 60
 
 // Write records the reports, a worker's checkpoints (and finishes and
@@ -136,11 +137,11 @@ func (cl *Claim) prepare(end End, p Progress, now time.Time) (prepared, error) {
 	size := len(cl.progressKey) + len(val)
 	switch end {
 	case FinishSlot:
-		ops = append(ops, clientv3.OpPut(cl.doneKey, cl.deps.member), clientv3.OpDelete(cl.claimKey))
-		size += len(cl.doneKey) + len(cl.deps.member) + len(cl.claimKey)
+		ops = append(append(ops, clientv3.OpPut(cl.doneKey, cl.deps.member)), cl.drop()...)
+		size += len(cl.doneKey) + len(cl.deps.member) + len(cl.claimKey) + len(cl.noteKey)
 	case HandBack:
-		ops = append(ops, clientv3.OpDelete(cl.claimKey))
-		size += len(cl.claimKey)
+		ops = append(ops, cl.drop()...)
+		size += len(cl.claimKey) + len(cl.noteKey)
 	}
 	return prepared{cl: cl, end: end, rec: rec, ops: ops, size: size}, nil
 }

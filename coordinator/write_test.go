@@ -81,8 +81,8 @@ func TestWriteBatchesWithinEtcdLimits(t *testing.T) {
 		txns  int
 	}{
 		{"checkpoints", 150, KeepClaim, 3}, // 60 + 60 + 30
-		{"finishes", 100, FinishSlot, 3},   // three operations each: 42 + 42 + 16
-		{"hand-backs", 61, HandBack, 2},
+		{"finishes", 100, FinishSlot, 4},   // four operations each: 32 + 32 + 32 + 4
+		{"hand-backs", 61, HandBack, 2},    // three each: 42 + 19
 		{"one", 1, KeepClaim, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,7 +64,7 @@ func lastWrite(ops []clientv3.Op) string {
 	var dropsClaim, progress, done bool
 	for _, op := range ops {
 		switch {
-		case op.IsDelete() && bytes.Contains(op.KeyBytes(), []byte("/claims/")):
+		case op.IsDelete() && bytes.Contains(op.KeyBytes(), []byte("/claim/")):
 			dropsClaim = true
 		case op.IsPut() && bytes.Contains(op.KeyBytes(), []byte("/done/")):
 			done = true

@@ -476,7 +476,7 @@ func TestFleetSimulation(t *testing.T) {
 		}
 		return true
 	}
-	var failover time.Duration
+	var failover, firstGone, lastGone time.Duration
 	limit := time.After(60 * time.Second)
 	for !settled() {
 		select {
@@ -485,6 +485,9 @@ func TestFleetSimulation(t *testing.T) {
 				_, _, _, slot := keys{c.prefix}.parse(string(ev.Kv.Key))
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(holders, slot)
+					if lastGone = time.Since(killed); firstGone == 0 {
+						firstGone = lastGone
+					}
 				} else {
 					holders[slot] = string(ev.Kv.Value)
 				}
@@ -495,9 +498,20 @@ func TestFleetSimulation(t *testing.T) {
 		}
 	}
 	wcancel()
-	t.Logf("failover: %d members killed at once; every slot claimed by the %d survivors %v later (lease TTL %v)",
-		len(dead), len(live), failover.Round(time.Millisecond), ttl)
-	if failover > ttl+2*time.Second {
+	t.Logf("failover: %d members killed at once; every slot claimed by the %d survivors %v later (lease TTL %v; their claims vanished from %v to %v)",
+		len(dead), len(live), failover.Round(time.Millisecond), ttl, firstGone.Round(time.Millisecond), lastGone.Round(time.Millisecond))
+	// The members' part is the time from the last claim's vanishing to
+	// its slot's new claim; when the lease expiry itself comes late (etcd
+	// revokes expired leases on its own timer, which a starved machine
+	// delays), the total over TTL + 2 s is etcd's and is only reported.
+	switch {
+	case failover-lastGone > 2*time.Second:
+		t.Errorf("failover took %v: the survivors claimed the last slot %v after its claim vanished, over 2 s",
+			failover, failover-lastGone)
+	case failover > ttl+2*time.Second && lastGone > ttl+time.Second:
+		t.Logf("failover took %v, over TTL + 2 s, because etcd expired the leases late (the last claim vanished %v after the kill): is the machine loaded?",
+			failover, lastGone)
+	case failover > ttl+2*time.Second:
 		t.Errorf("failover took %v, over TTL + 2 s", failover)
 	}
 	p.report("failover", len(live))

@@ -36,6 +36,10 @@ type Config struct {
 	// RetryAfter is announced in the Retry-After header of injected 429
 	// and 503 answers, in whole seconds rounded up. Zero means 1 second.
 	RetryAfter time.Duration
+	// Retry refuses a fixed share of keys with 503 and Retry-After a
+	// given number of times, chosen by key rather than at random. Zero
+	// refuses none.
+	Retry RetryKeys
 	// Seed seeds the random choice of injected failures and jitter, so a
 	// run with the same request order injects the same failures.
 	Seed uint64
@@ -85,6 +89,9 @@ func (c Config) Validate() error {
 	case c.VerifyKeys != nil && len(c.VerifyKeys) == 0:
 		return fmt.Errorf("%w: verify keys given but empty", ErrConfig)
 	}
+	if err := c.Retry.validate(); err != nil {
+		return err
+	}
 	for i, k := range c.VerifyKeys {
 		if len(k) < signature.MinKeyBytes {
 			return fmt.Errorf("%w: verify key %d is %d bytes, want at least %d", ErrConfig, i+1, len(k), signature.MinKeyBytes)
@@ -96,6 +103,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
+	}
+	if c.Retry.Times == 0 {
+		c.Retry.Times = 1
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody

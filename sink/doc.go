@@ -27,7 +27,8 @@
 //	431  headers larger than Config.MaxHeaderBytes (net/http's answer)
 //	429  injected, with Retry-After
 //	500  injected
-//	503  injected, with Retry-After
+//	503  injected, with Retry-After; with Config.Retry also the first
+//	     deliveries of a fixed share of keys
 //	200  the key is new: it is now delivered
 //	409  the key was delivered before: a duplicate, still delivered as
 //	     far as the sender is concerned (a sender counts 409 as delivered)

@@ -156,6 +156,10 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		extra, status = s.draw()
 		delay += extra
 	}
+	h := hashKey(key)
+	if status == 0 && s.cfg.Retry.picks(h) && c.refusals.refuse(h, s.cfg.Retry.Times) {
+		status = http.StatusServiceUnavailable
+	}
 	if delay > 0 && !sleep(r.Context(), delay) {
 		c.abandoned.Add(1)
 		return
@@ -176,7 +180,7 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	if c.keys.add(hashKey(key)) {
+	if c.keys.add(h) {
 		c.firstDelivery(time.Now())
 		b.delivered.Add(1)
 		w.WriteHeader(http.StatusOK)

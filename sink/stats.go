@@ -80,7 +80,8 @@ type counters struct {
 	injected429, injected500, injected503, abandoned            atomic.Int64
 	firstNanos, lastNanos                                       atomic.Int64 // since `since`; 0 = none yet
 
-	series series
+	series   series
+	refusals refusals // Config.Retry's
 
 	bmu        sync.RWMutex
 	broadcasts map[string]*broadcastCounters

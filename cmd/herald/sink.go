@@ -22,6 +22,8 @@ func sinkFlags(fs *flag.FlagSet, cfg *sink.Config) {
 	fs.Float64Var(&cfg.Rate429, "rate-429", 0, "`fraction` of deliveries answered 429 with Retry-After")
 	fs.Float64Var(&cfg.Rate5xx, "rate-5xx", 0, "`fraction` of deliveries answered 500 or 503")
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "`delay` announced in Retry-After with 429 and 503, rounded up to whole seconds")
+	fs.Uint64Var(&cfg.Retry.OneIn, "retry-one-in", 0, "answer 503 with Retry-After to the first deliveries of one key in `n`, picked by the key's hash (0: none)")
+	fs.IntVar(&cfg.Retry.Times, "retry-times", 1, "how many `times` --retry-one-in refuses a picked key before accepting it")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "`seed` of the random choice of injected failures")
 	fs.BoolVar(&cfg.Strict, "strict", false, "reject bodies that are not JSON and keys that are not printable ASCII")
 }

@@ -29,13 +29,14 @@ const (
 	scRSS      = "rss"
 )
 
-var allScenarios = []string{scSteady, scBaseline, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS}
+var allScenarios = append([]string{scSteady, scBaseline, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS}, fleetScenarios...)
 
 // Config is one load-test run. The zero value of every field means the
 // documented default.
 type Config struct {
 	// Scenarios to run, among steady, baselines, kill9, sigstop, scaleout,
-	// sigterm, slow and rss. Empty means all but rss, the long one.
+	// sigterm, slow, rss, rollout, idle, retrykill and etcdout. Empty
+	// means all but rss and the fleet-scale ones, the long ones.
 	Scenarios []string
 	// Subscribers in steady runs and the baselines. 0 means 2,000,000.
 	Subscribers int64
@@ -82,6 +83,8 @@ type Config struct {
 	// 10,000,000. RSSWorkers is the fleet size there (0: 2).
 	RSSSubscribers []int64
 	RSSWorkers     int
+	// Fleet sizes rollout, idle, retrykill and etcdout.
+	Fleet FleetConfig
 
 	// Timeout bounds each scenario. 0 means 20 minutes.
 	Timeout time.Duration
@@ -96,7 +99,9 @@ type Config struct {
 // withDefaults fills the zero fields.
 func (c Config) withDefaults() Config {
 	if len(c.Scenarios) == 0 {
-		c.Scenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == scRSS })
+		c.Scenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool {
+			return s == scRSS || slices.Contains(fleetScenarios, s)
+		})
 	}
 	if c.Subscribers == 0 {
 		c.Subscribers = 2_000_000
@@ -161,6 +166,7 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = 20 * time.Minute
 	}
+	c.Fleet = c.Fleet.withDefaults(c.LeaseTTL)
 	return c
 }
 
@@ -203,7 +209,7 @@ func (c Config) Validate() error {
 	case c.Timeout <= 0 || c.Timeout > 2*time.Hour:
 		return fmt.Errorf("%w: timeout %v: want up to 2h", ErrConfig, c.Timeout)
 	}
-	return nil
+	return c.Fleet.validate()
 }
 
 // has reports whether scenario s is selected.
@@ -211,7 +217,7 @@ func (c Config) has(s string) bool { return slices.Contains(c.Scenarios, s) }
 
 // registerFlags declares c's flags on fs.
 func (c *Config) registerFlags(fs *flag.FlagSet) {
-	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+" (default all but rss)", func(v string) error {
+	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+" (default all but rss and "+strings.Join(fleetScenarios, ",")+")", func(v string) error {
 		c.Scenarios = splitList(v)
 		return nil
 	})
@@ -248,6 +254,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.RSSWorkers, "rss-workers", 2, "workers of the rss runs")
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "give up a scenario after this `long`")
+	c.Fleet.registerFlags(fs)
 	fs.StringVar(&c.Binary, "binary", "", "prebuilt herald `binary` (default: build ./cmd/herald)")
 	fs.StringVar(&c.Out, "out", "", "`directory` for results, charts and logs (default: a new temporary one)")
 }

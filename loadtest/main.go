@@ -23,6 +23,17 @@
 //	slow       an endpoint with latency, 429s and 5xx
 //	rss        worker peak RSS at two audience sizes (not run by default)
 //
+// and, for fleet scale (issue 13; none runs by default):
+//
+//	rollout    two rounds of surge-then-stop replacement of every worker
+//	           with new ids mid-broadcast: open units, throughput
+//	idle       --idle-workers idle workers for --idle-for: CPU, RSS and
+//	           lease losses per member
+//	retrykill  kill9 and sigstop against an endpoint that refuses one
+//	           subscriber in --retry-one-in once with 503 + Retry-After
+//	etcdout    the workers cut off etcd (through a TCP proxy) for
+//	           --outage-for mid-broadcast
+//
 // For each it prints one JSON object per line, then a Markdown table, and
 // writes results.json, results.md and one chart per scenario (SVG and PNG)
 // of delivered messages per second with kills, stops and joins marked to

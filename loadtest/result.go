@@ -64,6 +64,9 @@ type Result struct {
 	Chart        string   `json:"chart,omitempty"`
 	Note         string   `json:"note,omitempty"`
 
+	// Fleet holds the figures of rollout, idle, retrykill and etcdout.
+	Fleet *fleetReport `json:"fleet,omitempty"`
+
 	// Series is the endpoint's first deliveries per second from the
 	// trigger on: the chart's data, kept so --replot can draw it again.
 	Series *series `json:"per_second,omitempty"`
@@ -142,6 +145,16 @@ func windowDuplicates(events []*event, final int64) {
 
 // judge adds the checks of the issue's targets to a Herald result.
 func judge(res *Result, sc scenario, cfg Config) {
+	if sc.standalone == nil {
+		judgeBroadcast(res, sc, cfg)
+	}
+	if sc.judge != nil {
+		sc.judge(res, cfg)
+	}
+}
+
+// judgeBroadcast adds the checks every broadcast scenario shares.
+func judgeBroadcast(res *Result, sc scenario, cfg Config) {
 	res.check("done", res.State == "done", "state %s %s", res.State, res.Reason)
 	res.check("lost 0", res.Lost == 0, "lost %d of %d eligible", res.Lost, res.Eligible)
 	switch sc.kind {

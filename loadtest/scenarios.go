@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"time"
 )
 
@@ -18,6 +19,14 @@ type scenario struct {
 	slow        bool // against the slow endpoint
 	attribute   bool // each worker through its own proxy (sigstop)
 	chaos       func(context.Context, *run) error
+
+	// The fleet-scale scenarios' own parts (fleet*.go, rollout.go, ...).
+	sinkFlags []string // an endpoint of its own, started with these flags
+	etcdProxy bool     // workers reach etcd through a proxy the chaos can cut
+	// standalone runs instead of a broadcast (idle), on a fresh stack.
+	standalone func(context.Context, *harness, *stack, scenario) (Result, error)
+	report     func(*run, *Result)   // adds figures once the broadcast ended
+	judge      func(*Result, Config) // adds checks after the common ones
 }
 
 func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
@@ -54,6 +63,7 @@ func plan(cfg Config) []scenario {
 		s.slow, s.subscribers = true, cfg.SlowSubscribers
 		out = append(out, s)
 	}
+	out = append(out, fleetPlan(cfg)...)
 	if cfg.has(scRSS) {
 		for _, n := range cfg.RSSSubscribers {
 			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
@@ -82,6 +92,25 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 	}
 	defer st.close()
 	r.st = st
+	if sc.standalone != nil {
+		return sc.standalone(ctx, h, st, sc)
+	}
+	if sc.etcdProxy {
+		p, err := newTCPProxy(st.EtcdEndpoint())
+		if err != nil {
+			return Result{}, err
+		}
+		defer p.close()
+		r.etcdProxy = p
+	}
+	if sc.sinkFlags != nil {
+		s, err := startSink(ctx, h.binary, sc.sinkFlags, filepath.Join(h.out, "sink-"+sc.name+".log"))
+		if err != nil {
+			return Result{}, err
+		}
+		defer s.close()
+		r.sink = s
+	}
 	if sc.slow {
 		s, err := h.slowSink(ctx)
 		if err != nil {
@@ -90,5 +119,9 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		defer s.close()
 		r.sink = s
 	}
-	return r.execute(ctx)
+	res, err := r.execute(ctx)
+	if err == nil && sc.report != nil {
+		sc.report(r, &res)
+	}
+	return res, err
 }

@@ -93,14 +93,18 @@ func TestMemberWatchCounts(t *testing.T) {
 	}
 	other := &clientv3.Event{Type: clientv3.EventTypePut, Kv: &mvccpb.KeyValue{Key: []byte("/herald/broadcasts/b/state")}}
 	w := &memberWatch{last: map[string]int64{"a": 5, "b": 6, "c": 7}, lost: map[string]int{}, created: map[string]int{}}
-	w.add([]*clientv3.Event{
+	evs := []*clientv3.Event{
 		put("a", 5),            // a's record updated: same lease
 		del("b"), put("b", 20), // b's lease expired, then a new one
 		put("c", 30),           // c re-created, its deletion not seen
 		del("b"), put("b", 40), // b loses its new lease too
 		put("d", 50), // a joiner
 		other,
-	})
+	}
+	for i, ev := range evs {
+		ev.Kv.ModRevision = int64(100 + i)
+	}
+	w.add(evs)
 	tests := []struct {
 		id            string
 		lost, created int
@@ -110,11 +114,14 @@ func TestMemberWatchCounts(t *testing.T) {
 			t.Errorf("%s: lost %d, created %d; want %d, %d", tt.id, lost, created, tt.lost, tt.created)
 		}
 	}
-	if n, who := w.losses(); n != 3 || !slices.Equal(who, []string{"b", "c"}) {
-		t.Errorf("losses %d %v", n, who)
+	if lost := w.lostByMember(); len(lost) != 2 || lost["b"] != 2 || lost["c"] != 1 {
+		t.Errorf("losses %v", lost)
 	}
-	if w.eventCount() != 8 {
-		t.Errorf("%d events, want 8", w.eventCount())
+	if n := w.eventsSince(99, 107); n != 8 {
+		t.Errorf("%d events, want 8", n)
+	}
+	if n := w.eventsSince(101, 103); n != 2 {
+		t.Errorf("%d events after 101 to 103, want 2", n)
 	}
 }
 

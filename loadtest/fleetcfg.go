@@ -32,7 +32,7 @@ type FleetConfig struct {
 	RolloutHold        time.Duration
 
 	// IdleWorkers idle for IdleFor (0: 100 workers, 1 minute), measured
-	// from IdleSettle (0: 10 s) after the last one is ready.
+	// from IdleSettle (0: 30 s) after the last one is ready.
 	IdleWorkers int
 	IdleFor     time.Duration
 	IdleSettle  time.Duration
@@ -73,7 +73,7 @@ func (c FleetConfig) withDefaults(leaseTTL time.Duration) FleetConfig {
 		c.IdleFor = time.Minute
 	}
 	if c.IdleSettle == 0 {
-		c.IdleSettle = 10 * time.Second
+		c.IdleSettle = 30 * time.Second
 	}
 	if c.RetryOneIn == 0 {
 		c.RetryOneIn = 200
@@ -113,7 +113,7 @@ func (c *FleetConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RolloutHold, "rollout-hold", 30*time.Second, "rollout waits up to this `long` for a new worker to hold work before stopping an old one")
 	fs.IntVar(&c.IdleWorkers, "idle-workers", 100, "worker processes of idle")
 	fs.DurationVar(&c.IdleFor, "idle-for", time.Minute, "how `long` idle measures")
-	fs.DurationVar(&c.IdleSettle, "idle-settle", 10*time.Second, "idle waits this `long` after the last worker is ready before measuring")
+	fs.DurationVar(&c.IdleSettle, "idle-settle", 30*time.Second, "idle waits this `long` after the last worker is ready before measuring")
 	fs.BoolVar(&c.IdleNoIntake, "idle-no-intake", false, "run idle's workers without trigger intake (no Kafka consumer group)")
 	fs.Uint64Var(&c.RetryOneIn, "retry-one-in", 200, "retrykill's endpoint refuses one subscriber in `n` once with 503 and Retry-After: 1")
 	fs.DurationVar(&c.OutageAfter, "outage-after", 6*time.Second, "etcdout cuts the workers off etcd at this `time` after the broadcast runs")

@@ -50,11 +50,14 @@ type rolloutReport struct {
 	HoldS []float64 `json:"hold_s"`
 	// OpenUnits samples the broadcast's open units (Units.Total -
 	// Units.Done, `herald status`) every second from OpenUnitsStartS
-	// after the trigger; OpenUnitsMax is the largest sample and
+	// after the trigger, Unclaimed those no live worker held;
+	// OpenUnitsMax and UnclaimedMax are the largest samples and
 	// MaxUnitsPerWorker the most any one worker held in a sample.
 	OpenUnits         []int   `json:"open_units"`
+	Unclaimed         []int   `json:"unclaimed"`
 	OpenUnitsStartS   float64 `json:"open_units_start_s"`
 	OpenUnitsMax      int     `json:"open_units_max"`
+	UnclaimedMax      int     `json:"unclaimed_max"`
 	MaxUnitsPerWorker int     `json:"max_units_per_worker"`
 }
 
@@ -147,6 +150,8 @@ func (ro *rollout) sampleUnits(ctx context.Context, r *run) {
 		open := st.Units.Total - st.Units.Done
 		ro.rep.OpenUnits = append(ro.rep.OpenUnits, open)
 		ro.rep.OpenUnitsMax = max(ro.rep.OpenUnitsMax, open)
+		ro.rep.Unclaimed = append(ro.rep.Unclaimed, st.Units.Unclaimed)
+		ro.rep.UnclaimedMax = max(ro.rep.UnclaimedMax, st.Units.Unclaimed)
 		for _, w := range st.Workers {
 			ro.rep.MaxUnitsPerWorker = max(ro.rep.MaxUnitsPerWorker, w.Units)
 		}
@@ -192,7 +197,8 @@ func (ro *rollout) judge(res *Result, cfg Config) {
 		rep.Replacements, rep.Planned)
 	limit := 8 * cfg.Fleet.RolloutWorkers
 	res.check(fmt.Sprintf("open units at most 8 × %d workers", cfg.Fleet.RolloutWorkers), rep.OpenUnitsMax <= limit,
-		"max %d open units (limit %d), at most %d held by one worker", rep.OpenUnitsMax, limit, rep.MaxUnitsPerWorker)
+		"max %d open units (limit %d), at most %d held by one worker, up to %d unclaimed", rep.OpenUnitsMax, limit,
+		rep.MaxUnitsPerWorker, rep.UnclaimedMax)
 	res.check("rollout throughput at least 0.8 of steady", rep.RolloutToSteady >= 0.8,
 		"%.0f msgs/s during the rollout, %.0f before it: x%.2f", rep.RolloutMsgsPerS, rep.SteadyMsgsPerS, rep.RolloutToSteady)
 }

@@ -296,7 +296,9 @@ func TestFleetSmoke(t *testing.T) {
 	if rep := by["rollout"].Fleet.Rollout; rep == nil || rep.Planned != 2 || len(rep.OpenUnits) == 0 || rep.SteadyMsgsPerS == 0 {
 		t.Errorf("rollout: %+v", rep)
 	}
-	if rep := by["idle-3"].Fleet.Idle; rep == nil || rep.Started != 3 || rep.CPUMsPerSMax == 0 || rep.RSSMiBMax == 0 {
+	// An idle worker may use less than one clock tick (10 ms) in 2 s:
+	// every worker measured is what can be asked.
+	if rep := by["idle-3"].Fleet.Idle; rep == nil || rep.Started != 3 || len(rep.CPUTop) != 3 || rep.RSSMiBMax == 0 {
 		t.Errorf("idle: %+v", rep)
 	}
 	if by["retrykill-kill9"].Endpoint == nil || by["retrykill-kill9"].Endpoint.Injected5xx == 0 {

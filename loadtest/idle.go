@@ -1,37 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/fleet"
 )
 
 // metricFences counts a member's lost leases (it passed its deadline or
 // its session ended, and dropped every claim).
 const metricFences = "herald_coordinator_fences_total"
-
-// clockTicks is the unit of utime and stime in /proc/<pid>/stat: USER_HZ,
-// which Linux fixes at 100 for user space whatever the kernel's HZ.
-const clockTicks = 100
 
 // idleReport is what idle measured: the cost of members that have nothing
 // to do, and whether they keep their leases.
@@ -245,165 +235,6 @@ func startMany(ctx context.Context, h *harness, fl *fleet.Fleet, n int) []*fleet
 	close(ids)
 	wg.Wait()
 	return procs
-}
-
-// memberWatch follows Herald's prefix from a revision: it counts every
-// event, the lease losses of members (a member record deleted, or created
-// again without its deletion seen) and their new leases (a member record
-// created with a new create revision).
-type memberWatch struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	mu      sync.Mutex
-	revs    []int64          // every event's revision, in order
-	last    map[string]int64 // member -> create revision of its record, 0 deleted
-	lost    map[string]int
-	created map[string]int
-}
-
-// newMemberWatch watches from the revision after rev, knowing the member
-// records as they were at rev.
-func newMemberWatch(ctx context.Context, cli *clientv3.Client, rev int64) (*memberWatch, error) {
-	resp, err := cli.Get(ctx, memberKey(""), clientv3.WithPrefix(), clientv3.WithRev(rev))
-	if err != nil {
-		return nil, fmt.Errorf("loadtest: members: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	w := &memberWatch{cancel: cancel, done: make(chan struct{}), last: map[string]int64{}, lost: map[string]int{}, created: map[string]int{}}
-	for _, kv := range resp.Kvs {
-		w.last[strings.TrimPrefix(string(kv.Key), memberKey(""))] = kv.CreateRevision
-	}
-	prefix := coordinator.DefaultPrefix + "/"
-	go func() { // owned by w: stop cancels and waits
-		defer close(w.done)
-		// The embedded etcd compacts history older than a minute; a
-		// watch that keeps up is never behind that far.
-		for resp := range cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-			w.add(resp.Events)
-		}
-	}()
-	return w, nil
-}
-
-func (w *memberWatch) add(evs []*clientv3.Event) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, ev := range evs {
-		w.revs = append(w.revs, ev.Kv.ModRevision)
-	}
-	members := memberKey("")
-	for _, ev := range evs {
-		id, ok := strings.CutPrefix(string(ev.Kv.Key), members)
-		if !ok {
-			continue
-		}
-		prev := w.last[id]
-		switch {
-		case ev.Type == clientv3.EventTypeDelete:
-			w.lost[id]++
-			w.last[id] = 0
-		case ev.Kv.CreateRevision != prev:
-			if prev != 0 {
-				w.lost[id]++ // re-created, its deletion not seen
-			}
-			w.created[id]++
-			w.last[id] = ev.Kv.CreateRevision
-		}
-	}
-}
-
-func (w *memberWatch) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// lostByMember is the lease losses seen so far, by member.
-func (w *memberWatch) lostByMember() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return maps.Clone(w.lost)
-}
-
-// counts returns, for member id, the leases it lost and the new ones it
-// took since the watch began.
-func (w *memberWatch) counts(id string) (lost, created int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lost[id], w.created[id]
-}
-
-// eventsSince counts the events seen after revision from, up to and
-// including to.
-func (w *memberWatch) eventsSince(from, to int64) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	i, _ := slices.BinarySearch(w.revs, from+1)
-	j, _ := slices.BinarySearch(w.revs, to+1)
-	return j - i
-}
-
-// cpuTicks reads the CPU time of each running process, by pid.
-func cpuTicks(procs []*fleet.Proc) map[int]int64 {
-	out := make(map[int]int64, len(procs))
-	for _, p := range procs {
-		if t, err := procCPUTicks(strconv.Itoa(p.Pid())); err == nil {
-			out[p.Pid()] = t
-		}
-	}
-	return out
-}
-
-// selfTicks is this process's CPU time, 0 if unreadable.
-func selfTicks() int64 {
-	t, _ := procCPUTicks("self")
-	return t
-}
-
-// procCPUTicks is utime + stime of /proc/<pid>/stat, in clock ticks.
-func procCPUTicks(pid string) (int64, error) {
-	raw, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("loadtest: cpu of %s: %w", pid, err)
-	}
-	return parseCPUTicks(raw)
-}
-
-// parseCPUTicks reads utime and stime, the 14th and 15th fields of a
-// /proc/<pid>/stat line. The second field, the command name in
-// parentheses, may hold spaces, so fields are counted after its ')'.
-func parseCPUTicks(stat []byte) (int64, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("loadtest: malformed /proc stat")
-	}
-	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3, the state
-	if len(f) < 13 {
-		return 0, errors.New("loadtest: short /proc stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("loadtest: /proc stat: %w", err)
-	}
-	return utime + stime, nil
-}
-
-// procStatusKB reads one "Name:   123 kB" line of /proc/<pid>/status.
-func procStatusKB(pid int, name string) (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, name); ok {
-			f := strings.Fields(rest)
-			if len(f) == 2 && f[1] == "kB" {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("loadtest: no %s in the status of %d", name, pid)
 }
 
 // scrapeFences reads herald_coordinator_fences_total of every worker that

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -237,8 +236,8 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds the binary and runs worker processes")
 	}
 	bin := filepath.Join(t.TempDir(), "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/herald-dev/herald/cmd/herald").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := buildHerald(context.Background(), bin); err != nil {
+		t.Fatal(err)
 	}
 	cfg := Config{
 		Scenarios: []string{scBaseline, scSteady, scSigstop}, Binary: bin, Out: t.TempDir(),

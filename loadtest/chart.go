@@ -24,9 +24,12 @@ var eventColors = map[string]color.RGBA{
 	"join":    {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 	"term":    {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 	"claimed": {R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+	// An outage of the endpoint or of Kafka: Worker names which.
+	"down": {R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	"up":   {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 }
 
-var eventOrder = []string{"kill", "stop", "claimed", "cont", "rejoin", "term", "restart", "join"}
+var eventOrder = []string{"kill", "stop", "claimed", "cont", "rejoin", "term", "restart", "join", "down", "up"}
 
 // chart draws the endpoint's first deliveries per second against seconds
 // since the trigger, with a dashed vertical line at each event, and saves

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"time"
 )
 
@@ -18,6 +19,16 @@ type scenario struct {
 	slow        bool // against the slow endpoint
 	attribute   bool // each worker through its own proxy (sigstop)
 	chaos       func(context.Context, *run) error
+
+	// sinkFlags, when set, give the scenario an endpoint of its own,
+	// started with them; restartableKafka lets it stop and restart Kafka.
+	sinkFlags        []string
+	restartableKafka bool
+	// own runs a scenario of many broadcasts in place of the one
+	// broadcast run.execute follows; after adds a scenario's own figures
+	// and checks to that one's result, with its fleet still running.
+	own   func(context.Context, *run) (Result, error)
+	after func(context.Context, *run, *Result) error
 }
 
 func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
@@ -59,7 +70,7 @@ func plan(cfg Config) []scenario {
 			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
 		}
 	}
-	return out
+	return append(out, planMonths(cfg)...)
 }
 
 // runScenario runs one Herald scenario on the harness.
@@ -76,7 +87,7 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		running: make(chan struct{}),
 	}
 	defer r.client.CloseIdleConnections()
-	st, err := startStack(ctx)
+	st, err := startStack(ctx, sc.restartableKafka)
 	if err != nil {
 		return Result{}, err
 	}
@@ -89,6 +100,17 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		}
 		defer s.close()
 		r.sink = s
+	}
+	if sc.sinkFlags != nil {
+		s, err := startSink(ctx, h.binary, sc.sinkFlags, filepath.Join(h.out, "sink-"+sc.name+".log"))
+		if err != nil {
+			return Result{}, err
+		}
+		defer s.close()
+		r.sink = s
+	}
+	if sc.own != nil {
+		return sc.own(ctx, r)
 	}
 	return r.execute(ctx)
 }

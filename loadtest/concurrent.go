@@ -44,12 +44,16 @@ type concurrentReport struct {
 	// each broadcast's endpoint.max_in_flight.
 	WorkerCap            int `json:"worker_max_in_flight"`
 	BroadcastMaxInFlight int `json:"broadcast_max_in_flight"`
-	// TriggerS is how long producing every trigger took; FirstDoneS and
-	// LastDoneS are when the first and the last broadcast were seen done,
-	// from the first trigger.
-	TriggerS   float64 `json:"trigger_s"`
-	FirstDoneS float64 `json:"first_done_s"`
-	LastDoneS  float64 `json:"last_done_s"`
+	// TriggerS is how long producing every trigger took. From the first
+	// trigger: LastRunningS is when the last broadcast was first seen
+	// running (started), LastClaimedS when the last was first seen with
+	// every unit claimed, FirstDoneS and LastDoneS when the first and the
+	// last was seen done. Polled every half second.
+	TriggerS     float64 `json:"trigger_s"`
+	LastRunningS float64 `json:"last_running_s"`
+	LastClaimedS float64 `json:"last_claimed_s"`
+	FirstDoneS   float64 `json:"first_done_s"`
+	LastDoneS    float64 `json:"last_done_s"`
 	// FDBound and GoroutineBound are what each worker is checked against.
 	FDBound        int `json:"fd_bound"`
 	GoroutineBound int `json:"goroutine_bound"`
@@ -130,19 +134,36 @@ func runConcurrent(ctx context.Context, r *run) (Result, error) {
 	rep.TriggerS = time.Since(r.t0).Seconds()
 
 	ends := make(map[string]coordinator.Status, n)
+	running, claimed := map[string]bool{}, map[string]bool{}
+	var lastLog time.Time
 	for len(ends) < n {
 		for _, id := range ids {
 			if _, ok := ends[id]; ok {
 				continue
 			}
-			if st, err := r.st.reg.Status(ctx, id); err == nil && st.State.Terminal() {
+			st, err := r.st.reg.Status(ctx, id)
+			if err != nil {
+				continue // not registered yet
+			}
+			at := time.Since(r.t0).Seconds()
+			if st.State != coordinator.StatePending && !running[id] {
+				running[id], rep.LastRunningS = true, at
+			}
+			if (st.State.Terminal() || st.Units.Total > 0 && st.Units.Unclaimed == 0) && !claimed[id] {
+				claimed[id], rep.LastClaimedS = true, at
+			}
+			if st.State.Terminal() {
 				ends[id] = st
-				at := time.Since(r.t0).Seconds()
 				if rep.FirstDoneS == 0 {
 					rep.FirstDoneS = at
 				}
 				rep.LastDoneS = at
 			}
+		}
+		if time.Since(lastLog) >= 5*time.Second {
+			r.h.log.Info("progress", "scenario", r.sc.name, "running", len(running), "claimed", len(claimed), "done", len(ends), "of", n,
+				"s", int(time.Since(r.t0).Seconds()))
+			lastLog = time.Now()
 		}
 		if len(ends) < n && !sleepCtx(ctx, 500*time.Millisecond) {
 			return Result{}, fmt.Errorf("loadtest: %s: %d of %d broadcasts finished: %w", r.sc.name, len(ends), n, ctx.Err())
@@ -239,9 +260,12 @@ func (r *run) samplePeaks(ctx context.Context, rep *concurrentReport) {
 
 // lines are the report as writeFigures prints it.
 func (rep *concurrentReport) lines() []string {
-	out := []string{fmt.Sprintf("%d of %d broadcasts of %d subscribers (%d eligible) done; triggers produced in %.2fs, first done at %.1fs, last at %.1fs; worker --max-in-flight %d, broadcast max_in_flight %d",
-		rep.Done, rep.Broadcasts, rep.SubscribersEach, rep.EligibleEach, rep.TriggerS, rep.FirstDoneS, rep.LastDoneS,
-		rep.WorkerCap, rep.BroadcastMaxInFlight)}
+	out := []string{
+		fmt.Sprintf("%d of %d broadcasts of %d subscribers (%d eligible) done; worker --max-in-flight %d, broadcast max_in_flight %d",
+			rep.Done, rep.Broadcasts, rep.SubscribersEach, rep.EligibleEach, rep.WorkerCap, rep.BroadcastMaxInFlight),
+		fmt.Sprintf("from the first trigger: all produced %.2fs, all started %.1fs, all units claimed %.1fs, first done %.1fs, last done %.1fs",
+			rep.TriggerS, rep.LastRunningS, rep.LastClaimedS, rep.FirstDoneS, rep.LastDoneS),
+	}
 	for _, id := range slices.Sorted(maps.Keys(rep.Workers)) {
 		w := rep.Workers[id]
 		out = append(out, fmt.Sprintf("%s: open files %d idle, %d peak (bound %d); goroutines %d idle, %d peak (bound %d); peak RSS %.1f MiB",

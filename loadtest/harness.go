@@ -64,9 +64,9 @@ func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, 
 	return h, nil
 }
 
-// buildHerald builds cmd/herald to path in Herald's own module, with its
-// go.mod and go.sum: this module's lists only what the harness itself
-// imports, which is not all the binary needs.
+// buildHerald builds cmd/herald to path in Herald's own module, whose
+// go.sum covers its dependencies (this module's lists only what the load
+// test imports).
 func buildHerald(ctx context.Context, path string) error {
 	dir, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/herald-dev/herald").Output()
 	if err != nil {

@@ -32,6 +32,7 @@ type Sink struct {
 	injects    bool // any fault or jitter configured: the RNG is needed
 	// refuseBelow and refuseAll select the keys refused with 400
 	// (Config.Refuse400): those whose hash is below, or all.
+	refuses     bool // any key is refused
 	refuseBelow uint64
 	refuseAll   bool
 	outageRetry bool             // the outage's status carries Retry-After
@@ -58,6 +59,7 @@ func New(cfg Config) (*Sink, error) {
 		now:        time.Now,
 	}
 	s.refuseBelow, s.refuseAll = refuseBound(cfg.Refuse400)
+	s.refuses = s.refuseAll || s.refuseBelow > 0
 	s.outageRetry = cfg.OutageStatus == http.StatusTooManyRequests || cfg.OutageStatus == http.StatusServiceUnavailable
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 	s.cur.Store(newCounters(time.Now()))
@@ -184,8 +186,7 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		c.abandoned.Add(1)
 		return
 	}
-	h := hashKey(key)
-	if s.refused(h) {
+	if s.refuses && s.refused(hashKey(key)) {
 		c.refused.Add(1)
 		b.refused.Add(1)
 		http.Error(w, "refused: this sink refuses this key (--refuse-400)", http.StatusBadRequest)
@@ -207,7 +208,7 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	if c.keys.add(h) {
+	if c.keys.add(hashKey(key)) {
 		c.firstDelivery(time.Now())
 		b.delivered.Add(1)
 		w.WriteHeader(http.StatusOK)

@@ -16,6 +16,8 @@ const (
 	DefaultLeaseTTL          = 5 * time.Second
 	DefaultReconcileInterval = 500 * time.Millisecond
 	DefaultLeaveTimeout      = 10 * time.Second
+	DefaultArchiveAfter      = 10 * time.Second
+	DefaultRetention         = 7 * 24 * time.Hour
 	// MinLeaseTTL is the shortest lease a member may ask for. etcd raises
 	// shorter TTLs to about 1.5 election timeouts (1.5 s with default
 	// settings) and counts in whole seconds, so anything below 2 s would not
@@ -62,6 +64,22 @@ type Config struct {
 	// ends, waits for the worker to hand back its claims before revoking
 	// the lease anyway. 0 means 10 s.
 	LeaveTimeout time.Duration
+	// ArchiveAfter is how long a finished broadcast (done, expired,
+	// cancelled or rejected) keeps its live keys, so that watchers see its
+	// final state, before it is reduced to its summary under
+	// P/archive/<id> and everything under P/broadcasts/<id>/ is deleted.
+	// Measured from when this member saw it finish. 0 means 10 s.
+	ArchiveAfter time.Duration
+	// Retention is how long a summary is kept after its broadcast
+	// finished; then it is deleted and the id may be used again. 0 means
+	// 7 days.
+	Retention time.Duration
+	// Reporter, when set, is given the summary of every finished broadcast
+	// before it is archived (at least once: a summary may be reported
+	// again if the archive write that follows fails). A broadcast whose
+	// report fails is archived later, once a report succeeds. Nil means no
+	// reports.
+	Reporter Reporter
 }
 
 // withDefaults returns c with every zero field replaced by its default. It
@@ -89,6 +107,12 @@ func (c Config) withDefaults() Config {
 	if c.LeaveTimeout == 0 {
 		c.LeaveTimeout = DefaultLeaveTimeout
 	}
+	if c.ArchiveAfter == 0 {
+		c.ArchiveAfter = DefaultArchiveAfter
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
 	return c
 }
 
@@ -111,6 +135,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative reconcile interval", ErrInvalidConfig)
 	case c.LeaveTimeout < 0:
 		return fmt.Errorf("%w: negative leave timeout", ErrInvalidConfig)
+	case c.ArchiveAfter < 0:
+		return fmt.Errorf("%w: negative archive delay", ErrInvalidConfig)
+	case c.Retention < 0:
+		return fmt.Errorf("%w: negative retention", ErrInvalidConfig)
 	}
 	return nil
 }

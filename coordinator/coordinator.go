@@ -48,6 +48,7 @@ type Coordinator struct {
 	claimDeps claimDeps     // what every Claim this member takes is given
 	claims    chan *Claim   // sent on by the queue's goroutine; closed by Run when it returns
 	queue     *claimQueue   // pushed to by Run's goroutine; guarded by its own lock
+	archiver  *archiver     // offered work by Run's goroutine; the rest is its own goroutine's
 	wake      chan struct{} // capacity 1: a claim ended (forget), look again soon; only Run's goroutine receives
 
 	// Written only by Run's goroutine; read from any goroutine.
@@ -60,7 +61,7 @@ type Coordinator struct {
 	// reconcile); read by RateShare.
 	shares atomic.Pointer[map[string]float64]
 
-	// mu guards held and states. Never held while taking another lock or
+	// mu guards held, states and waiting. Never held while taking another lock or
 	// talking to etcd (see the lock order in doc.go).
 	mu sync.Mutex
 	// held is every claim this member holds, by claim key. Entries are
@@ -73,12 +74,18 @@ type Coordinator struct {
 	// goroutine, noteState on Run's); its state changes, and its channel
 	// is closed, only on Run's goroutine (noteState).
 	states map[string]*stateSignal
+	// waiting is, by broadcast, since when this member's sends wait on
+	// its endpoint (NoteEndpoint, from the worker's goroutines).
+	waiting map[string]time.Time
 
 	// Run's goroutine only, with no lock: nothing else may touch these.
 	view    *view          // nil until the first resync
 	ring    *sharding.Ring // of the live members, as last seen
 	ringKey string         // the membership ring was built from
 	started time.Time      // of the current membership epoch
+	// published is the waiting map last written in the member record
+	// (nil after a join, whose record has none).
+	published map[string]time.Time
 }
 
 // stateSignal is the cached state of one broadcast and a channel closed
@@ -105,22 +112,24 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg prometheus.Regi
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{
-		cfg:    cfg,
-		cli:    cli,
-		log:    log.With("member", cfg.MemberID),
-		keys:   keys{prefix: cfg.Prefix},
-		reg:    newRegistry(cli.KV, cfg.Prefix),
-		claims: make(chan *Claim),
-		queue:  newClaimQueue(),
-		wake:   make(chan struct{}, 1),
-		held:   map[string]*Claim{},
-		states: map[string]*stateSignal{},
+		cfg:     cfg,
+		cli:     cli,
+		log:     log.With("member", cfg.MemberID),
+		keys:    keys{prefix: cfg.Prefix},
+		reg:     newRegistry(cli.KV, cfg.Prefix),
+		claims:  make(chan *Claim),
+		queue:   newClaimQueue(),
+		wake:    make(chan struct{}, 1),
+		held:    map[string]*Claim{},
+		states:  map[string]*stateSignal{},
+		waiting: map[string]time.Time{},
 	}
 	m, err := newMetrics(reg, c.Deadline)
 	if err != nil {
 		return nil, err
 	}
 	c.m = m
+	c.archiver = newArchiver(c)
 	c.claimDeps = claimDeps{
 		member:  cfg.MemberID,
 		keys:    c.keys,
@@ -185,14 +194,25 @@ func (c *Coordinator) stateSignalLocked(id string) *stateSignal {
 }
 
 // noteState publishes broadcast id's state from the view. Run's goroutine
-// only: it reads the view.
+// only: it reads the view. A broadcast gone from the view (archived, or
+// deleted) loses its entry, so that states stays as small as the view;
+// its channel is closed first, so anyone waiting looks again and finds it
+// unknown.
 func (c *Coordinator) noteState(id string) {
+	b, inView := c.view.broadcasts[id]
 	var st State
-	if b, ok := c.view.broadcasts[id]; ok && b.hasState {
+	if inView && b.hasState {
 		st = b.state.State
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !inView {
+		if s, ok := c.states[id]; ok {
+			close(s.changed)
+			delete(c.states, id)
+		}
+		return
+	}
 	s := c.stateSignalLocked(id)
 	if s.state != st {
 		s.state = st

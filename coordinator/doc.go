@@ -14,6 +14,13 @@
 // once its last keepalive acknowledgement plus the TTL, less a safety
 // margin, has passed; it then joins again with a new lease and fresh claims.
 //
+// A broadcast that is over is archived after Config.ArchiveAfter: its
+// summary is given to the Config.Reporter (Kafka, in the worker), then one
+// transaction puts it at P/archive/<id> and deletes the broadcast's live
+// keys. Members read and watch only the live keys, so a resync
+// costs what is in flight, not every broadcast there ever was; summaries
+// are deleted after Config.Retention.
+//
 // The package does not read audiences or send messages: that is the
 // worker's job, driven by the Claims a Coordinator hands out. It does not
 // parse broadcast specs either; the Registry stores them as opaque bytes.
@@ -31,6 +38,13 @@
 //     (a closed stop channel, then a wait) before the leave. It hands
 //     claims to the worker on Claims in the order taken, so Run never waits
 //     for the worker. Run closes Claims after it stopped.
+//   - The archiver's, started by Run before its loop and stopped by Run (a
+//     cancelled context, then a wait) before the leave. After each
+//     reconcile Run's goroutine offers it the finished broadcasts this
+//     member is to archive (the latest offer replaces one not yet taken);
+//     it reads, reports and archives them, and sweeps expired summaries,
+//     so a slow Kafka or etcd never holds up a reconcile. It touches no
+//     state of the Coordinator but its own fields.
 //   - Two per lease, that is per membership epoch, started by grantLease
 //     (from join, on Run's goroutine): one renews the lease every TTL/4 and
 //     moves the local deadline; the other ends the lease's context when the
@@ -39,7 +53,7 @@
 //     (fence), when a join fails, and on leave. The concurrency.Session
 //     behind the lease runs etcd's keepalive goroutine, which release ends
 //     (Session.Orphan, which waits) before revoking the lease.
-//   - The etcd client's, behind the one watch on the prefix; Run's loop
+//   - The etcd client's, behind the one watch on the live keys; Run's loop
 //     cancels the watch when it breaks, when the lease is lost, and when the
 //     loop ends.
 //

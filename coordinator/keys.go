@@ -5,12 +5,17 @@ import "strings"
 // keys spells Herald's etcd key layout under one prefix. docs/ETCD.md is
 // the reference; this is the only place that builds or parses keys.
 //
-//	P/members/<member>
+//	P/archive/<id>
 //	P/broadcasts/<id>/spec
 //	P/broadcasts/<id>/state
 //	P/broadcasts/<id>/units/<unit>
 //	P/broadcasts/<id>/arcs/<unit>
 //	P/broadcasts/<id>/claims/<unit>
+//	P/members/<member>
+//
+// A member's view covers [viewStart, viewEnd): the broadcasts and the
+// members, and not the archive, which sorts before both, so the records of
+// finished broadcasts are never read by a resync nor sent to a watch.
 type keys struct {
 	prefix string // no trailing slash
 }
@@ -27,6 +32,18 @@ func (k keys) unit(id, u string) string   { return k.units(id) + u }
 func (k keys) claims(id string) string    { return k.broadcast(id) + "claims/" }
 func (k keys) claim(id, u string) string  { return k.claims(id) + u }
 func (k keys) arcs(id, u string) string   { return k.broadcast(id) + "arcs/" + u }
+func (k keys) archives() string           { return k.prefix + "/archive/" }
+func (k keys) archive(id string) string   { return k.archives() + id }
+
+// viewStart and viewEnd bound the keys a member reads and watches: every
+// key under the prefix from "broadcasts/" on. viewEnd is the end of the
+// whole prefix (its '/' incremented), so members/ is in and archive/,
+// which sorts before broadcasts/, is out.
+func (k keys) viewStart() string { return k.broadcasts() }
+func (k keys) viewEnd() string   { return k.prefix + "0" }
+
+// archivesEnd is the end of the archive prefix's range.
+func (k keys) archivesEnd() string { return k.prefix + "/archive0" }
 
 // keyKind says what a key under the prefix is.
 type keyKind int

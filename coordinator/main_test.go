@@ -35,9 +35,15 @@ type cluster struct {
 
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
+	return newClusterWith(t, devstack.EtcdConfig{})
+}
+
+// newClusterWith is newCluster with its etcd configured by ec.
+func newClusterWith(t testing.TB, ec devstack.EtcdConfig) *cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := devstack.StartEtcd(ctx, devstack.EtcdConfig{})
+	e, err := devstack.StartEtcd(ctx, ec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +118,11 @@ type memberOpts struct {
 	proxied  bool
 	capacity float64
 	reg      prometheus.Registerer
+	// archiveAfter, retention and reporter are the Config fields; zero
+	// values are the defaults.
+	archiveAfter time.Duration
+	retention    time.Duration
+	reporter     Reporter
 }
 
 // start runs a coordinator named id and a driver over s feeding ledger.
@@ -125,7 +136,8 @@ func (c *cluster) start(id string, o memberOpts, dc driverConfig) *member {
 	}
 	m.cli = c.client(endpoint)
 	coord, err := New(Config{Prefix: c.prefix, MemberID: id, LeaseTTL: o.ttl, Capacity: o.capacity,
-		ReconcileInterval: 200 * time.Millisecond}, m.cli, testLogger(c.t), o.reg)
+		ReconcileInterval: 200 * time.Millisecond, ArchiveAfter: o.archiveAfter, Retention: o.retention,
+		Reporter: o.reporter}, m.cli, testLogger(c.t), o.reg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -44,6 +44,7 @@ func (c *Coordinator) tryJoin(ctx context.Context) (*lease, error) {
 		return nil, err
 	}
 	c.started = time.Now().UTC()
+	c.published = nil
 	val, err := encode(c.memberRecord(false))
 	if err != nil {
 		c.releaseUnjoined(l)

@@ -19,6 +19,10 @@ type metrics struct {
 	checkpoints        prometheus.Counter
 	checkpointFailures prometheus.Counter
 	txnSeconds         *prometheus.HistogramVec
+	resyncKeys         prometheus.Gauge
+	archived           prometheus.Counter
+	reportFailures     prometheus.Counter
+	summariesDeleted   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, deadline func() time.Time) (*metrics, error) {
@@ -41,6 +45,14 @@ func newMetrics(reg prometheus.Registerer, deadline func() time.Time) (*metrics,
 		txnSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "etcd_txn_seconds", Help: "Latency of etcd transactions, by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"op"}),
+		resyncKeys: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "resync_keys", Help: "Keys read by the last full read of the view (at start, after a fence, after a lost watch)."}),
+		archived: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "broadcasts_archived_total", Help: "Finished broadcasts this member reduced to their summary, deleting their live keys."}),
+		reportFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "report_failures_total", Help: "Reports of finished broadcasts that failed; the broadcast stays live until one succeeds."}),
+		summariesDeleted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "summaries_deleted_total", Help: "Summaries of finished broadcasts deleted at the end of their retention."}),
 	}
 	if reg == nil {
 		return m, nil
@@ -56,7 +68,8 @@ func newMetrics(reg prometheus.Registerer, deadline func() time.Time) (*metrics,
 			return time.Until(d).Seconds()
 		})
 	for _, c := range []prometheus.Collector{m.unitsHeld, m.claims, m.failovers, m.handoffs, m.fences,
-		m.checkpoints, m.checkpointFailures, m.txnSeconds, slack} {
+		m.checkpoints, m.checkpointFailures, m.txnSeconds, m.resyncKeys, m.archived, m.reportFailures,
+		m.summariesDeleted, slack} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("coordinator: register metrics: %w", err)
 		}

@@ -21,7 +21,9 @@ func (c *Coordinator) reconcile(l *lease) {
 	c.live.Store(int64(len(live)))
 	c.noteMembership(live)
 	c.checkHeld(l)
+	c.publishEndpoints(l)
 	now := time.Now()
+	work := archiveWork{sweep: len(live) > 0 && live[0].ID == c.cfg.MemberID}
 	for _, b := range c.view.sorted() {
 		if !b.hasState {
 			continue
@@ -45,9 +47,15 @@ func (c *Coordinator) reconcile(l *lease) {
 			// the broadcasts in flight, not by every one there ever was.
 			clear(b.units)
 			clear(b.arcs)
+			if j, ok := c.archiveDue(b, now); ok {
+				work.jobs = append(work.jobs, j)
+			}
 		}
 	}
 	c.noteShares()
+	if len(work.jobs) > 0 || work.sweep {
+		c.archiver.offer(work)
+	}
 }
 
 // checkHeld ends held claims that the view shows lost (the claim key is
@@ -105,7 +113,7 @@ func (c *Coordinator) start(l *lease, b *broadcastView, live []sharding.Member) 
 	}
 	now := time.Now().UTC()
 	st := b.state
-	st.State, st.UpdatedAt = StateRunning, now
+	st.State, st.UpdatedAt, st.StartedAt = StateRunning, now, now
 	val, err := encode(st)
 	if err != nil {
 		c.log.Error("start broadcast", "broadcast", b.id, "err", err)

@@ -84,6 +84,9 @@ type memberRecord struct {
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
 	Leaving  bool      `json:"leaving"`
+	// Waiting lists the broadcasts whose endpoint this member's sends
+	// wait on (its delivery circuit breaker is open), with since when.
+	Waiting map[string]time.Time `json:"waiting,omitempty"`
 }
 
 // stateRecord is the value at P/broadcasts/<id>/state.
@@ -92,6 +95,9 @@ type stateRecord struct {
 	Reason    string    `json:"reason,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// StartedAt is when the broadcast went from pending to running; zero
+	// until it starts.
+	StartedAt time.Time `json:"started_at,omitzero"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }

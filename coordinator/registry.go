@@ -64,7 +64,9 @@ func newRegistry(kv clientv3.KV, prefix string) *Registry {
 // Register records b in state pending, once. It reports created=false when
 // b.ID already exists with the same spec bytes (a redelivered trigger is
 // harmless), and ErrConflict when it exists with a different spec; the
-// existing broadcast is then left untouched.
+// existing broadcast is then left untouched. A finished broadcast counts
+// as existing while its summary is kept (Config.Retention); after that
+// its id may be used again.
 func (r *Registry) Register(ctx context.Context, b Broadcast) (created bool, err error) {
 	if err := CheckID(b.ID); err != nil {
 		return false, fmt.Errorf("coordinator: register %q: %w", b.ID, err)
@@ -91,18 +93,20 @@ func (r *Registry) Reject(ctx context.Context, id string, spec []byte, reason st
 	return err
 }
 
-// create writes spec and state if no spec exists for id, in one txn that
-// proves the absence; otherwise it compares the stored spec with spec.
+// create writes spec and state if neither a spec nor a summary exists for
+// id, in one txn that proves both absences; otherwise it compares spec with
+// the stored spec, or with the hash the summary keeps of it.
 func (r *Registry) create(ctx context.Context, op, id string, spec []byte, st stateRecord) (bool, error) {
 	val, err := encode(st)
 	if err != nil {
 		return false, err
 	}
-	specKey := r.keys.spec(id)
+	specKey, archiveKey := r.keys.spec(id), r.keys.archive(id)
 	resp, err := r.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(specKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(archiveKey), "=", 0)).
 		Then(clientv3.OpPut(specKey, string(spec)), clientv3.OpPut(r.keys.state(id), val)).
-		Else(clientv3.OpGet(specKey)).
+		Else(clientv3.OpGet(specKey), clientv3.OpGet(archiveKey)).
 		Commit()
 	if err != nil {
 		return false, fmt.Errorf("coordinator: %s %s: %w", op, id, err)
@@ -110,14 +114,31 @@ func (r *Registry) create(ctx context.Context, op, id string, spec []byte, st st
 	if resp.Succeeded {
 		return true, nil
 	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 1 && bytes.Equal(kvs[0].Value, spec) {
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+		if bytes.Equal(kvs[0].Value, spec) {
+			return false, nil
+		}
+		return false, fmt.Errorf("coordinator: %s %s: %w", op, id, ErrConflict)
+	}
+	// Finished and archived: the summary keeps the spec's hash, so a
+	// redelivered trigger is still recognised until the retention ends.
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	if len(kvs) != 1 {
+		return false, fmt.Errorf("coordinator: %s %s: neither free nor found in one snapshot", op, id)
+	}
+	sum, err := decodeSummary(kvs[0])
+	if err != nil {
+		return false, fmt.Errorf("coordinator: %s %s: %w", op, id, err)
+	}
+	if sum.SpecSHA256 == specHash(spec) {
 		return false, nil
 	}
-	return false, fmt.Errorf("coordinator: %s %s: %w", op, id, ErrConflict)
+	return false, fmt.Errorf("coordinator: %s %s (archived): %w", op, id, ErrConflict)
 }
 
-// Spec returns the spec bytes id was registered with.
+// Spec returns the spec bytes id was registered with. An archived
+// broadcast's spec is not kept (its summary keeps only a hash): it is
+// ErrNotFound.
 func (r *Registry) Spec(ctx context.Context, id string) ([]byte, error) {
 	resp, err := r.kv.Get(ctx, r.keys.spec(id))
 	if err != nil {
@@ -143,12 +164,21 @@ func (r *Registry) SetState(ctx context.Context, id string, a Action) error {
 		resp, err := r.kv.Txn(ctx).Then(
 			clientv3.OpGet(stateKey),
 			clientv3.OpGet(r.keys.units(id), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+			clientv3.OpGet(r.keys.archive(id)),
 		).Commit()
 		if err != nil {
 			return fmt.Errorf("coordinator: %s %s: %w", a, id, err)
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
+			// An archived broadcast is over: no action applies to it.
+			if arch := resp.Responses[2].GetResponseRange().Kvs; len(arch) == 1 {
+				sum, err := decodeSummary(arch[0])
+				if err != nil {
+					return fmt.Errorf("coordinator: %s %s: %w", a, id, err)
+				}
+				return fmt.Errorf("coordinator: %s %s from %s (archived): %w", a, id, sum.State, ErrBadTransition)
+			}
 			return fmt.Errorf("coordinator: %s %s: %w", a, id, ErrNotFound)
 		}
 		var st stateRecord

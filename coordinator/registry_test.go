@@ -130,6 +130,8 @@ func TestConfigValidate(t *testing.T) {
 		{"capacity too big", Config{Capacity: 1000}, false},
 		{"negative capacity", Config{Capacity: -1}, false},
 		{"slash prefix", Config{Prefix: "/"}, false},
+		{"negative archive delay", Config{ArchiveAfter: -time.Second}, false},
+		{"negative retention", Config{Retention: -time.Hour}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,7 +145,8 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 	d := Config{LeaseTTL: 2500 * time.Millisecond}.withDefaults()
-	if d.LeaseTTL != 3*time.Second || d.SafetyMargin != 600*time.Millisecond || d.Prefix != DefaultPrefix {
+	if d.LeaseTTL != 3*time.Second || d.SafetyMargin != 600*time.Millisecond || d.Prefix != DefaultPrefix ||
+		d.ArchiveAfter != DefaultArchiveAfter || d.Retention != DefaultRetention {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -162,6 +165,7 @@ func TestKeysParse(t *testing.T) {
 		{k.unit("b", "u0.1.2"), keyUnit, "b", "u0.1.2"},
 		{k.claim("b", "u3"), keyClaim, "b", "u3"},
 		{"/herald2/members/x", keyOther, "", ""},
+		{k.archive("b"), keyOther, "", ""},
 		{"/herald/broadcasts/b/units/", keyOther, "", ""},
 		{"/herald/broadcasts/b/other/x", keyOther, "", ""},
 	}
@@ -202,5 +206,25 @@ func TestStartFitsOneTransaction(t *testing.T) {
 				t.Fatalf("only %d of %d members in the plan", inPlan, n)
 			}
 		})
+	}
+}
+
+// A member reads and watches [viewStart, viewEnd): the broadcasts and the
+// members, never the archive.
+func TestViewRangeLeavesOutTheArchive(t *testing.T) {
+	k := keys{prefix: "/herald"}
+	in := func(key string) bool { return key >= k.viewStart() && key < k.viewEnd() }
+	for _, key := range []string{k.spec("b"), k.state("zz"), k.unit("b", "u1"), k.claim("b", "u1"), k.member("w1"), k.member("~")} {
+		if !in(key) {
+			t.Errorf("%s is outside the view", key)
+		}
+	}
+	for _, key := range []string{k.archive("b"), k.archive("~"), "/herald2/broadcasts/b/state", "/herald/"} {
+		if in(key) {
+			t.Errorf("%s is in the view", key)
+		}
+	}
+	if a := k.archive("~~~"); a >= k.archivesEnd() || a < k.archives() {
+		t.Errorf("%s is outside the archive's range", a)
 	}
 }

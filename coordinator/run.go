@@ -20,18 +20,24 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	stop := make(chan struct{})
+	actx, stopArchiver := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		c.queue.run(stop, c.claims)
+	}()
+	go func() {
+		defer wg.Done()
+		c.archiver.run(actx)
 	}()
 
 	l := c.loop(ctx)
 
 	// Nothing more reaches the worker once leaving starts; what it never
-	// saw is released directly.
+	// saw is released directly. A leaving member archives nothing more.
 	close(stop)
+	stopArchiver()
 	wg.Wait()
 	c.leave(l, c.queue.drain())
 	close(c.claims)
@@ -149,16 +155,18 @@ func (c *Coordinator) applyWatch(resp clientv3.WatchResponse, ok bool) bool {
 	return true
 }
 
-// resync reads everything under the prefix into a fresh view and watches
-// from the revision after the read.
+// resync reads the broadcasts and members into a fresh view and watches
+// them from the revision after the read. The summaries of archived
+// broadcasts sort before both and are neither read nor watched.
 func (c *Coordinator) resync(l *lease) (*watch, error) {
 	c.synced.Store(false)
 	ctx, cancel := c.opCtx(l)
-	resp, err := c.cli.Get(ctx, c.keys.root(), clientv3.WithPrefix())
+	resp, err := c.cli.Get(ctx, c.keys.viewStart(), clientv3.WithRange(c.keys.viewEnd()))
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: read %s: %w", c.keys.root(), err)
+		return nil, fmt.Errorf("coordinator: read %s: %w", c.keys.viewStart(), err)
 	}
+	c.m.resyncKeys.Set(float64(len(resp.Kvs)))
 	v := newView(c.keys, resp.Header.Revision)
 	for _, kv := range resp.Kvs {
 		if _, err := v.apply(kv, false); err != nil {
@@ -180,7 +188,7 @@ func (c *Coordinator) resync(l *lease) (*watch, error) {
 		c.noteState(id)
 	}
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
-	ch := c.cli.Watch(wctx, c.keys.root(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	ch := c.cli.Watch(wctx, c.keys.viewStart(), clientv3.WithRange(c.keys.viewEnd()), clientv3.WithRev(resp.Header.Revision+1))
 	c.synced.Store(true)
 	return &watch{ch: ch, cancel: wcancel}, nil
 }

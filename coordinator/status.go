@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -34,6 +36,9 @@ type Status struct {
 	Reason     string  `json:"reason"`
 	// InvalidSamples are the first few invalid audience lines, by line.
 	InvalidSamples []InvalidSample `json:"invalid_samples,omitempty"`
+	// Endpoint is set while workers wait on the broadcast's endpoint (it
+	// has been failing, and their sends pause and probe until it answers).
+	Endpoint *EndpointStatus `json:"endpoint,omitempty"`
 }
 
 // UnitCounts counts a broadcast's leaf units.
@@ -54,32 +59,57 @@ type WorkerShare struct {
 }
 
 // Status returns the progress of broadcast id, read in one consistent
-// snapshot.
+// snapshot. A broadcast that was archived (it finished, and its live keys
+// gave way to its summary) answers from the summary until the retention
+// ends, with the counters, units and worker shares it finished with.
 func (r *Registry) Status(ctx context.Context, id string) (Status, error) {
 	resp, err := r.kv.Txn(ctx).Then(
 		clientv3.OpGet(r.keys.state(id)),
 		clientv3.OpGet(r.keys.units(id), clientv3.WithPrefix()),
 		clientv3.OpGet(r.keys.claims(id), clientv3.WithPrefix()),
+		clientv3.OpGet(r.keys.archive(id)),
+		clientv3.OpGet(r.keys.members(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
 	}
 	var all []*mvccpb.KeyValue
-	for _, op := range resp.Responses {
+	for _, op := range resp.Responses[:3] {
 		all = append(all, op.GetResponseRange().Kvs...)
 	}
 	sts, err := summarize(r.keys, all)
 	if err != nil {
 		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
 	}
-	if len(sts) == 0 {
-		return Status{}, fmt.Errorf("coordinator: status %s: %w", id, ErrNotFound)
+	if len(sts) > 0 {
+		var members []memberRecord
+		for _, kv := range resp.Responses[4].GetResponseRange().Kvs {
+			var m memberRecord
+			if json.Unmarshal(kv.Value, &m) == nil {
+				members = append(members, m)
+			}
+		}
+		sts[0].Endpoint = endpointStatus(members, id)
+		return sts[0], nil
 	}
-	return sts[0], nil
+	if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) == 1 {
+		sum, err := decodeSummary(kvs[0])
+		if err != nil {
+			return Status{}, fmt.Errorf("coordinator: status %s: %w", id, err)
+		}
+		sum.ID = id // the key is the truth
+		return sum.Status(), nil
+	}
+	return Status{}, fmt.Errorf("coordinator: status %s: %w", id, ErrNotFound)
 }
 
-// List returns the status of every broadcast, sorted by id. Each status is
-// a consistent snapshot of its broadcast; the list as a whole is not one.
+// listPage is how many archive records List reads per request.
+const listPage = 500
+
+// List returns the status of every broadcast, live and archived, sorted by
+// id. Each status is a consistent snapshot of its broadcast; the list as a
+// whole is not one. Archived broadcasts are as many as finished within the
+// retention; their records are small and read a page at a time.
 func (r *Registry) List(ctx context.Context) ([]Status, error) {
 	// Keys only: the arcs and specs under the prefix can be large, and
 	// Status reads what it needs per broadcast.
@@ -87,7 +117,7 @@ func (r *Registry) List(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: list: %w", err)
 	}
-	var out []Status
+	byID := map[string]Status{}
 	for _, kv := range resp.Kvs {
 		kind, id, _ := r.keys.parse(string(kv.Key))
 		if kind != keyState {
@@ -100,8 +130,29 @@ func (r *Registry) List(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: list: %w", err)
 		}
-		out = append(out, st)
+		byID[id] = st
 	}
+	for from := r.keys.archives(); ; {
+		resp, err := r.kv.Get(ctx, from, clientv3.WithRange(r.keys.archivesEnd()), clientv3.WithLimit(listPage))
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: list: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			sum, err := decodeSummary(kv)
+			if err != nil {
+				return nil, fmt.Errorf("coordinator: list: %w", err)
+			}
+			sum.ID = strings.TrimPrefix(string(kv.Key), r.keys.archives())
+			if _, live := byID[sum.ID]; !live {
+				byID[sum.ID] = sum.Status()
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	out := slices.Collect(maps.Values(byID))
 	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -36,9 +37,12 @@ type broadcastView struct {
 	hasState bool
 	state    stateRecord
 	stateRev int64 // mod revision of the state key
-	units    map[string]*unitView
-	arcs     map[string]sharding.Unit // immutable, as created
-	claims   map[string]claimView
+	// finishedAt is when this view first saw the state terminal: the
+	// archive waits Config.ArchiveAfter from then.
+	finishedAt time.Time
+	units      map[string]*unitView
+	arcs       map[string]sharding.Unit // immutable, as created
+	claims     map[string]claimView
 }
 
 // join fills in unit name's decoded form from its record and its arcs. The
@@ -94,14 +98,14 @@ func (v *view) broadcast(id string) *broadcastView {
 }
 
 // apply folds one key's new value (or deletion) into the view. It returns
-// the broadcast id whose state changed, if one did, and an error for a
-// value that could not be decoded; such a key is kept out of decisions
-// rather than stopping the member.
+// the broadcast id whose state changed, if one did (a broadcast whose last
+// key was deleted, being archived, counts), and an error for a value that
+// could not be decoded; such a key is kept out of decisions rather than
+// stopping the member.
 func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, err error) {
 	v.rev = max(v.rev, kv.ModRevision)
 	kind, id, name := v.keys.parse(string(kv.Key))
-	switch kind {
-	case keyMember:
+	if kind == keyMember {
 		if deleted {
 			delete(v.members, name)
 			return "", nil
@@ -113,25 +117,26 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 		}
 		rec.ID = name // the key is the truth
 		v.members[name] = memberView{rec: rec, lease: kv.Lease}
+		return "", nil
+	}
+	if deleted {
+		return v.remove(kind, id, name), nil
+	}
+	switch kind {
 	case keyState:
 		b := v.broadcast(id)
-		if deleted {
-			b.hasState = false
-			return id, nil
-		}
 		var st stateRecord
 		if err := json.Unmarshal(kv.Value, &st); err != nil {
 			b.hasState = false
 			return id, fmt.Errorf("coordinator: decode state of %s: %w", id, err)
 		}
+		if st.State.Terminal() && !(b.hasState && b.state.State.Terminal()) {
+			b.finishedAt = time.Now()
+		}
 		b.hasState, b.state, b.stateRev = true, st, kv.ModRevision
 		return id, nil
 	case keyUnit:
 		b := v.broadcast(id)
-		if deleted {
-			delete(b.units, name)
-			return "", nil
-		}
 		u := &unitView{key: string(kv.Key), modRev: kv.ModRevision}
 		b.units[name] = u
 		if err := json.Unmarshal(kv.Value, &u.rec); err != nil {
@@ -140,13 +145,8 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			return "", u.err
 		}
 		b.join(name)
-		return "", nil
 	case keyArcs:
 		b := v.broadcast(id)
-		if deleted {
-			delete(b.arcs, name)
-			return "", nil
-		}
 		a, err := decodeArcs(kv.Value)
 		if err != nil {
 			return "", fmt.Errorf("coordinator: %s: %w", kv.Key, err)
@@ -155,13 +155,36 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 		b.join(name)
 	case keyClaim:
 		b := v.broadcast(id)
-		if deleted {
-			delete(b.claims, name)
-			return "", nil
-		}
 		b.claims[name] = claimView{member: string(kv.Value), createRev: kv.CreateRevision}
 	}
 	return "", nil
+}
+
+// remove folds the deletion of one broadcast key into the view. A
+// broadcast left with nothing (its keys were deleted when it was archived)
+// leaves the view, and its id is returned as changed; so is the id whose
+// state key went.
+func (v *view) remove(kind keyKind, id, name string) (stateChanged string) {
+	b, ok := v.broadcasts[id]
+	if !ok {
+		return ""
+	}
+	switch kind {
+	case keyState:
+		b.hasState = false
+		stateChanged = id
+	case keyUnit:
+		delete(b.units, name)
+	case keyArcs:
+		delete(b.arcs, name)
+	case keyClaim:
+		delete(b.claims, name)
+	}
+	if !b.hasState && len(b.units) == 0 && len(b.arcs) == 0 && len(b.claims) == 0 {
+		delete(v.broadcasts, id)
+		stateChanged = id
+	}
+	return stateChanged
 }
 
 // live returns the members that are alive and not leaving, sorted by id,

@@ -33,7 +33,10 @@ type broadcastDeps struct {
 	// broadcastState is the coordinator's view of a broadcast's state and
 	// a channel closed when that state changes.
 	broadcastState func(id string) (coordinator.State, <-chan struct{})
-	log            *slog.Logger
+	// noteEndpoint reports since when this worker's sends of a broadcast
+	// wait on its failing endpoint (zero: they do not).
+	noteEndpoint func(id string, since time.Time)
+	log          *slog.Logger
 }
 
 // broadcastRun is one broadcast on this worker: its compiled spec, a fixed
@@ -184,7 +187,11 @@ func (b *broadcastRun) watchState(ctx context.Context) {
 			b.refreshState()
 		case <-t.C:
 			b.shareRate(b.deps.rateShare(b.id))
+			// Whether the endpoint's breaker holds this worker's sends,
+			// for herald status (the coordinator writes only changes).
+			b.deps.noteEndpoint(b.id, b.send.WaitingSince())
 		case <-ctx.Done():
+			b.deps.noteEndpoint(b.id, time.Time{})
 			return
 		}
 	}

@@ -202,6 +202,7 @@ func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWr
 		admit:          w.admit,
 		slots:          newSendSlots(cfg.MaxInFlight),
 		rateShare:      c.RateShare,
+		noteEndpoint:   c.NoteEndpoint,
 		broadcastState: c.BroadcastState,
 		log:            log,
 	}

@@ -20,12 +20,13 @@ func devCommand() command {
 		usage:   "herald dev [flags]",
 		example: "herald dev\n" +
 			"herald dev --etcd-listen 127.0.0.1:12379 --kafka-listen 127.0.0.1:19092 --sink-listen 127.0.0.1:18080",
-		details: `Starts a single-node etcd server, a single-broker Kafka-protocol broker
-with the topics herald.broadcasts and herald.deadletters, and the reference
-sink, prints their addresses and how to reach them with etcdctl, kcat and
-curl, and runs until SIGINT or SIGTERM. Kafka data lives in memory and etcd
-data in a temporary directory; both are gone when it stops. On the default
-addresses the other herald commands need no flags. Port 0 picks a free port.`,
+		details: `Starts a single-node etcd server (compacting its history every minute),
+a single-broker Kafka-protocol broker with the topics herald.broadcasts,
+herald.deadletters and herald.reports, and the reference sink, prints their
+addresses and how to reach them with etcdctl, kcat and curl, and runs until
+SIGINT or SIGTERM. Kafka data lives in memory and etcd data in a temporary
+directory; both are gone when it stops. On the default addresses the other
+herald commands need no flags. Port 0 picks a free port.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
@@ -80,13 +81,15 @@ func printDev(w io.Writer, etcd, kafka, sinkURL string) {
   kafka  %[2]s
   sink   %[3]s
 
-Topics: %[4]s (triggers), %[5]s (failed deliveries).
+Topics: %[4]s (triggers), %[5]s (failed deliveries),
+        %[6]s (summaries of finished broadcasts).
 
 Try:
   etcdctl --endpoints %[1]s put /herald/hello world
   etcdctl --endpoints %[1]s watch --prefix /herald/
   echo 'spring-sale:{}' | kcat -P -b %[2]s -t %[4]s -K:
   kcat -C -b %[2]s -t %[4]s -e -f '%%k %%s\n'
+  kcat -C -b %[2]s -t %[6]s -e -f '%%k %%s\n'
   curl -s -X POST -H 'Idempotency-Key: k1' -d '{"broadcast_id":"b"}' %[3]s/push
   curl -s %[3]s/stats
 
@@ -96,5 +99,5 @@ trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
 Ready. Press Ctrl-C to stop.
-`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic)
+`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic)
 }

@@ -45,7 +45,7 @@ func startSecureCluster(t *testing.T) *secureCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := devstack.StartSecureKafka(ctx, devstack.KafkaConfig{Topics: []string{devstack.BroadcastsTopic, devstack.DeadLettersTopic}},
+	k, err := devstack.StartSecureKafka(ctx, devstack.KafkaConfig{Topics: []string{devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic}},
 		devstack.KafkaSecurity{TLS: serverTLS, Users: []devstack.KafkaUser{{Mechanism: "SCRAM-SHA-512", Name: "herald", Password: "herald-kafka-pw"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,15 @@ rejects every trigger. Secrets that triggers name (endpoint.signing_secret,
 endpoint.auth_secret) are read from --secrets-dir (a file per secret) or
 HERALD_SECRET_<NAME>. --audience-dir confines file audiences to one
 directory. The --etcd-* and --kafka-* flags set TLS, client certificates
-and authentication.`,
+and authentication.
+
+History: a finished broadcast (done, expired, cancelled, rejected) is
+reduced to a summary in etcd a few seconds after it ends, and the summary is
+produced to --report-topic (key the broadcast id) first; "herald status"
+still answers from the summary. The summary is deleted --retention after the
+broadcast finished, and its id may then be used again. With
+--report-topic none nothing is produced. Run etcd with auto-compaction so the
+space of deleted keys is reused (docs/OPERATIONS.md).`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cc coordinator.Config
@@ -53,6 +61,8 @@ and authentication.`,
 			httpAddr := fs.String("http-addr", ":9464", "`address` for /metrics, /healthz and /readyz")
 			group := fs.String("group", worker.DefaultGroupID, "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
+			reportTopic := fs.String("report-topic", worker.DefaultReportTopic, "Kafka `topic` receiving the summary of every finished broadcast (none: no reports)")
+			fs.DurationVar(&cc.Retention, "retention", coordinator.DefaultRetention, "`time` etcd keeps a finished broadcast's summary, from its end; then its id is free again")
 			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
 			allowPatterns, allowFile := allowFlags(fs)
 			secretsDir := fs.String("secrets-dir", "", "`directory` of secrets triggers name, one file per secret (as Kubernetes mounts them)")
@@ -81,16 +91,26 @@ and authentication.`,
 					GroupID: *group, NoIntake: *noIntake,
 					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
 					AudienceDir: *audienceDir, MaxInFlight: *maxInFlight,
-				}, kc, *httpAddr)
+				}, kc, *httpAddr, *reportTopic)
 			}
 		},
 	}
 }
 
-func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr string) error {
+func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr, reportTopic string) error {
 	deadTransport, err := kc.Transport()
 	if err != nil {
 		return err
+	}
+	reportTransport, err := kc.Transport()
+	if err != nil {
+		return err
+	}
+	if reportTopic != "" && reportTopic != "none" {
+		reports := worker.NewReportWriter(c.kafkaBrokers(), reportTopic, reportTransport, c.log.With("component", "reports"))
+		// Closed after the coordinator's Run, which reports, has returned.
+		defer reports.Close()
+		cc.Reporter = reports
 	}
 	cli, err := etcdClient(c)
 	if err != nil {

@@ -134,7 +134,7 @@ func TestCompose(t *testing.T) {
 			t.Errorf("kafka does not advertise kafka:9092 to the other services: %s", ke["KAFKA_ADVERTISED_LISTENERS"])
 		}
 		script := strings.Join(svc("topics").Command, " ")
-		for _, topic := range []string{"herald.broadcasts", "herald.deadletters"} {
+		for _, topic := range []string{"herald.broadcasts", "herald.deadletters", "herald.reports"} {
 			if !strings.Contains(script, topic) {
 				t.Errorf("the topics service does not create %s", topic)
 			}

@@ -145,7 +145,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	fl, err := fleet.New(fleet.Config{
 		Binary: cfg.Binary, Etcd: stack.EtcdEndpoint(), Kafka: stack.KafkaBrokers()[0], LogDir: logDir,
-		Args: []string{"--lease-ttl", cfg.LeaseTTL.String(), "--allow-endpoint", "http://127.0.0.1:*"},
+		Args: []string{"--lease-ttl", cfg.LeaseTTL.String(), "--allow-endpoint", "http://127.0.0.1:*",
+			// Summaries of finished broadcasts go to the stack's topic.
+			"--report-topic", devstack.ReportsTopic},
 	})
 	if err != nil {
 		return Summary{}, err

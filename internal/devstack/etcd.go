@@ -25,7 +25,17 @@ type EtcdConfig struct {
 	// StartTimeout bounds how long the server may take to become ready.
 	// Zero means 10 seconds.
 	StartTimeout time.Duration
+	// AutoCompaction is the retention of etcd's periodic auto-compaction
+	// (--auto-compaction-mode=periodic --auto-compaction-retention):
+	// history older than this is compacted, about every this long, so the
+	// space of deleted and overwritten keys is reused and the database
+	// stays as large as what is live. Zero means 1 minute; negative turns
+	// compaction off.
+	AutoCompaction time.Duration
 }
+
+// DefaultAutoCompaction is EtcdConfig.AutoCompaction's zero value.
+const DefaultAutoCompaction = time.Minute
 
 // Etcd is a running single-node etcd server on loopback.
 type Etcd struct {
@@ -49,6 +59,9 @@ func startEtcd(ctx context.Context, cfg EtcdConfig, tls *transport.TLSInfo) (*Et
 	}
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 10 * time.Second
+	}
+	if cfg.AutoCompaction == 0 {
+		cfg.AutoCompaction = DefaultAutoCompaction
 	}
 	e := &Etcd{dir: cfg.Dir}
 	if e.dir == "" {
@@ -80,6 +93,10 @@ func startEtcd(ctx context.Context, cfg EtcdConfig, tls *transport.TLSInfo) (*Et
 	// not the ~100 ms (far more under the race detector) of the default,
 	// which a throw-away server does not need and which outlives its Close.
 	ec.BcryptCost = 4
+	if cfg.AutoCompaction > 0 {
+		ec.AutoCompactionMode = embed.CompactorModePeriodic
+		ec.AutoCompactionRetention = cfg.AutoCompaction.String()
+	}
 	scheme := "http"
 	if tls != nil {
 		scheme = "https"

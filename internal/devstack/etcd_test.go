@@ -2,11 +2,14 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 func TestEtcdServesAndCleansUp(t *testing.T) {
@@ -75,4 +78,44 @@ func TestEtcdShortLeaseExpires(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("1 s lease expired after %v", time.Since(start))
+}
+
+// The server compacts its history by itself, so deleted keys' space is
+// reused: without it the database of a fleet that deletes finished
+// broadcasts would still grow with every revision ever written.
+func TestEtcdCompactsByItself(t *testing.T) {
+	ctx := context.Background()
+	e, err := StartEtcd(ctx, EtcdConfig{AutoCompaction: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	first, err := cli.Put(ctx, "/herald/k", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		if _, err := cli.Put(ctx, "/herald/k", "2"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cli.Get(ctx, "/herald/k", clientv3.WithRev(first.Header.Revision))
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("revision of the first put still readable after 10 s: no auto-compaction")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("history compacted %v after the first write", time.Since(start).Round(time.Millisecond))
 }

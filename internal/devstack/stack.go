@@ -17,6 +17,8 @@ const (
 	BroadcastsTopic = "herald.broadcasts"
 	// DeadLettersTopic receives deliveries that failed for good.
 	DeadLettersTopic = "herald.deadletters"
+	// ReportsTopic receives the summary of every finished broadcast.
+	ReportsTopic = "herald.reports"
 )
 
 // Config configures a Stack. The zero value starts everything on free
@@ -33,7 +35,8 @@ type Config struct {
 	RestartableKafka bool
 	// Partitions per topic. Zero means 4.
 	Partitions int
-	// ExtraTopics are created besides BroadcastsTopic and DeadLettersTopic.
+	// ExtraTopics are created besides BroadcastsTopic, DeadLettersTopic and
+	// ReportsTopic.
 	ExtraTopics []string
 }
 
@@ -48,7 +51,7 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	// Kafka starts in milliseconds and fails fast on a taken port, so it
 	// goes first: a bad address is reported before etcd's slower start.
-	topics := append([]string{BroadcastsTopic, DeadLettersTopic}, cfg.ExtraTopics...)
+	topics := append([]string{BroadcastsTopic, DeadLettersTopic, ReportsTopic}, cfg.ExtraTopics...)
 	k, err := StartKafka(ctx, KafkaConfig{Addr: cfg.KafkaAddr, Topics: topics, Partitions: cfg.Partitions,
 		Restartable: cfg.RestartableKafka})
 	if err != nil {

@@ -60,7 +60,7 @@ func checkStackServes(t *testing.T, s *Stack) {
 	for _, tp := range md.Topics {
 		have[tp.Name] = len(tp.Partitions)
 	}
-	for _, name := range []string{BroadcastsTopic, DeadLettersTopic} {
+	for _, name := range []string{BroadcastsTopic, DeadLettersTopic, ReportsTopic} {
 		if have[name] != 4 {
 			t.Errorf("topic %s has %d partitions, want 4 (topics: %v)", name, have[name], have)
 		}

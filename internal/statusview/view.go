@@ -68,6 +68,9 @@ func (m *Meter) Line(st coordinator.Status, width int) string {
 	}
 	c := st.Counters
 	fmt.Fprintf(&b, "  delivered %s failed %s", Count(c.Delivered), Count(c.Failed))
+	if e := st.Endpoint; e != nil && e.Waiting && !st.State.Terminal() {
+		fmt.Fprintf(&b, "  waiting on endpoint since %s", e.Since.Local().Format(time.TimeOnly))
+	}
 	return b.String()
 }
 
@@ -95,10 +98,19 @@ func Workers(w io.Writer, st coordinator.Status) {
 // Table writes one line per broadcast, for `herald status` without an id.
 func Table(w io.Writer, sts []coordinator.Status) {
 	fmt.Fprintf(w, "%-32s %-10s %12s %12s %10s %10s %8s\n", "ID", "STATE", "SCANNED", "DELIVERED", "FAILED", "INVALID", "UNITS")
+	waiting := false
 	for _, st := range sts {
 		c := st.Counters
-		fmt.Fprintf(w, "%-32s %-10s %12s %12s %10s %10s %4d/%-4d\n", st.ID, st.State, Count(c.Scanned), Count(c.Delivered),
+		state := string(st.State)
+		if e := st.Endpoint; e != nil && e.Waiting && !st.State.Terminal() {
+			state += "*"
+			waiting = true
+		}
+		fmt.Fprintf(w, "%-32s %-10s %12s %12s %10s %10s %4d/%-4d\n", st.ID, state, Count(c.Scanned), Count(c.Delivered),
 			Count(c.Failed), Count(c.Invalid), st.Units.Done, st.Units.Total)
+	}
+	if waiting {
+		fmt.Fprintln(w, "* waiting on its endpoint: it has been failing, and sends pause and probe until it answers")
 	}
 }
 

@@ -58,8 +58,11 @@ type soakMark struct {
 	DBSize      int64 `json:"db_size_bytes"`
 	DBSizeInUse int64 `json:"db_size_in_use_bytes"`
 	Revision    int64 `json:"revision"`
-	// Keys counts the keys under Herald's prefix.
-	Keys int64 `json:"keys"`
+	// Keys counts the keys under Herald's prefix, LiveBytes their keys'
+	// and values' bytes: what is live, without the history of earlier
+	// revisions that DBSizeInUse holds until etcd compacts it.
+	Keys      int64 `json:"keys"`
+	LiveBytes int64 `json:"live_bytes"`
 	// WorkerRSSMiB is the largest resident set of a worker now.
 	WorkerRSSMiB float64 `json:"worker_rss_mib"`
 }
@@ -184,12 +187,15 @@ func (r *run) soakMark(ctx context.Context, rep *soakReport, i int) error {
 	if err != nil {
 		return fmt.Errorf("loadtest: etcd status: %w", err)
 	}
-	keys, err := r.st.cli.Get(ctx, coordinator.DefaultPrefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	live, err := r.st.cli.Get(ctx, coordinator.DefaultPrefix+"/", clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("loadtest: etcd keys: %w", err)
 	}
 	m := soakMark{Broadcasts: i, AtS: time.Since(r.t0).Seconds(), DBSize: st.DbSize, DBSizeInUse: st.DbSizeInUse,
-		Revision: st.Header.Revision, Keys: keys.Count}
+		Revision: st.Header.Revision, Keys: live.Count}
+	for _, kv := range live.Kvs {
+		m.LiveBytes += int64(len(kv.Key) + len(kv.Value))
+	}
 	for _, p := range r.fleet.Procs() {
 		if rss, _, err := procMemory(p.Pid()); err == nil {
 			m.WorkerRSSMiB = max(m.WorkerRSSMiB, mib(rss))
@@ -217,9 +223,10 @@ func (res *Result) checkFlat(rep *soakReport, n int) {
 		return
 	}
 	res.check("etcd size in use flat", float64(last.DBSizeInUse) <= 1.2*float64(quarter.DBSizeInUse),
-		"%.2f MiB in use after %d broadcasts, %.2f MiB after %d (x%.2f, limit x1.2); file %.2f MiB; %d keys, %d at the quarter",
+		"%.2f MiB in use after %d broadcasts, %.2f MiB after %d (x%.2f, limit x1.2); file %.2f MiB; live %d keys of %.2f MiB, %d of %.2f MiB at the quarter",
 		mib(last.DBSizeInUse), last.Broadcasts, mib(quarter.DBSizeInUse), quarter.Broadcasts,
-		float64(last.DBSizeInUse)/max(float64(quarter.DBSizeInUse), 1), mib(last.DBSize), last.Keys, quarter.Keys)
+		float64(last.DBSizeInUse)/max(float64(quarter.DBSizeInUse), 1), mib(last.DBSize), last.Keys, mib(last.LiveBytes),
+		quarter.Keys, mib(quarter.LiveBytes))
 }
 
 // setTimes summarises the broadcasts' durations, in the order they ran.
@@ -252,8 +259,8 @@ func (rep *soakReport) lines() []string {
 			tenth, rep.FirstMeanS, tenth, rep.LastMeanS),
 	}
 	for _, m := range rep.Marks {
-		out = append(out, fmt.Sprintf("after %5d: etcd %7.2f MiB in use of %7.2f MiB, revision %8d, %6d keys; largest worker RSS %5.1f MiB (at %.0fs)",
-			m.Broadcasts, mib(m.DBSizeInUse), mib(m.DBSize), m.Revision, m.Keys, m.WorkerRSSMiB, m.AtS))
+		out = append(out, fmt.Sprintf("after %5d: etcd %7.2f MiB in use of %7.2f MiB, revision %6d, %5d keys of %6.2f MiB; largest worker RSS %5.1f MiB (at %.0fs)",
+			m.Broadcasts, mib(m.DBSizeInUse), mib(m.DBSize), m.Revision, m.Keys, mib(m.LiveBytes), m.WorkerRSSMiB, m.AtS))
 	}
 	ids := make([]string, 0, len(rep.WorkerRSSMiB))
 	for id := range rep.WorkerRSSMiB {

@@ -57,6 +57,11 @@ type Result struct {
 	Endpoint       *endpointStats `json:"endpoint,omitempty"`
 	Events         []*event       `json:"events,omitempty"`
 	Zombie         *zombieReport  `json:"zombie,omitempty"`
+	// Soak, Outage (endpointdown, kafkadown) and Concurrent are the
+	// figures of the scenarios of "Running for months".
+	Soak       *soakReport       `json:"soak,omitempty"`
+	Outage     *serviceOutage    `json:"outage,omitempty"`
+	Concurrent *concurrentReport `json:"concurrent,omitempty"`
 	// RatioToPlain and RatioToDIY are MsgsPerS over the baselines'.
 	RatioToPlain *float64 `json:"ratio_to_plain_http,omitempty"`
 	RatioToDIY   *float64 `json:"ratio_to_kafka_diy,omitempty"`
@@ -158,7 +163,7 @@ func judgeBroadcast(res *Result, sc scenario, cfg Config) {
 	res.check("done", res.State == "done", "state %s %s", res.State, res.Reason)
 	res.check("lost 0", res.Lost == 0, "lost %d of %d eligible", res.Lost, res.Eligible)
 	switch sc.kind {
-	case scSteady, scScaleout, scSigterm, scSlow, scRSS:
+	case scSteady, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent:
 		res.check("duplicates 0", res.Duplicates == 0, "duplicates %d", res.Duplicates)
 	}
 	limit := (cfg.LeaseTTL + 2*time.Second).Seconds()

@@ -202,7 +202,12 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if chaosErr != nil && !errors.Is(chaosErr, context.Canceled) {
 		return Result{}, fmt.Errorf("loadtest: %s: %w", r.sc.name, chaosErr)
 	}
-	return r.finish(ctx, st, eligible, end)
+	res, err := r.finish(ctx, st, eligible, end)
+	if err != nil || r.sc.after == nil {
+		return res, err
+	}
+	// Before the fleet stops: the scenario may use it once more.
+	return res, r.sc.after(ctx, r, &res)
 }
 
 // startInitial starts the scenario's first workers together.

@@ -27,6 +27,13 @@ type scenario struct {
 	standalone func(context.Context, *harness, *stack, scenario) (Result, error)
 	report     func(*run, *Result)   // adds figures once the broadcast ended
 	judge      func(*Result, Config) // adds checks after the common ones
+	// restartableKafka lets a scenario stop and restart Kafka (kafkadown).
+	restartableKafka bool
+	// own runs a scenario of many broadcasts in place of the one
+	// broadcast run.execute follows; after adds a scenario's own figures
+	// and checks to that one's result, with its fleet still running.
+	own   func(context.Context, *run) (Result, error)
+	after func(context.Context, *run, *Result) error
 }
 
 func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
@@ -69,7 +76,7 @@ func plan(cfg Config) []scenario {
 			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
 		}
 	}
-	return out
+	return append(out, planMonths(cfg)...)
 }
 
 // runScenario runs one Herald scenario on the harness.
@@ -86,7 +93,7 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		running: make(chan struct{}),
 	}
 	defer r.client.CloseIdleConnections()
-	st, err := startStack(ctx)
+	st, err := startStack(ctx, sc.restartableKafka)
 	if err != nil {
 		return Result{}, err
 	}
@@ -118,6 +125,9 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		}
 		defer s.close()
 		r.sink = s
+	}
+	if sc.own != nil {
+		return sc.own(ctx, r)
 	}
 	res, err := r.execute(ctx)
 	if err == nil && sc.report != nil {

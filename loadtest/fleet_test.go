@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -30,19 +29,7 @@ func TestFleetConfig(t *testing.T) {
 		{"negative outage", []string{"--outage-for", "-1s"}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			var cfg Config
-			cfg.registerFlags(fs)
-			err := fs.Parse(tt.args)
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if (err == nil) != tt.ok {
-				t.Fatalf("%v, want ok=%v", err, tt.ok)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkFlags(t, tt.args, tt.ok) })
 	}
 
 	// None is in the default set; each selected one is planned once, the

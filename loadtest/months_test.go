@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -38,19 +36,7 @@ func TestMonthsConfig(t *testing.T) {
 		{"no audience", []string{"--outage-subscribers", "-5"}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			var cfg Config
-			cfg.registerFlags(fs)
-			err := fs.Parse(tt.args)
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if (err == nil) != tt.ok {
-				t.Fatalf("%v, want ok=%v", err, tt.ok)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkFlags(t, tt.args, tt.ok) })
 	}
 	// A run that names no scenario leaves the long ones out.
 	def := Config{}.withDefaults().Scenarios

@@ -220,6 +220,7 @@ func (r *run) disruption(ctx context.Context, p *fleet.Proc, kind string) *event
 	if ss, err := r.sink.stats(ctx); err == nil {
 		e.dupBefore = ss.Broadcasts[r.id].Duplicates
 	}
+	e.rate = rate
 	b := windowBound(e.Units, rate, r.h.cfg.MaxInFlight)
 	e.DuplicateBound = &b
 	return e

@@ -16,6 +16,10 @@ import (
 
 // eventColors marks each kind of event on the chart.
 var eventColors = map[string]color.RGBA{
+	// An outage of the endpoint or of Kafka: the event's Worker names which.
+	"down": {R: 0x8b, G: 0x00, B: 0x00, A: 0xff},
+	"up":   {R: 0x00, G: 0x64, B: 0x00, A: 0xff},
+
 	"kill":    {R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	"stop":    {R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 	"cont":    {R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
@@ -24,9 +28,11 @@ var eventColors = map[string]color.RGBA{
 	"join":    {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 	"term":    {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 	"claimed": {R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+	"cut":     {R: 0x17, G: 0x17, B: 0x17, A: 0xff},
+	"restore": {R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
 }
 
-var eventOrder = []string{"kill", "stop", "claimed", "cont", "rejoin", "term", "restart", "join"}
+var eventOrder = []string{"kill", "stop", "claimed", "cont", "rejoin", "term", "restart", "join", "cut", "restore", "down", "up"}
 
 // chart draws the endpoint's first deliveries per second against seconds
 // since the trigger, with a dashed vertical line at each event, and saves

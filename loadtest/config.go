@@ -27,22 +27,37 @@ const (
 	scSigterm  = "sigterm"
 	scSlow     = "slow"
 	scRSS      = "rss"
+
+	// Running for months (soak.go, outage.go, concurrent.go).
+	scSoak         = "soak"
+	scEndpointDown = "endpointdown"
+	scKafkaDown    = "kafkadown"
+	scConcurrent   = "concurrent"
 )
 
-var allScenarios = []string{scSteady, scBaseline, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS}
+var allScenarios = append([]string{scSteady, scBaseline, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS,
+	scEndpointDown, scKafkaDown, scConcurrent, scSoak}, fleetScenarios...)
+
+// longScenarios are left out of a run that names none: rss takes minutes
+// at 10 million subscribers, soak tens of minutes, and the fleet-scale
+// ones (rollout, idle, retrykill, etcdout) measure targets of their own.
+var longScenarios = append([]string{scRSS, scSoak}, fleetScenarios...)
 
 // Config is one load-test run. The zero value of every field means the
 // documented default.
 type Config struct {
 	// Scenarios to run, among steady, baselines, kill9, sigstop, scaleout,
-	// sigterm, slow and rss. Empty means all but rss, the long one.
+	// sigterm, slow, rss, endpointdown, kafkadown, concurrent, soak,
+	// rollout, idle, retrykill and etcdout. Empty means all but the long
+	// ones: rss, soak and the fleet-scale ones.
 	Scenarios []string
 	// Subscribers in steady runs and the baselines. 0 means 2,000,000.
 	Subscribers int64
 	// Workers lists the fleet sizes of the steady runs. Empty means 1, 2, 4.
 	Workers []int
 	// ChaosSubscribers and ChaosWorkers size kill9, sigstop, scaleout and
-	// sigterm (ChaosWorkers also slow). 0 means 1,500,000 and 3: long
+	// sigterm (ChaosWorkers also slow, soak, endpointdown, kafkadown and
+	// concurrent). 0 means 1,500,000 and 3: long
 	// enough at this machine's rate for every kill, stop, join and restart
 	// to land before the end.
 	ChaosSubscribers int64
@@ -82,6 +97,32 @@ type Config struct {
 	// 10,000,000. RSSWorkers is the fleet size there (0: 2).
 	RSSSubscribers []int64
 	RSSWorkers     int
+	// Fleet sizes rollout, idle, retrykill and etcdout.
+	Fleet FleetConfig
+
+	// SoakBroadcasts broadcasts of SoakSubscribers each are sent back to
+	// back by soak. 0 means 2,000 of 200.
+	SoakBroadcasts  int
+	SoakSubscribers int64
+	// OutageSubscribers sizes endpointdown and kafkadown. 0 means 300,000.
+	OutageSubscribers int64
+	// EndpointDownAfter after its first delivery request, endpointdown's
+	// endpoint answers 503 for EndpointDownFor; all along it refuses
+	// EndpointRefuse of the keys with 400. 0 means 3 s, 30 s and 0.002
+	// (1 in 500).
+	EndpointDownAfter, EndpointDownFor time.Duration
+	EndpointRefuse                     float64
+	// KafkaDownAfter after its broadcast is running, kafkadown stops Kafka
+	// for KafkaDownFor; its endpoint refuses KafkaRefuse of the keys with
+	// 400, so dead letters are due throughout. 0 means 3 s, 20 s and 0.05.
+	KafkaDownAfter, KafkaDownFor time.Duration
+	KafkaRefuse                  float64
+	// ConcurrentBroadcasts of ConcurrentSubscribers each are triggered at
+	// once by concurrent, on workers whose --max-in-flight is
+	// ConcurrentWorkerCap. 0 means 100, 5,000 and 256.
+	ConcurrentBroadcasts  int
+	ConcurrentSubscribers int64
+	ConcurrentWorkerCap   int
 
 	// Timeout bounds each scenario. 0 means 20 minutes.
 	Timeout time.Duration
@@ -96,7 +137,7 @@ type Config struct {
 // withDefaults fills the zero fields.
 func (c Config) withDefaults() Config {
 	if len(c.Scenarios) == 0 {
-		c.Scenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == scRSS })
+		c.Scenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return slices.Contains(longScenarios, s) })
 	}
 	if c.Subscribers == 0 {
 		c.Subscribers = 2_000_000
@@ -161,7 +202,8 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = 20 * time.Minute
 	}
-	return c
+	c.Fleet = c.Fleet.withDefaults(c.LeaseTTL)
+	return c.monthsDefaults()
 }
 
 // Validate reports the first invalid field of c with its defaults filled.
@@ -203,7 +245,10 @@ func (c Config) Validate() error {
 	case c.Timeout <= 0 || c.Timeout > 2*time.Hour:
 		return fmt.Errorf("%w: timeout %v: want up to 2h", ErrConfig, c.Timeout)
 	}
-	return nil
+	if err := c.validateMonths(); err != nil {
+		return err
+	}
+	return c.Fleet.validate()
 }
 
 // has reports whether scenario s is selected.
@@ -211,7 +256,7 @@ func (c Config) has(s string) bool { return slices.Contains(c.Scenarios, s) }
 
 // registerFlags declares c's flags on fs.
 func (c *Config) registerFlags(fs *flag.FlagSet) {
-	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+" (default all but rss)", func(v string) error {
+	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+" (default all but rss and "+strings.Join(fleetScenarios, ",")+")", func(v string) error {
 		c.Scenarios = splitList(v)
 		return nil
 	})
@@ -247,7 +292,9 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.IntVar(&c.RSSWorkers, "rss-workers", 2, "workers of the rss runs")
+	c.registerMonthsFlags(fs)
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "give up a scenario after this `long`")
+	c.Fleet.registerFlags(fs)
 	fs.StringVar(&c.Binary, "binary", "", "prebuilt herald `binary` (default: build ./cmd/herald)")
 	fs.StringVar(&c.Out, "out", "", "`directory` for results, charts and logs (default: a new temporary one)")
 }

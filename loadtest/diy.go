@@ -31,7 +31,7 @@ func (h *harness) runDIY(ctx context.Context, consumers, inFlight int) (Result, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	st, err := startStack(ctx)
+	st, err := startStack(ctx, false)
 	if err != nil {
 		return Result{}, err
 	}

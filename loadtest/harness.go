@@ -45,9 +45,8 @@ func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, 
 		}
 		h.binary = filepath.Join(h.tmp, "herald")
 		log.Info("building herald", "to", h.binary)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", h.binary, "github.com/herald-dev/herald/cmd/herald")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("loadtest: go build: %w\n%s", err, out)
+		if err := buildHerald(ctx, h.binary); err != nil {
+			return nil, err
 		}
 	}
 	h.workerArgs = []string{"--lease-ttl", cfg.LeaseTTL.String()}
@@ -63,6 +62,22 @@ func newHarness(ctx context.Context, cfg Config, log *slog.Logger) (_ *harness, 
 	}
 	log.Info("sink up", "addr", h.sink.addr)
 	return h, nil
+}
+
+// buildHerald builds cmd/herald to path in Herald's own module, whose
+// go.sum covers its dependencies (this module's lists only what the load
+// test imports).
+func buildHerald(ctx context.Context, path string) error {
+	dir, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/herald-dev/herald").Output()
+	if err != nil {
+		return fmt.Errorf("loadtest: find herald's module: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/herald")
+	cmd.Dir = strings.TrimSpace(string(dir))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("loadtest: go build: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // supportsFlag reports whether `herald <command> --help` lists flag, so the

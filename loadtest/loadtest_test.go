@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -165,19 +164,7 @@ func TestConfig(t *testing.T) {
 		{"one rss size", []string{"--rss-subscribers", "1000"}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			var cfg Config
-			cfg.registerFlags(fs)
-			err := fs.Parse(tt.args)
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if (err == nil) != tt.ok {
-				t.Fatalf("%v, want ok=%v", err, tt.ok)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkFlags(t, tt.args, tt.ok) })
 	}
 	var stderr bytes.Buffer
 	if code := runMain(context.Background(), []string{"--scenarios", "nope"}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "nope") {
@@ -237,8 +224,8 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds the binary and runs worker processes")
 	}
 	bin := filepath.Join(t.TempDir(), "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/herald-dev/herald/cmd/herald").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := buildHerald(context.Background(), bin); err != nil {
+		t.Fatal(err)
 	}
 	cfg := Config{
 		Scenarios: []string{scBaseline, scSteady, scSigstop}, Binary: bin, Out: t.TempDir(),
@@ -284,4 +271,21 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// checkFlags parses args as the command line and validates the Config they
+// make; it fails t unless that succeeds exactly when ok.
+func checkFlags(t *testing.T, args []string, ok bool) {
+	t.Helper()
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var cfg Config
+	cfg.registerFlags(fs)
+	err := fs.Parse(args)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if (err == nil) != ok {
+		t.Fatalf("%v, want ok=%v", err, ok)
+	}
 }

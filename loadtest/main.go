@@ -23,6 +23,29 @@
 //	slow       an endpoint with latency, 429s and 5xx
 //	rss        worker peak RSS at two audience sizes (not run by default)
 //
+// and, for running for months:
+//
+//	endpointdown  the endpoint answers 503 for --endpoint-down-for during a
+//	              broadcast and refuses a fixed set of keys with 400
+//	kafkadown     Kafka stopped for --kafka-down-for and restarted while
+//	              failed deliveries are due as dead letters
+//	concurrent    --concurrent-broadcasts triggered at once; open files and
+//	              goroutines per worker against its --max-in-flight
+//	soak          --soak-broadcasts small broadcasts back to back: etcd's
+//	              size, worker memory, a fresh worker's start (not run by
+//	              default: tens of minutes)
+//
+// and, for fleet scale (issue 13; none runs by default):
+//
+//	rollout    two rounds of surge-then-stop replacement of every worker
+//	           with new ids mid-broadcast: open units, throughput
+//	idle       --idle-workers idle workers for --idle-for: CPU, RSS and
+//	           lease losses per member
+//	retrykill  kill9 and sigstop against an endpoint that refuses one
+//	           subscriber in --retry-one-in once with 503 + Retry-After
+//	etcdout    the workers cut off etcd (through a TCP proxy) for
+//	           --outage-for mid-broadcast
+//
 // For each it prints one JSON object per line, then a Markdown table, and
 // writes results.json, results.md and one chart per scenario (SVG and PNG)
 // of delivered messages per second with kills, stops and joins marked to
@@ -194,6 +217,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 
 	var table strings.Builder
 	writeTable(&table, results)
+	writeFigures(&table, results)
 	fmt.Fprintf(stdout, "\n%s", table.String())
 	// The load at the start says whether the machine was quiet; at the
 	// end it is mostly the run's own.

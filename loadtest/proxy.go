@@ -95,8 +95,9 @@ func (a *attribution) proxy(id string) (*proxy, error) {
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		p.record(xxhash.Sum64String(key))
+	key, woken := r.Header.Get("Idempotency-Key"), false
+	if key != "" {
+		woken = p.count()
 	}
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.a.target+r.URL.RequestURI(), r.Body)
 	if err != nil {
@@ -115,6 +116,12 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	// Keys count as sent once the endpoint took them (200, or 409 for a
+	// duplicate): a refused attempt (429, 5xx) delivers nothing, and its
+	// retry is not a second send.
+	if key != "" && (resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusConflict) {
+		p.record(xxhash.Sum64String(key), woken)
+	}
 	for _, h := range []string{"Content-Type", "Retry-After"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
@@ -124,19 +131,28 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, resp.Body)
 }
 
-func (p *proxy) record(h uint64) {
+// count counts a request as it arrives and reports whether the worker
+// had been woken by then.
+func (p *proxy) count() (woken bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests++
-	if !p.woken {
+	if p.woken && !p.rejoined {
+		p.beforeRejoin++
+	}
+	return p.woken
+}
+
+// record notes key hash h as sent, before or after the wake.
+func (p *proxy) record(h uint64, woken bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !woken {
 		p.before[h] = struct{}{}
 		return
 	}
 	if n := p.afterWake[h]; n < 255 {
 		p.afterWake[h] = n + 1
-	}
-	if !p.rejoined {
-		p.beforeRejoin++
 	}
 }
 
@@ -185,7 +201,8 @@ type zombieReport struct {
 	AlsoSentByOthers int `json:"also_sent_by_others"`
 	// SentTwiceAfterWake counts keys it sent more than once after waking
 	// (a lost record sent as a zombie, then again under a new claim).
-	// Must be 0 against an endpoint that answers everything at once.
+	// Must be 0. The key counts above and below are of keys the endpoint
+	// took; a refused attempt and its retry are one send.
 	SentTwiceAfterWake int `json:"sent_twice_after_wake"`
 	// ResentByOthers counts keys it sent before the stop that another
 	// worker sent again: the failover's re-sends from its last checkpoint,

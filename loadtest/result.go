@@ -57,12 +57,20 @@ type Result struct {
 	Endpoint       *endpointStats `json:"endpoint,omitempty"`
 	Events         []*event       `json:"events,omitempty"`
 	Zombie         *zombieReport  `json:"zombie,omitempty"`
+	// Soak, Outage (endpointdown, kafkadown) and Concurrent are the
+	// figures of the scenarios of "Running for months".
+	Soak       *soakReport       `json:"soak,omitempty"`
+	Outage     *serviceOutage    `json:"outage,omitempty"`
+	Concurrent *concurrentReport `json:"concurrent,omitempty"`
 	// RatioToPlain and RatioToDIY are MsgsPerS over the baselines'.
 	RatioToPlain *float64 `json:"ratio_to_plain_http,omitempty"`
 	RatioToDIY   *float64 `json:"ratio_to_kafka_diy,omitempty"`
 	Checks       []check  `json:"checks"`
 	Chart        string   `json:"chart,omitempty"`
 	Note         string   `json:"note,omitempty"`
+
+	// Fleet holds the figures of rollout, idle, retrykill and etcdout.
+	Fleet *fleetReport `json:"fleet,omitempty"`
 
 	// Series is the endpoint's first deliveries per second from the
 	// trigger on: the chart's data, kept so --replot can draw it again.
@@ -142,10 +150,20 @@ func windowDuplicates(events []*event, final int64) {
 
 // judge adds the checks of the issue's targets to a Herald result.
 func judge(res *Result, sc scenario, cfg Config) {
+	if sc.standalone == nil {
+		judgeBroadcast(res, sc, cfg)
+	}
+	if sc.judge != nil {
+		sc.judge(res, cfg)
+	}
+}
+
+// judgeBroadcast adds the checks every broadcast scenario shares.
+func judgeBroadcast(res *Result, sc scenario, cfg Config) {
 	res.check("done", res.State == "done", "state %s %s", res.State, res.Reason)
 	res.check("lost 0", res.Lost == 0, "lost %d of %d eligible", res.Lost, res.Eligible)
 	switch sc.kind {
-	case scSteady, scScaleout, scSigterm, scSlow, scRSS:
+	case scSteady, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent:
 		res.check("duplicates 0", res.Duplicates == 0, "duplicates %d", res.Duplicates)
 	}
 	limit := (cfg.LeaseTTL + 2*time.Second).Seconds()

@@ -36,6 +36,9 @@ type run struct {
 	rng    *rand.Rand   // the chaos goroutine's only
 	client *http.Client // scrapes
 
+	// etcdProxy, when set, stands between the workers and etcd.
+	etcdProxy *tcpProxy
+
 	t0   time.Time // the trigger was produced
 	rev0 int64     // etcd's revision just before
 	// running closes when the broadcast is first seen running with every
@@ -109,6 +112,8 @@ type event struct {
 	dupBefore int64 // the endpoint's duplicates at the event
 	memberRev int64 // create revision of the worker's member record at the event
 	rejoined  bool  // the worker holds a new lease since
+
+	rate float64 // the worker's delivered per second just before, for kill and stop
 }
 
 func (e *event) disruptive() bool { return e.Kind == "kill" || e.Kind == "stop" }
@@ -123,8 +128,12 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return Result{}, fmt.Errorf("loadtest: %w", err)
 	}
+	etcd := r.st.EtcdEndpoint()
+	if r.etcdProxy != nil {
+		etcd = r.etcdProxy.endpoint()
+	}
 	fcfg := fleet.Config{
-		Binary: r.h.binary, Etcd: r.st.EtcdEndpoint(), Kafka: r.st.KafkaBrokers()[0],
+		Binary: r.h.binary, Etcd: etcd, Kafka: r.st.KafkaBrokers()[0],
 		Args: r.h.workerArgs, LogDir: logDir, ReadyTimeout: cfg.LeaseTTL + 20*time.Second,
 	}
 	endpoint := r.sink.url("/push")
@@ -193,7 +202,12 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if chaosErr != nil && !errors.Is(chaosErr, context.Canceled) {
 		return Result{}, fmt.Errorf("loadtest: %s: %w", r.sc.name, chaosErr)
 	}
-	return r.finish(ctx, st, eligible, end)
+	res, err := r.finish(ctx, st, eligible, end)
+	if err != nil || r.sc.after == nil {
+		return res, err
+	}
+	// Before the fleet stops: the scenario may use it once more.
+	return res, r.sc.after(ctx, r, &res)
 }
 
 // startInitial starts the scenario's first workers together.

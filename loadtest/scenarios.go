@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"time"
 )
 
@@ -18,6 +19,21 @@ type scenario struct {
 	slow        bool // against the slow endpoint
 	attribute   bool // each worker through its own proxy (sigstop)
 	chaos       func(context.Context, *run) error
+
+	// The fleet-scale scenarios' own parts (fleet*.go, rollout.go, ...).
+	sinkFlags []string // an endpoint of its own, started with these flags
+	etcdProxy bool     // workers reach etcd through a proxy the chaos can cut
+	// standalone runs instead of a broadcast (idle), on a fresh stack.
+	standalone func(context.Context, *harness, *stack, scenario) (Result, error)
+	report     func(*run, *Result)   // adds figures once the broadcast ended
+	judge      func(*Result, Config) // adds checks after the common ones
+	// restartableKafka lets a scenario stop and restart Kafka (kafkadown).
+	restartableKafka bool
+	// own runs a scenario of many broadcasts in place of the one
+	// broadcast run.execute follows; after adds a scenario's own figures
+	// and checks to that one's result, with its fleet still running.
+	own   func(context.Context, *run) (Result, error)
+	after func(context.Context, *run, *Result) error
 }
 
 func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
@@ -54,12 +70,13 @@ func plan(cfg Config) []scenario {
 		s.slow, s.subscribers = true, cfg.SlowSubscribers
 		out = append(out, s)
 	}
+	out = append(out, fleetPlan(cfg)...)
 	if cfg.has(scRSS) {
 		for _, n := range cfg.RSSSubscribers {
 			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
 		}
 	}
-	return out
+	return append(out, planMonths(cfg)...)
 }
 
 // runScenario runs one Herald scenario on the harness.
@@ -76,12 +93,31 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		running: make(chan struct{}),
 	}
 	defer r.client.CloseIdleConnections()
-	st, err := startStack(ctx)
+	st, err := startStack(ctx, sc.restartableKafka)
 	if err != nil {
 		return Result{}, err
 	}
 	defer st.close()
 	r.st = st
+	if sc.standalone != nil {
+		return sc.standalone(ctx, h, st, sc)
+	}
+	if sc.etcdProxy {
+		p, err := newTCPProxy(st.EtcdEndpoint())
+		if err != nil {
+			return Result{}, err
+		}
+		defer p.close()
+		r.etcdProxy = p
+	}
+	if sc.sinkFlags != nil {
+		s, err := startSink(ctx, h.binary, sc.sinkFlags, filepath.Join(h.out, "sink-"+sc.name+".log"))
+		if err != nil {
+			return Result{}, err
+		}
+		defer s.close()
+		r.sink = s
+	}
 	if sc.slow {
 		s, err := h.slowSink(ctx)
 		if err != nil {
@@ -90,5 +126,12 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		defer s.close()
 		r.sink = s
 	}
-	return r.execute(ctx)
+	if sc.own != nil {
+		return sc.own(ctx, r)
+	}
+	res, err := r.execute(ctx)
+	if err == nil && sc.report != nil {
+		sc.report(r, &res)
+	}
+	return res, err
 }

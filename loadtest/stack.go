@@ -23,8 +23,10 @@ type stack struct {
 	reg *coordinator.Registry
 }
 
-func startStack(ctx context.Context) (*stack, error) {
-	ds, err := devstack.Start(ctx, devstack.Config{})
+// startStack starts a stack; with restartableKafka its broker can be
+// stopped and started again without losing data (kafkadown).
+func startStack(ctx context.Context, restartableKafka bool) (*stack, error) {
+	ds, err := devstack.Start(ctx, devstack.Config{RestartableKafka: restartableKafka})
 	if err != nil {
 		return nil, err
 	}

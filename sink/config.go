@@ -36,9 +36,28 @@ type Config struct {
 	// RetryAfter is announced in the Retry-After header of injected 429
 	// and 503 answers, in whole seconds rounded up. Zero means 1 second.
 	RetryAfter time.Duration
+	// Retry refuses a fixed share of keys with 503 and Retry-After a
+	// given number of times, chosen by key rather than at random. Zero
+	// refuses none.
+	Retry RetryKeys
 	// Seed seeds the random choice of injected failures and jitter, so a
 	// run with the same request order injects the same failures.
 	Seed uint64
+	// OutageFor makes the endpoint go down for a window: from OutageAfter
+	// after the first delivery request of the counting period (the start
+	// or the last reset) and for OutageFor, every delivery request is
+	// answered OutageStatus at once, with Retry-After for 429 and 503.
+	// Zero OutageFor means no outage.
+	OutageAfter, OutageFor time.Duration
+	// OutageStatus is the answer during the outage: 429 or a 5xx. Zero
+	// means 503 Service Unavailable.
+	OutageStatus int
+	// Refuse400 is the fraction of idempotency keys, in [0, 1], refused
+	// with 400 Bad Request every time they are posted: subscribers the
+	// endpoint deems bad, which no retry can help. The keys are chosen by
+	// their hash (Refuses), so every sink with the same fraction refuses
+	// the same ones and a test can tell in advance which they are.
+	Refuse400 float64
 	// Strict rejects (400) and counts bodies that are not valid JSON and
 	// keys that are not printable ASCII of at most 200 characters.
 	Strict bool
@@ -80,10 +99,19 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative max body %d", ErrConfig, c.MaxBody)
 	case c.MaxHeaderBytes < 0:
 		return fmt.Errorf("%w: negative max header bytes %d", ErrConfig, c.MaxHeaderBytes)
+	case c.OutageAfter < 0 || c.OutageFor < 0:
+		return fmt.Errorf("%w: negative outage time %v or length %v", ErrConfig, c.OutageAfter, c.OutageFor)
+	case c.OutageStatus != 0 && c.OutageStatus != 429 && (c.OutageStatus < 500 || c.OutageStatus > 599):
+		return fmt.Errorf("%w: outage status %d: want 429 or 5xx", ErrConfig, c.OutageStatus)
+	case !(c.Refuse400 >= 0 && c.Refuse400 <= 1):
+		return fmt.Errorf("%w: refused fraction %v outside [0, 1]", ErrConfig, c.Refuse400)
 	case c.VerifyTolerance < 0:
 		return fmt.Errorf("%w: negative signature tolerance %v", ErrConfig, c.VerifyTolerance)
 	case c.VerifyKeys != nil && len(c.VerifyKeys) == 0:
 		return fmt.Errorf("%w: verify keys given but empty", ErrConfig)
+	}
+	if err := c.Retry.validate(); err != nil {
+		return err
 	}
 	for i, k := range c.VerifyKeys {
 		if len(k) < signature.MinKeyBytes {
@@ -97,8 +125,14 @@ func (c Config) withDefaults() Config {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = time.Second
 	}
+	if c.Retry.Times == 0 {
+		c.Retry.Times = 1
+	}
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
+	}
+	if c.OutageStatus == 0 {
+		c.OutageStatus = 503
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes

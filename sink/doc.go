@@ -3,7 +3,9 @@
 // delivery"), counts requests, distinct idempotency keys and duplicates,
 // overall and per broadcast, and serves the counts as JSON at GET /stats.
 // It can inject latency, 429s and 5xx answers to exercise a sender's
-// retries.
+// retries, go down for a set window (an outage), and refuse a fixed share
+// of keys with 400 (bad subscribers), both chosen deterministically so a
+// test knows in advance what the endpoint answered.
 //
 // It keeps a 128-bit hash of every key it has delivered, nothing else per
 // request, so memory grows with distinct keys only. It does not store or
@@ -20,14 +22,17 @@
 //
 //	400  no Idempotency-Key header, an unreadable body, or (strict mode)
 //	     a body that is not JSON or a key that is not printable ASCII of
-//	     at most 200 characters
+//	     at most 200 characters, or (Config.Refuse400) a refused key
+//	503  (Config.OutageFor; or the status set) during the outage window,
+//	     at once and to every delivery
 //	401  (with Config.VerifyKeys) a Herald-Signature that is missing,
 //	     malformed, stale or made with another key
 //	413  a body larger than Config.MaxBody
 //	431  headers larger than Config.MaxHeaderBytes (net/http's answer)
 //	429  injected, with Retry-After
 //	500  injected
-//	503  injected, with Retry-After
+//	503  injected, with Retry-After; with Config.Retry also the first
+//	     deliveries of a fixed share of keys
 //	200  the key is new: it is now delivered
 //	409  the key was delivered before: a duplicate, still delivered as
 //	     far as the sender is concerned (a sender counts 409 as delivered)

@@ -30,6 +30,13 @@ type Sink struct {
 	cfg        Config
 	retryAfter string
 	injects    bool // any fault or jitter configured: the RNG is needed
+	// refuseBelow and refuseAll select the keys refused with 400
+	// (Config.Refuse400): those whose hash is below, or all.
+	refuses     bool // any key is refused
+	refuseBelow uint64
+	refuseAll   bool
+	outageRetry bool             // the outage's status carries Retry-After
+	now         func() time.Time // the outage's clock; tests set it
 
 	cur  atomic.Pointer[counters]
 	bufs sync.Pool // *bytes.Buffer for bodies
@@ -49,19 +56,30 @@ func New(cfg Config) (*Sink, error) {
 		retryAfter: strconv.FormatInt(cfg.retryAfterSeconds(), 10),
 		injects:    cfg.Rate429 > 0 || cfg.Rate5xx > 0 || cfg.Jitter > 0,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)),
+		now:        time.Now,
 	}
+	s.refuseBelow, s.refuseAll = refuseBound(cfg.Refuse400)
+	s.refuses = s.refuseAll || s.refuseBelow > 0
+	s.outageRetry = cfg.OutageStatus == http.StatusTooManyRequests || cfg.OutageStatus == http.StatusServiceUnavailable
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 	s.cur.Store(newCounters(time.Now()))
 	return s, nil
 }
 
 // Stats returns the counts so far.
-func (s *Sink) Stats() Stats { return s.cur.Load().snapshot() }
+func (s *Sink) Stats() Stats { return s.stats(s.cur.Load()) }
 
 // Reset clears every counter and forgets every key, returning the counts
 // up to the reset. Requests in flight are counted in the returned period.
+// The outage's clock starts again with the next request.
 func (s *Sink) Reset() Stats {
-	return s.cur.Swap(newCounters(time.Now())).snapshot()
+	return s.stats(s.cur.Swap(newCounters(time.Now())))
+}
+
+func (s *Sink) stats(c *counters) Stats {
+	st := c.snapshot()
+	s.outageWindow(&st, c)
+	return st
 }
 
 // ServeHTTP routes the control paths and takes every other POST as a
@@ -149,6 +167,14 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	}
 	b := c.broadcast(broadcastID(body))
 	b.requests.Add(1)
+	if s.down(c, s.now()) {
+		c.outage.Add(1)
+		if s.outageRetry {
+			w.Header().Set("Retry-After", s.retryAfter)
+		}
+		w.WriteHeader(s.cfg.OutageStatus)
+		return
+	}
 
 	delay, status := s.cfg.Latency, 0
 	if s.injects {
@@ -156,8 +182,18 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		extra, status = s.draw()
 		delay += extra
 	}
+	h := hashKey(key)
+	if status == 0 && s.cfg.Retry.picks(h) && c.refusals.refuse(h, s.cfg.Retry.Times) {
+		status = http.StatusServiceUnavailable
+	}
 	if delay > 0 && !sleep(r.Context(), delay) {
 		c.abandoned.Add(1)
+		return
+	}
+	if s.refuses && s.refused(hashKey(key)) {
+		c.refused.Add(1)
+		b.refused.Add(1)
+		http.Error(w, "refused: this sink refuses this key (--refuse-400)", http.StatusBadRequest)
 		return
 	}
 	switch status {
@@ -176,7 +212,7 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
-	if c.keys.add(hashKey(key)) {
+	if c.keys.add(h) {
 		c.firstDelivery(time.Now())
 		b.delivered.Add(1)
 		w.WriteHeader(http.StatusOK)

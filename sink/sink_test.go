@@ -413,6 +413,11 @@ func TestConfigValidate(t *testing.T) {
 		{"rates sum above 1", Config{Rate429: 0.6, Rate5xx: 0.6}, false},
 		{"negative retry-after", Config{RetryAfter: -time.Second}, false},
 		{"negative max body", Config{MaxBody: -1}, false},
+		{"outage", Config{OutageAfter: time.Second, OutageFor: time.Second, OutageStatus: 429, Refuse400: 1}, true},
+		{"negative outage", Config{OutageFor: -time.Second}, false},
+		{"outage answered 404", Config{OutageFor: time.Second, OutageStatus: 404}, false},
+		{"refuse above 1", Config{Refuse400: 1.5}, false},
+		{"refuse NaN", Config{Refuse400: math.NaN()}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -449,5 +454,96 @@ func TestSeriesPerSecond(t *testing.T) {
 	want[0], want[3], want[2*chunkSeconds] = 2, 1, 1
 	if fmt.Sprint(v) != fmt.Sprint(want) {
 		t.Errorf("series %v, want %v", v, want)
+	}
+}
+
+func TestOutageWindow(t *testing.T) {
+	s := newSink(t, Config{OutageAfter: 10 * time.Second, OutageFor: 30 * time.Second, RetryAfter: 2 * time.Second})
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	var now time.Time
+	s.now = func() time.Time { return now }
+	steps := []struct {
+		at     time.Duration // since the first request
+		key    string
+		status int
+	}{
+		{0, "a", http.StatusOK}, // starts the clock
+		{9 * time.Second, "b", http.StatusOK},
+		{10 * time.Second, "c", http.StatusServiceUnavailable}, // down from After
+		{25 * time.Second, "b", http.StatusServiceUnavailable}, // even a delivered key
+		{40*time.Second - 1, "d", http.StatusServiceUnavailable},
+		{40 * time.Second, "c", http.StatusOK}, // up at After + For
+		{time.Hour, "d", http.StatusOK},
+	}
+	for _, st := range steps {
+		now = t0.Add(st.at)
+		w := post(s, st.key, deliveryBody("b1", st.key, st.key))
+		if w.Code != st.status {
+			t.Fatalf("at %v: %d, want %d", st.at, w.Code, st.status)
+		}
+		if w.Code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") != "2" {
+			t.Errorf("at %v: Retry-After %q, want 2", st.at, w.Header().Get("Retry-After"))
+		}
+	}
+	st := s.Stats()
+	if st.Outage != 3 || st.Delivered != 4 || st.Requests != 7 || st.Broadcasts["b1"].Requests != 7 {
+		t.Errorf("stats %+v, want 3 outage answers of 7 requests, 4 delivered", st)
+	}
+	// The window is reported on the sink's own clock from the first
+	// request; the test's clock only decided the answers.
+	if got := st.OutageUntil.Sub(st.OutageFrom); got != 30*time.Second || st.OutageFrom.IsZero() {
+		t.Errorf("window %v to %v, want 30s", st.OutageFrom, st.OutageUntil)
+	}
+
+	// A reset starts the clock again: down from the first request on.
+	s = newSink(t, Config{OutageFor: time.Minute, OutageStatus: http.StatusBadGateway})
+	s.now = func() time.Time { return t0 }
+	if w := post(s, "a", nil); w.Code != http.StatusBadGateway || w.Header().Get("Retry-After") != "" {
+		t.Errorf("outage with 502: %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+	}
+	s.Reset()
+	s.now = func() time.Time { return t0.Add(time.Hour) }
+	if w := post(s, "a", nil); w.Code != http.StatusBadGateway {
+		t.Errorf("after a reset: %d, want the outage again", w.Code)
+	}
+}
+
+func TestRefuse400(t *testing.T) {
+	const n = 20_000
+	s := newSink(t, Config{Refuse400: 0.05})
+	refused := 0
+	for i := range n {
+		key := fmt.Sprintf("spring:u%d", i)
+		w := post(s, key, deliveryBody("spring", fmt.Sprint(i), key))
+		switch {
+		case w.Code == http.StatusBadRequest && Refuses(key, 0.05):
+			refused++
+			// Refused every time, never delivered.
+			if again := post(s, key, deliveryBody("spring", fmt.Sprint(i), key)); again.Code != http.StatusBadRequest {
+				t.Fatalf("key %s refused, then answered %d", key, again.Code)
+			}
+		case w.Code == http.StatusOK && !Refuses(key, 0.05):
+		default:
+			t.Fatalf("key %s: %d, Refuses says %v", key, w.Code, Refuses(key, 0.05))
+		}
+	}
+	mean, sd := n*0.05, math.Sqrt(n*0.05*0.95)
+	if math.Abs(float64(refused)-mean) > 5*sd {
+		t.Errorf("refused %d of %d keys, want about %.0f", refused, n, mean)
+	}
+	st := s.Stats()
+	if st.Refused != int64(2*refused) || st.Broadcasts["spring"].Refused != st.Refused || st.Delivered != int64(n-refused) {
+		t.Errorf("stats %+v, want %d refused requests and %d delivered", st, 2*refused, n-refused)
+	}
+	if sum := st.Delivered + st.Refused; sum != st.Requests {
+		t.Errorf("counters sum to %d of %d requests", sum, st.Requests)
+	}
+	for _, f := range []struct {
+		fraction float64
+		want     bool
+	}{{0, false}, {math.NaN(), false}, {1, true}, {math.Nextafter(1, 0), true}} {
+		if got := Refuses("any", f.fraction); got != f.want {
+			t.Errorf("Refuses(any, %v) = %v, want %v", f.fraction, got, f.want)
+		}
 	}
 }

@@ -8,8 +8,9 @@ import (
 
 // Stats is what GET /stats serves. Every delivery request is counted in
 // Requests and in exactly one of Delivered, Duplicates, BadRequests,
-// Unauthorized, InvalidBodies, Injected429, Injected500, Injected503 or
-// Abandoned, so they add up to Requests once no request is in flight.
+// Unauthorized, InvalidBodies, Outage, Refused, Injected429, Injected500,
+// Injected503 or Abandoned, so they add up to Requests once no request is
+// in flight.
 type Stats struct {
 	// Since is when counting started: the sink's start or the last reset.
 	Since time.Time `json:"since"`
@@ -35,6 +36,15 @@ type Stats struct {
 	// and keys that are not printable ASCII of at most 200 characters
 	// (400).
 	InvalidBodies int64 `json:"invalid_bodies"`
+	// Outage counts requests answered Config.OutageStatus because the
+	// outage window covered them; OutageFrom and OutageUntil bound that
+	// window once its clock has started (absent without an outage).
+	Outage      int64     `json:"outage"`
+	OutageFrom  time.Time `json:"outage_from,omitzero"`
+	OutageUntil time.Time `json:"outage_until,omitzero"`
+	// Refused counts requests refused (400) because their key is among
+	// those Config.Refuse400 selects.
+	Refused int64 `json:"refused"`
 	// Injected429, Injected500 and Injected503 count injected failures.
 	Injected429 int64 `json:"injected_429"`
 	Injected500 int64 `json:"injected_500"`
@@ -66,6 +76,8 @@ type BroadcastStats struct {
 	Delivered int64 `json:"delivered"`
 	// Duplicates counts its accepted requests for keys already delivered.
 	Duplicates int64 `json:"duplicates"`
+	// Refused counts its requests refused for their key (Config.Refuse400).
+	Refused int64 `json:"refused"`
 }
 
 // counters is one counting period, from start or a reset. A reset swaps in
@@ -76,18 +88,20 @@ type counters struct {
 	keys  keySet
 
 	requests, delivered, duplicates, badRequests, invalidBodies atomic.Int64
-	unauthorized, headersTooLarge                               atomic.Int64
+	unauthorized, headersTooLarge, outage, refused              atomic.Int64
 	injected429, injected500, injected503, abandoned            atomic.Int64
 	firstNanos, lastNanos                                       atomic.Int64 // since `since`; 0 = none yet
+	firstRequestNanos                                           atomic.Int64 // the outage's clock; 0 = not started
 
-	series series
+	series   series
+	refusals refusals // Config.Retry's
 
 	bmu        sync.RWMutex
 	broadcasts map[string]*broadcastCounters
 }
 
 type broadcastCounters struct {
-	requests, delivered, duplicates atomic.Int64
+	requests, delivered, duplicates, refused atomic.Int64
 }
 
 func newCounters(now time.Time) *counters {
@@ -139,6 +153,8 @@ func (c *counters) snapshot() Stats {
 		Unauthorized:    c.unauthorized.Load(),
 		HeadersTooLarge: c.headersTooLarge.Load(),
 		InvalidBodies:   c.invalidBodies.Load(),
+		Outage:          c.outage.Load(),
+		Refused:         c.refused.Load(),
 		Injected429:     c.injected429.Load(),
 		Injected500:     c.injected500.Load(),
 		Injected503:     c.injected503.Load(),
@@ -158,6 +174,7 @@ func (c *counters) snapshot() Stats {
 			Requests:   b.requests.Load(),
 			Delivered:  b.delivered.Load(),
 			Duplicates: b.duplicates.Load(),
+			Refused:    b.refused.Load(),
 		}
 	}
 	c.bmu.RUnlock()

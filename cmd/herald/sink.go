@@ -22,8 +22,14 @@ func sinkFlags(fs *flag.FlagSet, cfg *sink.Config) {
 	fs.Float64Var(&cfg.Rate429, "rate-429", 0, "`fraction` of deliveries answered 429 with Retry-After")
 	fs.Float64Var(&cfg.Rate5xx, "rate-5xx", 0, "`fraction` of deliveries answered 500 or 503")
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "`delay` announced in Retry-After with 429 and 503, rounded up to whole seconds")
+	fs.Uint64Var(&cfg.Retry.OneIn, "retry-one-in", 0, "answer 503 with Retry-After to the first deliveries of one key in `n`, picked by the key's hash (0: none)")
+	fs.IntVar(&cfg.Retry.Times, "retry-times", 1, "how many `times` --retry-one-in refuses a picked key before accepting it")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "`seed` of the random choice of injected failures")
 	fs.BoolVar(&cfg.Strict, "strict", false, "reject bodies that are not JSON and keys that are not printable ASCII")
+	fs.DurationVar(&cfg.OutageAfter, "outage-after", 0, "start the outage this `duration` after the first delivery request (see --outage-for)")
+	fs.DurationVar(&cfg.OutageFor, "outage-for", 0, "answer every delivery --outage-status for this `duration`, from --outage-after (0: no outage)")
+	fs.IntVar(&cfg.OutageStatus, "outage-status", 503, "`status` answered during the outage: 429 or 5xx")
+	fs.Float64Var(&cfg.Refuse400, "refuse-400", 0, "`fraction` of idempotency keys always refused with 400, chosen by the key's hash")
 }
 
 func sinkCommand() command {
@@ -39,6 +45,14 @@ already delivered. GET /stats serves the counts as JSON (requests, delivered,
 duplicates, injected failures, per broadcast, per second); GET
 /stats?reset=1 or POST /reset clears them. Injected failures never count a
 key as delivered.
+
+Deterministic faults, for exact tests: --outage-for takes the endpoint down
+for that long, from --outage-after after the first delivery request (since
+the start or the last reset): every delivery is answered --outage-status at
+once (with Retry-After for 429 and 503) and counted as outage; /stats gives
+the window as outage_from and outage_until. --refuse-400 refuses that
+fraction of idempotency keys with 400 every time, the same keys on every run
+(chosen by the key's hash), counted as refused overall and per broadcast.
 
 With --verify-secret or --verify-secret-file it checks every delivery's
 Herald-Signature against the key(s), one per line (two while a key is

@@ -291,3 +291,61 @@ func TestKafkaListensOnGivenAddr(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A restartable broker stopped and started again is an outage: refused
+// while down, back on the same address with its messages and the
+// group's committed offsets, so a consumer resumes where it committed.
+func TestKafkaStopRestartKeepsAddressAndData(t *testing.T) {
+	k, err := StartKafka(context.Background(), KafkaConfig{Topics: []string{testTopic}, Partitions: 4, Restartable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	addr := k.Brokers()[0]
+	const n, first = 40, 15
+	produce(t, k.Brokers(), 0, n/2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := map[string]int{}
+	record := func(v string) { seen[v]++ }
+	r := kafka.NewReader(groupReaderConfig(k.Brokers(), "outage"))
+	if err := consumeCommit(ctx, r, first, record); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	k.Stop()
+	k.Stop() // a second stop does nothing
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("the stopped broker still accepts connections")
+	}
+	if err := k.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Restart(ctx); err != nil {
+		t.Fatalf("restarting a running broker: %v", err)
+	}
+	if b := k.Brokers(); len(b) != 1 || b[0] != addr {
+		t.Fatalf("restarted on %v, want [%s]", b, addr)
+	}
+	produce(t, k.Brokers(), n/2, n/2)
+	r2 := kafka.NewReader(groupReaderConfig(k.Brokers(), "outage"))
+	defer r2.Close()
+	if err := consumeCommit(ctx, r2, n-first, record); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if c := seen[fmt.Sprintf("k%d", i)]; c != 1 {
+			t.Errorf("message k%d seen %d times across the outage", i, c)
+		}
+	}
+
+	mem := startTestKafka(t)
+	mem.Stop()
+	if err := mem.Restart(ctx); !errors.Is(err, ErrNotRestartable) {
+		t.Errorf("restart of an in-memory broker: %v, want ErrNotRestartable", err)
+	}
+}

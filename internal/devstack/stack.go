@@ -30,6 +30,9 @@ type Config struct {
 	// KafkaAddr is the host:port of the Kafka broker. Empty means
 	// 127.0.0.1 with a free port.
 	KafkaAddr string
+	// RestartableKafka keeps Kafka's data on disk, so StopKafka and
+	// RestartKafka are an outage that loses nothing (KafkaConfig.Restartable).
+	RestartableKafka bool
 	// Partitions per topic. Zero means 4.
 	Partitions int
 	// ExtraTopics are created besides BroadcastsTopic, DeadLettersTopic and
@@ -49,7 +52,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	// Kafka starts in milliseconds and fails fast on a taken port, so it
 	// goes first: a bad address is reported before etcd's slower start.
 	topics := append([]string{BroadcastsTopic, DeadLettersTopic, ReportsTopic}, cfg.ExtraTopics...)
-	k, err := StartKafka(ctx, KafkaConfig{Addr: cfg.KafkaAddr, Topics: topics, Partitions: cfg.Partitions})
+	k, err := StartKafka(ctx, KafkaConfig{Addr: cfg.KafkaAddr, Topics: topics, Partitions: cfg.Partitions,
+		Restartable: cfg.RestartableKafka})
 	if err != nil {
 		return nil, err
 	}

@@ -17,22 +17,30 @@ import (
 
 // concurrent triggers many broadcasts at once and checks that each
 // worker's resources stay bounded by its --max-in-flight (the sends in
-// flight over all its broadcasts), not by how many broadcasts it holds.
+// flight over all its broadcasts), and by a few goroutines per broadcast,
+// not by every broadcast's max_in_flight.
 
-// The bound each worker is checked against, from its --max-in-flight cap:
-// a send in flight holds at most one connection to the endpoint (one
-// file descriptor) and three goroutines (the sender, and the connection's
-// read and write loops in net/http). The allowances are for what a worker
-// has whatever it sends: its etcd and Kafka connections, its HTTP server,
-// logs and runtime (about 20 descriptors and 50 goroutines when idle),
-// with room for its per-broadcast bookkeeping.
+// The bound each worker is checked against. Its --max-in-flight cap
+// bounds its sender goroutines, and its one connection pool keeps at most
+// cap + cap/8 + 2 connections to one host (dials in progress and
+// connections being closed count too; every broadcast here sends to one
+// sink): one file descriptor and two goroutines (net/http's read and
+// write loops) each. A broadcast it runs adds a few goroutines (its
+// reader, checkpointer, slot watcher and state watcher, and now and then
+// a hand-back or release in progress). The allowances are for what a
+// worker has whatever it sends: its etcd and Kafka connections, its HTTP
+// server, logs and runtime (about 20 descriptors and 50 goroutines when
+// idle).
 const (
-	fdsPerSend            = 1
-	goroutinesPerSend     = 3
-	fdAllowance           = 64
-	goroutineAllowance    = 512
-	concurrentSampleEvery = 250 * time.Millisecond
+	goroutinesPerConn      = 2
+	goroutinesPerBroadcast = 8
+	fdAllowance            = 64
+	goroutineAllowance     = 128
+	concurrentSampleEvery  = 250 * time.Millisecond
 )
+
+// poolConns is the most connections a worker's pool opens to one host.
+func poolConns(capacity int) int { return capacity + capacity/8 + 2 }
 
 // concurrentReport is the concurrent scenario's own figures.
 type concurrentReport struct {
@@ -95,7 +103,8 @@ func runConcurrent(ctx context.Context, r *run) (Result, error) {
 	}
 	rep := &concurrentReport{Broadcasts: n, SubscribersEach: subs, EligibleEach: eligible, WorkerCap: capacity,
 		BroadcastMaxInFlight: cfg.MaxInFlight, Workers: map[string]*workerPeaks{},
-		FDBound: fdsPerSend*capacity + fdAllowance, GoroutineBound: goroutinesPerSend*capacity + goroutineAllowance}
+		FDBound:        poolConns(capacity) + fdAllowance,
+		GoroutineBound: capacity + goroutinesPerConn*poolConns(capacity) + goroutinesPerBroadcast*n + goroutineAllowance}
 	// What the workers hold before any broadcast: every sample after is
 	// compared with the bound, this one only reported.
 	for _, p := range r.fleet.Procs() {
@@ -203,11 +212,12 @@ func runConcurrent(ctx context.Context, r *run) (Result, error) {
 		w := rep.Workers[id]
 		res.WorkerPeakRSSMiB = max(res.WorkerPeakRSSMiB, w.PeakRSSMiB)
 		res.check("open files of "+id+" bounded", w.Samples > 0 && w.PeakFDs <= rep.FDBound,
-			"peak %d (idle %d) over %d samples; bound %d x --max-in-flight %d + %d = %d",
-			w.PeakFDs, w.IdleFDs, w.Samples, fdsPerSend, capacity, fdAllowance, rep.FDBound)
+			"peak %d (idle %d) over %d samples; bound %d connections + %d = %d",
+			w.PeakFDs, w.IdleFDs, w.Samples, poolConns(capacity), fdAllowance, rep.FDBound)
 		res.check("goroutines of "+id+" bounded", w.Samples > 0 && w.PeakGoroutines <= rep.GoroutineBound,
-			"peak %d (idle %d); bound %d x --max-in-flight %d + %d = %d",
-			w.PeakGoroutines, w.IdleGoroutines, goroutinesPerSend, capacity, goroutineAllowance, rep.GoroutineBound)
+			"peak %d (idle %d); bound %d senders + %d x %d connections + %d x %d broadcasts + %d = %d",
+			w.PeakGoroutines, w.IdleGoroutines, capacity, goroutinesPerConn, poolConns(capacity),
+			goroutinesPerBroadcast, n, goroutineAllowance, rep.GoroutineBound)
 	}
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +26,10 @@ type broadcastDeps struct {
 	// record finishes only once its letter is written.
 	dead  *delivery.DeadLetterQueue
 	admit *admission
-	// slots bound the sends in flight over every broadcast on the worker.
-	slots *sendSlots
+	// slots bound the sends in flight over every broadcast on the worker;
+	// senders deliver them, one goroutine per slot at most.
+	slots   *sendSlots
+	senders *senders
 	// rateShare is the fraction of a broadcast's fleet-wide rate this
 	// worker sends at: the part of the broadcast's open slots it holds.
 	rateShare func(id string) float64
@@ -73,14 +76,14 @@ func (c Config) runConfig() runConfig {
 
 // broadcastRun is one broadcast on this worker: its compiled spec, the
 // slots it holds (tracker), one reader over the audience for all of them,
-// one checkpointer that writes their progress together, a fixed pool of
-// max_in_flight senders, this worker's share of the fleet-wide rate
-// limit, and a watcher that keeps the broadcast's state and that share
-// fresh.
+// one checkpointer that writes their progress together, its use of the
+// worker's send slots (at most max_in_flight; the worker's senders deliver
+// its records), this worker's share of the fleet-wide rate limit, and a
+// watcher that keeps the broadcast's state and that share fresh.
 //
-// newBroadcastRun starts the pool, the reader, the checkpointer and the
-// state watcher; add starts a small watcher per slot (asked back, or its
-// claim ended); stop ends and waits for all of them. Nothing else starts
+// newBroadcastRun starts the reader, the checkpointer, the slot watcher
+// (a slot asked back, or its claim ended) and the state watcher; add gives
+// the slot watcher one more slot; stop ends and waits for all of them. Nothing else starts
 // or stops them.
 type broadcastRun struct {
 	id   string
@@ -92,37 +95,42 @@ type broadcastRun struct {
 	log  *slog.Logger
 	t    *tracker
 
-	jobs    chan job
 	limiter *rate.Limiter // nil when the rate is unlimited
 	sends   *slotShare    // this broadcast's use of the worker's send slots
-	pool    sync.WaitGroup
+	// sending counts the records handed to the worker's senders and not
+	// finished with yet.
+	sending sync.WaitGroup
 
 	state     atomic.Value // coordinator.State
 	changed   atomic.Value // <-chan struct{}: closed when the state changes
 	expiresAt time.Time
 
-	stopping    chan struct{} // closed by stop
+	stopping chan struct{} // closed by stop
+	// watched are the slots watchSlots watches; add appends to it and
+	// signals watchAdded.
+	watchMu     sync.Mutex
+	watched     []*slotRun
+	watchAdded  chan struct{}
 	loops       sync.WaitGroup
 	cancelWatch context.CancelFunc
 	watching    sync.WaitGroup
 }
 
-// newBroadcastRun starts the broadcast's send pool (max_in_flight
-// goroutines reading jobs), its reader, its checkpointer and its state
-// watcher, for a broadcast of slots slots. The caller owns the run and
+// newBroadcastRun starts the broadcast's reader, its checkpointer and its
+// state watcher, for a broadcast of slots slots. The caller owns the run and
 // must call stop once it holds no slot (deps.empty says when).
 func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
-		id:       id,
-		spec:     sp,
-		set:      set,
-		send:     send,
-		cfg:      cfg,
-		deps:     deps,
-		log:      deps.log.With("broadcast", id),
-		jobs:     make(chan job, sp.Endpoint.MaxInFlight),
-		sends:    deps.slots.join(),
-		stopping: make(chan struct{}),
+		id:         id,
+		spec:       sp,
+		set:        set,
+		send:       send,
+		cfg:        cfg,
+		deps:       deps,
+		log:        deps.log.With("broadcast", id),
+		sends:      deps.slots.join(sp.Endpoint.MaxInFlight),
+		stopping:   make(chan struct{}),
+		watchAdded: make(chan struct{}, 1),
 	}
 	b.t = newTracker(slots, cfg.window, uint64(cfg.checkpointEvery), func(empty bool) {
 		deps.metrics.unitsHeld.Dec()
@@ -138,17 +146,14 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 		b.shareRate(deps.rateShare(id))
 	}
 	b.refreshState()
-	for range sp.Endpoint.MaxInFlight {
-		b.pool.Add(1)
-		go func() {
-			defer b.pool.Done()
-			b.sendLoop()
-		}()
-	}
-	b.loops.Add(2)
+	b.loops.Add(3)
 	go func() {
 		defer b.loops.Done()
 		b.readLoop()
+	}()
+	go func() {
+		defer b.loops.Done()
+		b.watchSlots()
 	}()
 	go func() {
 		defer b.loops.Done()
@@ -173,46 +178,81 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 func (b *broadcastRun) add(cl *coordinator.Claim) {
 	b.deps.metrics.unitsHeld.Inc()
 	sr := b.t.add(cl)
-	b.loops.Add(1)
-	go func() {
-		defer b.loops.Done()
-		b.watchSlot(sr)
-	}()
+	b.watchMu.Lock()
+	b.watched = append(b.watched, sr)
+	b.watchMu.Unlock()
+	signal(b.watchAdded)
 }
 
-func (b *broadcastRun) watchSlot(sr *slotRun) {
-	ctx := sr.cl.Context()
-	select {
-	case <-sr.cl.HandoffRequested():
-		b.t.handBack(sr, b.cfg.handoffDrain)
-	case <-ctx.Done():
-		b.t.drop(sr)
-		return
-	case <-sr.removed:
-		return
-	case <-b.stopping:
-		return
+// watchSlots is the one goroutine that watches every slot of the run:
+// when the coordinator asks for a slot back, it stops sending the slot's
+// records and lets the checkpointer hand it back once drained; when a
+// claim ends, it forgets the slot. One goroutine for all of them, rather
+// than one a slot, keeps a worker running many broadcasts at a few
+// goroutines per broadcast.
+func (b *broadcastRun) watchSlots() {
+	askedBack := make(map[*slotRun]bool)
+	var cases []reflect.SelectCase
+	recv := func(ch <-chan struct{}) reflect.SelectCase {
+		return reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
 	}
-	select {
-	case <-ctx.Done():
-		b.t.drop(sr)
-	case <-sr.removed:
-	case <-b.stopping:
+	type event struct {
+		sr   *slotRun
+		what int // 0 asked back, 1 claim ended, 2 removed
+	}
+	var events []event
+	for {
+		b.watchMu.Lock()
+		// Slots that left the tracker need no watching any more.
+		live := b.watched[:0]
+		for _, sr := range b.watched {
+			select {
+			case <-sr.removed:
+				delete(askedBack, sr)
+			default:
+				live = append(live, sr)
+			}
+		}
+		clear(b.watched[len(live):])
+		b.watched = live
+		cases = append(cases[:0], recv(b.stopping), recv(b.watchAdded))
+		events = events[:0]
+		for _, sr := range b.watched {
+			if !askedBack[sr] {
+				cases = append(cases, recv(sr.cl.HandoffRequested()))
+				events = append(events, event{sr, 0})
+			}
+			cases = append(cases, recv(sr.cl.Context().Done()), recv(sr.removed))
+			events = append(events, event{sr, 1}, event{sr, 2})
+		}
+		b.watchMu.Unlock()
+		i, _, _ := reflect.Select(cases)
+		switch {
+		case i == 0:
+			return
+		case i == 1:
+			continue // a slot was added
+		}
+		switch ev := events[i-2]; ev.what {
+		case 0:
+			askedBack[ev.sr] = true
+			b.t.handBack(ev.sr, b.cfg.handoffDrain)
+		case 1:
+			b.t.drop(ev.sr)
+		}
 	}
 }
 
 // stop ends the run's goroutines and returns once they have all ended.
 // The caller must make sure the run holds no slot (every claim has
-// ended). The reader and the checkpointer stop first; then the pool
-// empties the queue, sending nothing (a job still queued belongs to a
-// slot that is gone), and ends; the broadcast gives up its share of the
-// worker's send slots and closes its idle connections; the watcher is
-// cancelled and waited for.
+// ended). The reader and the checkpointer stop first; then stop waits
+// for the records still with the worker's senders (their slots are gone,
+// so those send nothing more); the broadcast gives up its share of the
+// worker's send slots; the watcher is cancelled and waited for.
 func (b *broadcastRun) stop() {
 	close(b.stopping)
 	b.loops.Wait()
-	close(b.jobs)
-	b.pool.Wait()
+	b.sending.Wait()
 	b.sends.leave()
 	b.send.Close()
 	b.cancelWatch()
@@ -273,23 +313,44 @@ func (b *broadcastRun) expired() bool {
 	return !b.expiresAt.IsZero() && !time.Now().Before(b.expiresAt)
 }
 
-// sendLoop is one member of the pool: render, encode, rate-limit, send.
-func (b *broadcastRun) sendLoop() {
-	var (
-		msg templates.Message
-		key []byte
-	)
-	for j := range b.jobs {
-		out, letter := b.deliver(j, &msg, &key)
-		switch {
-		case letter != nil:
-			b.deadLetter(j, letter)
-		case out != pending:
-			b.deps.metrics.outcome(out)
-			b.t.finish(j.idx, out)
-		default:
-			b.t.finish(j.idx, pending)
+// start hands a record to the worker's senders once the broadcast's rate
+// and a send slot of the worker's allow, waiting for both on the reader's
+// goroutine: a broadcast held back by either reads no further, and keeps
+// no goroutine waiting. It reports false, handing nothing over, if the
+// record's slot ended first.
+func (b *broadcastRun) start(j job) bool {
+	ctx := j.slot.sendCtx
+	if b.limiter != nil {
+		if err := b.limiter.Wait(ctx); err != nil {
+			return false
 		}
+	}
+	// The send slot is held until the record is finished, retries
+	// included: what is bounded is the deliveries under way, the
+	// goroutines that carry them, and the connections they keep.
+	if err := b.sends.acquire(ctx); err != nil {
+		return false
+	}
+	b.sending.Add(1)
+	b.deps.senders.run(j)
+	return true
+}
+
+// sendJob is what a sender does with a record of the broadcast: render,
+// encode, send, and finish it, or queue its dead letter. It gives the
+// record's send slot back at the end.
+func (b *broadcastRun) sendJob(j job, sc *scratch) {
+	defer b.sending.Done()
+	defer b.sends.release()
+	out, letter := b.deliver(j, &sc.msg, &sc.key)
+	switch {
+	case letter != nil:
+		b.deadLetter(j, letter)
+	case out != pending:
+		b.deps.metrics.outcome(out)
+		b.t.finish(j.idx, out)
+	default:
+		b.t.finish(j.idx, pending)
 	}
 }
 
@@ -320,19 +381,7 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outc
 	body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
 		BroadcastID: b.id, SubscriberID: j.id, Key: k, Locale: msg.Locale, Message: msg,
 	})
-	if b.limiter != nil {
-		if err := b.limiter.Wait(ctx); err != nil {
-			return pending, nil
-		}
-	}
-	// A slot of the worker's is held for the whole Send, retries included:
-	// what is bounded is the deliveries under way, and the connections
-	// they keep.
-	if err := b.sends.acquire(ctx); err != nil {
-		return pending, nil
-	}
 	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
-	b.sends.release()
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:

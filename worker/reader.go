@@ -14,6 +14,7 @@ import (
 
 // job is one owned, reachable record on its way to the endpoint.
 type job struct {
+	b      *broadcastRun
 	slot   *slotRun
 	idx    int32
 	id     string
@@ -266,10 +267,8 @@ func (b *broadcastRun) dispatch(sr *slotRun, rec *audience.Record, next sharding
 	if !ok {
 		return
 	}
-	j := job{slot: sr, idx: idx, id: string(rec.ID), locale: audience.Locale(data), data: data}
-	select {
-	case b.jobs <- j:
-	case <-b.stopping:
+	j := job{b: b, slot: sr, idx: idx, id: string(rec.ID), locale: audience.Locale(data), data: data}
+	if !b.start(j) {
 		b.t.finish(idx, pending)
 	}
 }

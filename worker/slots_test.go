@@ -41,7 +41,7 @@ func waitSlots(t *testing.T, s *sendSlots, n int) {
 // cancelled wait loses no slot.
 func TestSendSlotsShareFairly(t *testing.T) {
 	s := newSendSlots(6)
-	a, b := s.join(), s.join()
+	a, b := s.join(0), s.join(0)
 	ctx := context.Background()
 	for range 6 {
 		if err := a.acquire(ctx); err != nil {
@@ -89,7 +89,7 @@ func TestSendSlotsShareFairly(t *testing.T) {
 	}
 
 	// A third broadcast whose wait is cancelled takes nothing away.
-	c := s.join()
+	c := s.join(0)
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- c.acquire(cctx) }()
@@ -229,6 +229,6 @@ func TestInFlightCapAcrossBroadcasts(t *testing.T) {
 		}
 	}
 
-	// A broadcast that stops on the worker closes its idle connections.
+	// A worker with no broadcast left closes its idle connections.
 	waitFor(t, 5*time.Second, "connections to the endpoint closed", func() bool { return c.conns.Load() == 0 })
 }

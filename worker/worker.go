@@ -66,8 +66,9 @@ type Config struct {
 	// abandoning them to the next owner (0: 5s).
 	HandoffDrain time.Duration
 	// MaxInFlight bounds the sends in flight on this worker over all its
-	// broadcasts together (0: 1024), and with them the connections open to
-	// endpoints. Each broadcast still sends at most its endpoint's
+	// broadcasts together (0: 1024), and with them the goroutines that
+	// send and the connections kept open to each endpoint host (one pool
+	// for every broadcast). Each broadcast still sends at most its endpoint's
 	// max_in_flight at once; broadcasts that want more than an equal share
 	// of the worker's get an equal share, and one alone may use them all.
 	MaxInFlight int
@@ -170,6 +171,8 @@ type Worker struct {
 	runDeps broadcastDeps // dead is set by Run, which owns the queue
 	dead    delivery.DeadLetterBatchWriter
 	reg     prometheus.Registerer // nil: no metrics
+	// conns is the connection pool every broadcast's Sender sends over.
+	conns *delivery.Pool
 	// empty carries runs that hold no slot any more to the claim loop.
 	empty chan *broadcastRun
 
@@ -208,6 +211,12 @@ func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWr
 	w.metrics = newMetrics(r, c.Deadline)
 	w.admit = newAdmission(r)
 	w.dead, w.reg = dead, r
+	// One connection pool for every broadcast: the connections open to
+	// endpoints follow the worker's bound on sends, not each broadcast's.
+	w.conns = cfg.Delivery.Pool
+	if w.conns == nil {
+		w.conns = delivery.NewPool(cfg.MaxInFlight, cfg.Delivery.MaxResponseHeaderBytes)
+	}
 	w.runDeps = broadcastDeps{
 		metrics:        w.metrics,
 		admit:          w.admit,
@@ -251,10 +260,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		in := newIntake(w.cfg, w.coord.Registry(), w.log.With("component", "intake"), w.metrics, w.admit)
 		g.Go(func() error { return in.run(gctx) })
 	}
+	// Senders deliver the records of every broadcast; the claim loop
+	// returns only once every broadcast run has stopped, after which none
+	// is handed a record.
+	snd := newSenders(w.cfg.MaxInFlight)
+	w.runDeps.senders = snd
 	g.Go(func() error { return w.claimLoop(gctx) })
 	w.setReady(true)
 	err = g.Wait()
 	w.setReady(false)
+	snd.close()
+	w.conns.CloseIdle()
 	return err
 }
 
@@ -321,6 +337,11 @@ func (w *Worker) stopIfEmpty(b *broadcastRun) {
 	}
 	delete(w.broadcasts, b.id)
 	b.stop()
+	// The connection pool is shared by every broadcast; with none left
+	// here, its idle connections are let go rather than kept for the next.
+	if len(w.broadcasts) == 0 {
+		w.conns.CloseIdle()
+	}
 }
 
 // startRetry is a claimed slot that could not start: its spec could not be
@@ -408,6 +429,7 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 	}
 	dc := w.cfg.Delivery
 	dc.MaxInFlight = sp.Endpoint.MaxInFlight
+	dc.Pool = w.conns
 	dc.Timeout = time.Duration(sp.Endpoint.TimeoutMS) * time.Millisecond
 	dc.MaxAttempts = sp.Endpoint.MaxAttempts
 	dc.Fence = w.fence

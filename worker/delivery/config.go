@@ -54,10 +54,15 @@ const maxBreakerAttempts = 1000
 // Config tunes a Sender. The zero value is usable: every zero field means
 // the documented default.
 type Config struct {
-	// MaxInFlight is how many goroutines call Send at once; the connection
-	// pool keeps that many keep-alive connections per endpoint host. Zero
-	// means 64.
+	// MaxInFlight is how many goroutines call Send at once; the Sender's
+	// own connection pool keeps that many keep-alive connections per
+	// endpoint host. Zero means 64.
 	MaxInFlight int
+	// Pool, when set, is the connection pool the Sender sends over instead
+	// of one of its own, shared with other Senders (NewPool); its bounds
+	// are then the pool's, and Close leaves it open. Nil means a pool of
+	// the Sender's own, sized by MaxInFlight.
+	Pool *Pool
 	// Timeout bounds one attempt: connecting, sending, and reading the
 	// response. Zero means 5 s.
 	Timeout time.Duration

@@ -65,7 +65,8 @@ const maxKeyLen = 200
 type Sender struct {
 	cfg     Config
 	log     *slog.Logger
-	pool    *http.Transport
+	pool    *Pool
+	ownPool bool // the pool is the Sender's own: Close closes its idle connections
 	client  *http.Client
 	metrics *metrics
 	breaker *breaker // nil when disabled
@@ -82,7 +83,8 @@ type Sender struct {
 	sleepFor func(planned time.Duration) time.Duration
 }
 
-// New returns a Sender with its own connection pool. log may be nil (no
+// New returns a Sender with its own connection pool, or sending over
+// cfg.Pool when that is set. log may be nil (no
 // logs); reg may be nil (no metrics). The metric names are fixed, so
 // Senders sharing a registry each need a registerer wrapped with a
 // distinguishing label (prometheus.WrapRegistererWith).
@@ -98,14 +100,18 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 	if err != nil {
 		return nil, err
 	}
-	pool := newPool(cfg)
+	pool, own := cfg.Pool, false
+	if pool == nil {
+		pool, own = newPool(cfg), true
+	}
 	randN := rand.Int64N
 	return &Sender{
-		cfg:  cfg,
-		log:  log,
-		pool: pool,
+		cfg:     cfg,
+		log:     log,
+		pool:    pool,
+		ownPool: own,
 		client: &http.Client{
-			Transport: attemptTransport{pool: pool, timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
+			Transport: attemptTransport{pool: pool.t, timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
 			// A redirect is an answer (classify fails it), not something to
 			// follow: net/http would turn the POST into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -135,8 +141,13 @@ func (s *Sender) Waiting() bool { return s.breaker.isOpen() }
 // it is closed (or disabled).
 func (s *Sender) WaitingSince() time.Time { return s.breaker.since() }
 
-// Close drops the pool's idle connections. Sends still running finish.
-func (s *Sender) Close() { s.pool.CloseIdleConnections() }
+// Close drops the idle connections of the Sender's own pool (a shared
+// Config.Pool is left as it is). Sends still running finish.
+func (s *Sender) Close() {
+	if s.ownPool {
+		s.pool.CloseIdle()
+	}
+}
 
 // Send POSTs body to url with the headers a delivery carries,
 // identical in every attempt, and retries until the delivery is finished,

@@ -24,12 +24,44 @@ var ErrNotAllowed = errors.New("delivery: endpoint not allowed")
 // better retried on a fresh one.
 const connectTimeout = 5 * time.Second
 
-// newPool builds the keep-alive connection pool shared by every Send of a
-// Sender: HTTP/1.1 only, so each of the MaxInFlight senders holds one
-// connection and the endpoint sees steady, reusable sockets rather than a
-// few multiplexed ones.
-func newPool(cfg Config) *http.Transport {
-	connect := min(cfg.Timeout, connectTimeout)
+// Pool is a keep-alive connection pool that several Senders can share
+// (Config.Pool), so that the connections a worker keeps open follow its
+// own bound on sends in flight, not the sum of every broadcast's
+// max_in_flight. It is safe for concurrent use.
+type Pool struct {
+	t *http.Transport
+}
+
+// NewPool returns a pool that keeps at most maxConns idle connections over
+// all hosts, and at most a little more than maxConns open to any one host
+// (dials in progress and connections being closed count too).
+// maxResponseHeaderBytes bounds an answer's headers (0: 64 KiB).
+func NewPool(maxConns int, maxResponseHeaderBytes int64) *Pool {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxInFlight
+	}
+	if maxResponseHeaderBytes <= 0 {
+		maxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	t := newTransport(maxConns, connectTimeout, maxResponseHeaderBytes)
+	t.MaxIdleConns = maxConns
+	return &Pool{t: t}
+}
+
+// CloseIdle closes the pool's idle connections; connections in use are
+// kept, and new ones are opened as sends need them.
+func (p *Pool) CloseIdle() { p.t.CloseIdleConnections() }
+
+// newPool builds a Sender's own pool, for its MaxInFlight senders.
+func newPool(cfg Config) *Pool {
+	return &Pool{t: newTransport(cfg.MaxInFlight, min(cfg.Timeout, connectTimeout), cfg.MaxResponseHeaderBytes)}
+}
+
+// newTransport builds a keep-alive connection pool for maxConns senders
+// at once: HTTP/1.1 only, so each sender holds one connection and the
+// endpoint sees steady, reusable sockets rather than a few multiplexed
+// ones.
+func newTransport(maxConns int, connect time.Duration, maxResponseHeaderBytes int64) *http.Transport {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	return &http.Transport{
@@ -40,14 +72,14 @@ func newPool(cfg Config) *http.Transport {
 		}).DialContext,
 		TLSHandshakeTimeout: connect,
 		Protocols:           &protocols,
-		MaxIdleConnsPerHost: cfg.MaxInFlight,
+		MaxIdleConnsPerHost: maxConns,
 		// A dial in progress and a connection the endpoint has just closed
 		// both count against the cap; a little headroom keeps those moments
 		// from queueing senders, while the cap still stops a runaway from
 		// opening a socket per request.
-		MaxConnsPerHost:        cfg.MaxInFlight + cfg.MaxInFlight/8 + 2,
+		MaxConnsPerHost:        maxConns + maxConns/8 + 2,
 		IdleConnTimeout:        90 * time.Second,
-		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		// Response bodies are discarded; asking for gzip would only make
 		// the endpoint compress them.
 		DisableCompression: true,

@@ -84,7 +84,7 @@ type broadcastView struct {
 	state    stateRecord
 	stateRev int64 // mod revision of the state key
 	gen      uint64
-	// finishedAt is when this view first saw the state terminal: the
+	// finishedAt is when the state became terminal (finishedAt below): the
 	// archive waits Config.ArchiveAfter from then.
 	finishedAt time.Time
 
@@ -172,7 +172,7 @@ func (v *view) apply(kv *mvccpb.KeyValue, deleted bool) (stateChanged string, er
 			return id, fmt.Errorf("coordinator: decode state of %s: %w", id, err)
 		}
 		if st.State.Terminal() && !(b.hasState && b.state.State.Terminal()) {
-			b.finishedAt = time.Now()
+			b.finishedAt = finishedAt(st, time.Now())
 		}
 		b.hasState, b.state, b.stateRev = true, st, kv.ModRevision
 		if b.slots == 0 && st.Slots > 0 && st.Slots <= sharding.MaxSlots && !st.State.Terminal() {
@@ -293,4 +293,17 @@ func (v *view) liveIndex() (weights []float64, liveOf []int32) {
 func (v *view) active(member string) bool {
 	m, ok := v.members[member]
 	return ok && !m.rec.Leaving
+}
+
+// finishedAt is when a terminal state was written, by the clock of the
+// member that wrote it, or now if that lies ahead of this member's clock
+// (or is missing). It is read from the record, not taken from when this
+// view saw it: a resync rebuilds the view, and a time it restarted would
+// put off every archive again at each resync, for ever in a fleet that
+// resyncs more often than Config.ArchiveAfter.
+func finishedAt(st stateRecord, now time.Time) time.Time {
+	if st.UpdatedAt.IsZero() || st.UpdatedAt.After(now) {
+		return now
+	}
+	return st.UpdatedAt
 }

@@ -5,16 +5,6 @@ import (
 	"testing"
 )
 
-// subscriberIDs returns n ids shaped like real ones, so lookups hash
-// strings of a realistic length.
-func subscriberIDs(n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("subscriber-%08d", i*7919)
-	}
-	return ids
-}
-
 // BenchmarkOwner looks up the owner of a subscriber id: its hash, then the
 // ring lookup. It is on the per-subscriber path of every worker.
 func BenchmarkOwner(b *testing.B) {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"strconv"
-	"strings"
 )
 
 // Units and cursors are stored in etcd, so their encodings are part of
@@ -40,16 +38,6 @@ const unitVersion1 = 1
 const (
 	MaxUnitIDLen  = 1024
 	MaxUnitRanges = 1 << 20
-)
-
-// Encoding errors.
-var (
-	// ErrBadEncoding is returned, wrapped with what was wrong, for bytes or
-	// text that are not the encoding of a Unit or Cursor.
-	ErrBadEncoding = errors.New("sharding: bad encoding")
-	// ErrInvalidUnit is returned for a Unit or Cursor that cannot be
-	// encoded because it breaks a rule that decoding enforces.
-	ErrInvalidUnit = errors.New("sharding: invalid unit")
 )
 
 // Validate checks what encoding requires of u: an ID of at most
@@ -180,53 +168,6 @@ func (u *Unit) UnmarshalText(text []byte) error {
 // unitText is the text form's alphabet. It is strict so that, like the
 // binary form, the text form of a unit is unique.
 func unitText() *base64.Encoding { return base64.RawURLEncoding.Strict() }
-
-// MarshalText returns c as seq@offset in decimal, e.g. "1234@56789".
-func (c Cursor) MarshalText() ([]byte, error) {
-	if c.Offset < 0 {
-		return nil, fmt.Errorf("%w: cursor: negative offset %d", ErrInvalidUnit, c.Offset)
-	}
-	return c.appendText(nil), nil
-}
-
-// String returns the cursor as seq@offset, the form MarshalText writes.
-func (c Cursor) String() string { return string(c.appendText(nil)) }
-
-func (c Cursor) appendText(b []byte) []byte {
-	b = strconv.AppendUint(b, c.Seq, 10)
-	b = append(b, '@')
-	return strconv.AppendInt(b, c.Offset, 10)
-}
-
-// UnmarshalText sets c from seq@offset. Only the form MarshalText writes is
-// accepted: no signs, spaces or leading zeros. On error c is unchanged.
-func (c *Cursor) UnmarshalText(text []byte) error {
-	s := string(text)
-	seqText, offText, found := strings.Cut(s, "@")
-	if !found {
-		return fmt.Errorf("%w: cursor %q: want seq@offset", ErrBadEncoding, s)
-	}
-	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: cursor %q: seq: %w", ErrBadEncoding, s, err)
-	}
-	off, err := strconv.ParseInt(offText, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: cursor %q: offset: %w", ErrBadEncoding, s, err)
-	}
-	if off < 0 {
-		return fmt.Errorf("%w: cursor %q: negative offset", ErrBadEncoding, s)
-	}
-	parsed := Cursor{Seq: seq, Offset: off}
-	// ParseUint and ParseInt accept leading zeros and a plus sign; one
-	// cursor must have one text, so anything but the canonical form is
-	// refused.
-	if string(parsed.appendText(nil)) != s {
-		return fmt.Errorf("%w: cursor %q: not in canonical form", ErrBadEncoding, s)
-	}
-	*c = parsed
-	return nil
-}
 
 // decoder reads the fields of a binary unit, remembering the first error so
 // the caller can check once after a run of reads.

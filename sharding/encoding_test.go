@@ -150,57 +150,6 @@ func TestUnitEncodeErrors(t *testing.T) {
 	}
 }
 
-func TestCursorText(t *testing.T) {
-	tests := []struct {
-		text string
-		want Cursor
-		ok   bool
-	}{
-		{"0@0", Cursor{}, true},
-		{"1234@56789", Cursor{Seq: 1234, Offset: 56789}, true},
-		{"18446744073709551615@9223372036854775807", Cursor{Seq: math.MaxUint64, Offset: math.MaxInt64}, true},
-		{"", Cursor{}, false},
-		{"12", Cursor{}, false},
-		{"12@", Cursor{}, false},
-		{"@12", Cursor{}, false},
-		{"1@2@3", Cursor{}, false},
-		{"01@2", Cursor{}, false},
-		{"1@02", Cursor{}, false},
-		{"+1@2", Cursor{}, false},
-		{"1@+2", Cursor{}, false},
-		{"1@-2", Cursor{}, false},
-		{"-1@2", Cursor{}, false},
-		{" 1@2", Cursor{}, false},
-		{"1@2 ", Cursor{}, false},
-		{"18446744073709551616@0", Cursor{}, false},
-		{"0@9223372036854775808", Cursor{}, false},
-		{"0x10@0", Cursor{}, false},
-		{"1_000@0", Cursor{}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.text, func(t *testing.T) {
-			c := Cursor{Seq: 99, Offset: 99}
-			err := c.UnmarshalText([]byte(tt.text))
-			if !tt.ok {
-				if !errors.Is(err, ErrBadEncoding) || c != (Cursor{Seq: 99, Offset: 99}) {
-					t.Fatalf("UnmarshalText(%q) = %v, %v; want ErrBadEncoding and no change", tt.text, c, err)
-				}
-				return
-			}
-			if err != nil || c != tt.want {
-				t.Fatalf("UnmarshalText(%q) = %v, %v; want %v", tt.text, c, err, tt.want)
-			}
-			text, err := c.MarshalText()
-			if err != nil || string(text) != tt.text || c.String() != tt.text {
-				t.Fatalf("MarshalText(%v) = %q, %v", c, text, err)
-			}
-		})
-	}
-	if _, err := (Cursor{Offset: -1}).MarshalText(); !errors.Is(err, ErrInvalidUnit) {
-		t.Fatalf("MarshalText of a negative offset = %v", err)
-	}
-}
-
 // TestEncodingInJSON checks that units and cursors embed in JSON as
 // strings, which is how the coordinator stores them.
 func TestEncodingInJSON(t *testing.T) {

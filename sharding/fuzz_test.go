@@ -51,32 +51,3 @@ func FuzzUnitDecode(f *testing.F) {
 		}
 	})
 }
-
-func FuzzCursorText(f *testing.F) {
-	for _, s := range []string{"0@0", "1234@56789", "18446744073709551615@9223372036854775807", "01@2", "1@-2", "+1@2", "@", "1@2@3", ""} {
-		f.Add(s, uint64(7), int64(9))
-	}
-	f.Fuzz(func(t *testing.T, s string, seq uint64, off int64) {
-		var c Cursor
-		if err := c.UnmarshalText([]byte(s)); err != nil {
-			if !errors.Is(err, ErrBadEncoding) {
-				t.Fatalf("error %v does not wrap ErrBadEncoding", err)
-			}
-		} else if text, err := c.MarshalText(); err != nil || string(text) != s {
-			t.Fatalf("%q decodes to %v, which encodes to %q, %v", s, c, text, err)
-		}
-
-		want := Cursor{Seq: seq, Offset: off}
-		text, err := want.MarshalText()
-		if off < 0 {
-			if !errors.Is(err, ErrInvalidUnit) {
-				t.Fatalf("MarshalText(%v) = %q, %v; want ErrInvalidUnit", want, text, err)
-			}
-			return
-		}
-		var got Cursor
-		if err != nil || got.UnmarshalText(text) != nil || got != want {
-			t.Fatalf("%v encodes to %q, %v, which decodes to %v", want, text, err, got)
-		}
-	})
-}

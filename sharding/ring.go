@@ -19,14 +19,6 @@ import (
 // measured figures and BenchmarkNewRing100 for what it costs to build.
 const VNodesPerWeight = 4096
 
-// Weight bounds. A weight outside them is an error rather than a silent
-// clamp: its share could not track it (too few virtual nodes) or its ring
-// would cost too much memory (too many).
-const (
-	MinWeight = 1.0 / 64
-	MaxWeight = 64.0
-)
-
 // Ring errors.
 var (
 	ErrNoMembers       = errors.New("sharding: ring has no members")
@@ -34,16 +26,6 @@ var (
 	ErrDuplicateMember = errors.New("sharding: duplicate member id")
 	ErrBadWeight       = errors.New("sharding: bad member weight")
 )
-
-// Member is one fleet member to place on a Ring.
-type Member struct {
-	// ID names the member; it must be non-empty and unique in the ring.
-	ID string
-	// Weight is the member's capacity relative to others: its share of
-	// the hash space is proportional to it. 0 means 1; otherwise it must
-	// lie in [MinWeight, MaxWeight].
-	Weight float64
-}
 
 // Ring is an immutable consistent-hash ring. Each member places
 // round(Weight*VNodesPerWeight) virtual nodes at positions that depend only

@@ -24,13 +24,14 @@ type Cursor struct {
 // exactly one text, and parsing refuses every other, so equal cursors have
 // equal text.
 
-// Encoding errors.
+// Cursor text errors.
 var (
-	// ErrBadEncoding is returned, wrapped with what was wrong, for bytes or
-	// text that are not the encoding of a Unit or Cursor.
+	// ErrBadEncoding is returned, wrapped with what was wrong, for text
+	// that is not the form Cursor.MarshalText writes.
 	ErrBadEncoding = errors.New("sharding: bad encoding")
-	// ErrInvalidUnit is returned for a Unit or Cursor that cannot be
-	// encoded because it breaks a rule that decoding enforces.
+	// ErrInvalidUnit is returned for a Cursor that cannot be encoded
+	// because it breaks a rule that parsing enforces: a negative Offset.
+	// Its name is the earlier model's, when units had an encoding too.
 	ErrInvalidUnit = errors.New("sharding: invalid unit")
 )
 

@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"testing"
@@ -84,4 +85,27 @@ func FuzzCursorText(f *testing.F) {
 			t.Fatalf("%v encodes to %q, %v, which decodes to %v", want, text, err, got)
 		}
 	})
+}
+
+// TestCursorInJSON checks that a cursor embeds in JSON as its text, the
+// form the coordinator stores it in.
+func TestCursorInJSON(t *testing.T) {
+	type record struct {
+		Cursor Cursor `json:"cursor"`
+	}
+	in := record{Cursor: Cursor{Seq: 1234, Offset: 56789}}
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"cursor":"1234@56789"}`; string(data) != want {
+		t.Fatalf("json = %s, want %s", data, want)
+	}
+	var out record
+	if err := json.Unmarshal(data, &out); err != nil || out.Cursor != in.Cursor {
+		t.Fatalf("json round trip = %+v, %v", out, err)
+	}
+	if err := json.Unmarshal([]byte(`{"cursor":"12"}`), &out); !errors.Is(err, ErrBadEncoding) {
+		t.Fatalf("bad cursor in json: %v", err)
+	}
 }

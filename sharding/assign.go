@@ -6,6 +6,25 @@ import (
 	"slices"
 )
 
+// Member is one fleet member able to take work, as Assign sees it.
+type Member struct {
+	// ID names the member; ids are unique among the members Assign is
+	// given.
+	ID string
+	// Weight is the member's capacity relative to others: its quota of a
+	// broadcast's open slots is proportional to it. 0 means 1; Assign
+	// clamps anything else to [MinWeight, MaxWeight].
+	Weight float64
+}
+
+// Weight bounds: the capacities a member may declare (the coordinator
+// refuses a capacity outside them) and the range Assign clamps weights
+// to. MinWeight is one unit of weightUnits, the finest Assign divides.
+const (
+	MinWeight = 1.0 / 64
+	MaxWeight = 64.0
+)
+
 // Holding is one open slot of a broadcast and the member holding a claim
 // on it: "" when no one does.
 type Holding struct {

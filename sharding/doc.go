@@ -16,15 +16,8 @@
 //     which slot holds it;
 //   - Assign and AssignIndexed: the target holder of every open slot,
 //     sticky and proportional to capacity;
-//   - Cursor, a position in the audience stream, with its text form;
-//   - Arcs, exact set algebra on inclusive ranges of the hash space (Union,
-//     Intersect, Subtract, Contains, an exact Size);
-//   - Ring, immutable and weighted, with VNodesPerWeight virtual nodes per
-//     unit of weight, and Owner lookups that do not allocate; Unit with
-//     Split, Carve and Pick; InitialPlan and JoinMoves; a canonical binary
-//     encoding of units. These are the earlier model's, in which units were
-//     arcs of a ring, split on failover and carved on join; the coordinator
-//     no longer uses them.
+//   - Cursor, a position in the audience stream, with its canonical text
+//     form, which checkpoints store.
 //
 // What it does not: store claims, watch membership, or read the audience.
 // The package is pure: no I/O, no clocks, no goroutines. Storing claims and

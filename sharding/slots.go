@@ -3,7 +3,18 @@ package sharding
 import (
 	"math"
 	"math/bits"
+
+	"github.com/cespare/xxhash/v2"
 )
+
+// Position is a subscriber's place in the hash space.
+func Position(subscriberID string) uint64 { return xxhash.Sum64String(subscriberID) }
+
+// Range is the inclusive interval [Lo, Hi] of the hash space; Lo <= Hi.
+// Inclusive bounds let one Range cover the whole space, {0, math.MaxUint64}.
+type Range struct {
+	Lo, Hi uint64
+}
 
 // A broadcast's hash space is cut, when it starts, into a fixed number n of
 // slots: slot s holds the positions p with hi64(p × n) == s, that is n equal

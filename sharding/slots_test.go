@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"fmt"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -69,6 +70,16 @@ func TestSlotOfRandomPositions(t *testing.T) {
 			t.Fatalf("%x is in slot %d of %d, whose range %x..%x misses it", p, s, n, r.Lo, r.Hi)
 		}
 	}
+}
+
+// subscriberIDs returns n ids shaped like real ones, so lookups hash
+// strings of a realistic length.
+func subscriberIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("subscriber-%08d", i*7919)
+	}
+	return ids
 }
 
 func BenchmarkSlotOf(b *testing.B) {

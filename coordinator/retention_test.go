@@ -144,7 +144,7 @@ func TestResyncReadsOnlyLiveBroadcasts(t *testing.T) {
 }
 
 // etcd's database stays as large as what is live over a soak of finished
-// broadcasts: each one's units and arcs (about 171 KB at 3 members) are
+// broadcasts: each one's state, claims, done markers and progress are
 // deleted when it is archived, its summary when the retention (2 s here)
 // ends, and auto-compaction frees their space for reuse. The in-use size
 // after the second half is compared with the size after the first.
@@ -163,7 +163,7 @@ func TestEtcdSizeStaysFlat(t *testing.T) {
 	}
 	const compaction = time.Second
 	c := newClusterWith(t, devstack.EtcdConfig{AutoCompaction: compaction})
-	const n = 30 // records per broadcast: the size is in the arcs, not the records
+	const n = 30 // records per broadcast: the size is in the keys per slot, not the records
 	s, l := newStream(n), newLedger(n)
 	const retention = 2 * time.Second
 	o := memberOpts{archiveAfter: 50 * time.Millisecond, retention: retention}

@@ -60,7 +60,8 @@ func TestFileRecords(t *testing.T) {
 }
 
 // A valid record's position must be what the sharding package computes
-// for the same id, or units would disagree with the ring.
+// for the same id, or the reader would put records in other slots than
+// the coordinator's.
 func TestPositionMatchesSharding(t *testing.T) {
 	s := mustOpen(t, fileSpec(writeFile(t, `{"id":"caf\u00e9"}`+"\n")), sharding.Cursor{}, Limits{})
 	if !s.Next() {

@@ -87,9 +87,9 @@ func TestHistoryOfRandomizedRun(t *testing.T) {
 			log = append(log, "kill "+m.id)
 		case op == opPartition && len(live) >= 2:
 			m, _ := pick()
-			m.proxy.sever()
+			m.proxy.Blackhole()
 			time.Sleep(ttl + time.Duration(rng.IntN(1500))*time.Millisecond)
-			m.proxy.restore()
+			m.proxy.Restore()
 			log = append(log, "partition "+m.id)
 		case op == opLeave && len(live) > 2:
 			m, i := pick()

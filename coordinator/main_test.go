@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/internal/faultproxy"
 )
 
 func TestMain(m *testing.M) {
@@ -105,7 +106,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 type member struct {
 	id     string
 	cli    *clientv3.Client
-	proxy  *proxy
+	proxy  *faultproxy.Proxy
 	coord  *Coordinator
 	driver *driver
 	cancel context.CancelFunc
@@ -131,8 +132,12 @@ func (c *cluster) start(id string, o memberOpts, dc driverConfig) *member {
 	m := &member{id: id, done: make(chan struct{})}
 	endpoint := c.etcd.Endpoint()
 	if o.proxied {
-		m.proxy = newProxy(c.t, endpoint)
-		endpoint = m.proxy.endpoint()
+		p, err := faultproxy.New(endpoint)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		m.proxy = p
+		endpoint = p.Endpoint()
 	}
 	m.cli = c.client(endpoint)
 	coord, err := New(Config{Prefix: c.prefix, MemberID: id, LeaseTTL: o.ttl, Capacity: o.capacity,
@@ -172,7 +177,7 @@ func (m *member) stop() {
 		<-m.done
 		m.cli.Close()
 		if m.proxy != nil {
-			m.proxy.close()
+			m.proxy.Close()
 		}
 	})
 }
@@ -187,7 +192,7 @@ func (m *member) kill() {
 		m.cancel()
 		<-m.done
 		if m.proxy != nil {
-			m.proxy.close()
+			m.proxy.Close()
 		}
 	})
 }

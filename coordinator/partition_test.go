@@ -49,7 +49,7 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 
 	deadline := p.coord.Deadline()
 	cut := time.Now()
-	p.proxy.sever()
+	p.proxy.Blackhole()
 
 	select {
 	case <-old.Context().Done():
@@ -113,7 +113,7 @@ func TestPartitionedMemberIsFencedAndRejoinsFresh(t *testing.T) {
 
 	before := c.progress("bc")[old.Slot()]
 	restoreRev := c.revision()
-	p.proxy.restore()
+	p.proxy.Restore()
 
 	// The old claim writes nothing: refused locally, and the etcd record is
 	// untouched.
@@ -201,9 +201,9 @@ func TestRejoinAfterOutageKeepsItsNewLease(t *testing.T) {
 	m := c.start("p", memberOpts{ttl: ttl, proxied: true}, driverConfig{stream: newStream(1), ledger: newLedger(1)})
 	eventually(t, 10*time.Second, "joined", m.coord.Ready)
 	old := c.memberLease("p")
-	m.proxy.freeze()
+	m.proxy.Freeze()
 	time.Sleep(2 * ttl)
-	m.proxy.thaw()
+	m.proxy.Thaw()
 	eventually(t, 20*time.Second, "a new lease", func() bool {
 		id := c.memberLease("p")
 		return id != 0 && id != old && m.coord.Ready()

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/internal/faultproxy"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/trigger"
@@ -129,7 +130,7 @@ type testWorker struct {
 	id     string
 	w      *Worker
 	cli    *clientv3.Client
-	proxy  *proxy // between the worker and etcd, when asked for
+	proxy  *faultproxy.Proxy // between the worker and etcd, when asked for
 	cancel context.CancelFunc
 	done   chan error
 	reg    *prometheus.Registry
@@ -153,10 +154,14 @@ type workerOpts struct {
 func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	e.t.Helper()
 	var cli *clientv3.Client
-	var px *proxy
+	var px *faultproxy.Proxy
 	if o.proxied {
-		px = newProxy(e.t, e.stack.EtcdEndpoint())
-		cli = e.etcdAt(px.endpoint())
+		var err error
+		if px, err = faultproxy.New(e.stack.EtcdEndpoint()); err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(px.Close)
+		cli = e.etcdAt(px.Endpoint())
 	} else {
 		cli = e.etcd()
 	}

@@ -108,12 +108,12 @@ func TestEtcdOutage(t *testing.T) {
 	st, got := fleetRun(t, e, "outage", count, func() {
 		before := e.sink.Stats().Broadcasts["outage"].Delivered
 		for _, w := range ws {
-			w.proxy.sever()
+			w.proxy.Blackhole()
 		}
 		time.Sleep(2 * ttl)
 		sentDuring = e.sink.Stats().Broadcasts["outage"].Delivered - before
 		for _, w := range ws {
-			w.proxy.restore()
+			w.proxy.Restore()
 		}
 		// Every worker back under a new lease, and keeping it.
 		waitFor(t, 20*time.Second, "every worker ready again", func() bool {

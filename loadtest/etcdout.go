@@ -11,7 +11,7 @@ import (
 
 // outage cuts every worker off etcd mid-broadcast for OutageFor (twice the
 // lease TTL by default), then restores it. The workers reach etcd through
-// a tcpProxy; the harness reads etcd directly, so it follows the broadcast
+// a faultproxy.Proxy; the harness reads etcd directly, so it follows the broadcast
 // throughout. Every lease expires during the outage, so every worker must
 // stop sending at its deadline, rejoin with a new lease once etcd is back,
 // keep that lease, and re-send no more than one checkpoint window.
@@ -95,14 +95,14 @@ func (o *outage) chaos(ctx context.Context, r *run) error {
 	}
 	o.dupBefore = ss.Broadcasts[r.id].Duplicates
 
-	r.etcdProxy.setCut(true)
+	r.etcdProxy.Cut()
 	cut := r.addEvent(&event{at: time.Now(), Kind: "cut", Worker: "etcd"})
 	o.rep.AtS = cut.AtS
 	if err := sleepCtx(ctx, cfg.Fleet.OutageFor); err != nil {
-		r.etcdProxy.setCut(false)
+		r.etcdProxy.Restore()
 		return nil
 	}
-	r.etcdProxy.setCut(false)
+	r.etcdProxy.Restore()
 	back := r.addEvent(&event{at: time.Now(), Kind: "restore", Worker: "etcd"})
 	o.rep.ForS = back.AtS - cut.AtS
 	o.waitRecovery(ctx, r, back.at)

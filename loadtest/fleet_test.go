@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -131,72 +129,6 @@ func TestWorkerWindow(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestTCPProxyCut(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	p, err := newTCPProxy("http://" + echo.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(p.endpoint(), "http://")
-	roundTrip := func(c net.Conn) error {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		buf := make([]byte, 4)
-		_, err := io.ReadFull(c, buf)
-		return err
-	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := roundTrip(c); err != nil {
-		t.Fatalf("relayed: %v", err)
-	}
-	p.setCut(true)
-	if err := roundTrip(c); err == nil {
-		t.Error("a connection survived the cut")
-	}
-	if c2, err := net.Dial("tcp", addr); err == nil {
-		if err := roundTrip(c2); err == nil {
-			t.Error("a new connection got through the cut")
-		}
-		c2.Close()
-	}
-	p.setCut(false)
-	c3, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c3.Close()
-	if err := roundTrip(c3); err != nil {
-		t.Errorf("after the restore: %v", err)
-	}
-	p.close()
-	echo.Close()
-	<-done
 }
 
 func TestRolloutReportAndJudge(t *testing.T) {

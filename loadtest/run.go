@@ -16,6 +16,7 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/demo"
 	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/internal/faultproxy"
 	"github.com/herald-dev/herald/internal/fleet"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/spec"
@@ -37,7 +38,7 @@ type run struct {
 	client *http.Client // scrapes
 
 	// etcdProxy, when set, stands between the workers and etcd.
-	etcdProxy *tcpProxy
+	etcdProxy *faultproxy.Proxy
 
 	t0   time.Time // the trigger was produced
 	rev0 int64     // etcd's revision just before
@@ -130,7 +131,7 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	}
 	etcd := r.st.EtcdEndpoint()
 	if r.etcdProxy != nil {
-		etcd = r.etcdProxy.endpoint()
+		etcd = r.etcdProxy.Endpoint()
 	}
 	fcfg := fleet.Config{
 		Binary: r.h.binary, Etcd: etcd, Kafka: r.st.KafkaBrokers()[0],

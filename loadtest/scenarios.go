@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"time"
+
+	"github.com/herald-dev/herald/internal/faultproxy"
 )
 
 // scenario is one Herald run of the plan.
@@ -103,11 +105,11 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		return sc.standalone(ctx, h, st, sc)
 	}
 	if sc.etcdProxy {
-		p, err := newTCPProxy(st.EtcdEndpoint())
+		p, err := faultproxy.New(st.EtcdEndpoint())
 		if err != nil {
-			return Result{}, err
+			return Result{}, fmt.Errorf("loadtest: etcd proxy: %w", err)
 		}
-		defer p.close()
+		defer p.Close()
 		r.etcdProxy = p
 	}
 	if sc.sinkFlags != nil {

@@ -104,6 +104,10 @@ type Config struct {
 	// back by soak. 0 means 2,000 of 200.
 	SoakBroadcasts  int
 	SoakSubscribers int64
+	// SoakRetention is the workers' --retention in soak (0: 2 minutes):
+	// shorter than the soak, so the summaries are swept as they would be
+	// over months, and what etcd holds can stay flat.
+	SoakRetention time.Duration
 	// OutageSubscribers sizes endpointdown and kafkadown. 0 means 300,000.
 	OutageSubscribers int64
 	// EndpointDownAfter after its first delivery request, endpointdown's

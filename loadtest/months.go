@@ -21,6 +21,9 @@ func (c Config) monthsDefaults() Config {
 	if c.SoakSubscribers == 0 {
 		c.SoakSubscribers = 200
 	}
+	if c.SoakRetention == 0 {
+		c.SoakRetention = 2 * time.Minute
+	}
 	if c.OutageSubscribers == 0 {
 		c.OutageSubscribers = 300_000
 	}
@@ -61,6 +64,8 @@ func (c Config) validateMonths() error {
 		}
 	}
 	switch {
+	case c.SoakRetention < time.Second:
+		return fmt.Errorf("%w: soak retention %v: want at least 1s", ErrConfig, c.SoakRetention)
 	case c.SoakBroadcasts < 4 || c.SoakBroadcasts > 100_000:
 		return fmt.Errorf("%w: %d soak broadcasts: want 4 to 100,000", ErrConfig, c.SoakBroadcasts)
 	case c.ConcurrentBroadcasts < 1 || c.ConcurrentBroadcasts > 1000:
@@ -78,6 +83,7 @@ func (c Config) validateMonths() error {
 func (c *Config) registerMonthsFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SoakBroadcasts, "soak-broadcasts", 2000, "broadcasts soak sends back to back")
 	fs.Int64Var(&c.SoakSubscribers, "soak-subscribers", 200, "subscribers of each of soak's broadcasts")
+	fs.DurationVar(&c.SoakRetention, "soak-retention", 2*time.Minute, "the workers' --retention in soak: how long finished broadcasts' summaries stay in etcd")
 	fs.Int64Var(&c.OutageSubscribers, "outage-subscribers", 300_000, "subscribers of endpointdown and kafkadown")
 	fs.DurationVar(&c.EndpointDownAfter, "endpoint-down-after", 3*time.Second, "endpointdown's endpoint goes down this `long` after its first delivery request")
 	fs.DurationVar(&c.EndpointDownFor, "endpoint-down-for", 30*time.Second, "and answers 503 for this `long`")

@@ -68,7 +68,7 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 			secretsDir := fs.String("secrets-dir", "", "`directory` of secrets triggers name, one file per secret (as Kubernetes mounts them)")
 			audienceDir := fs.String("audience-dir", "", "only `directory` file audiences may be read from (default: any file the worker can read)")
 			maxInFlight := fs.Int("max-in-flight", worker.DefaultWorkerMaxInFlight,
-				"most `sends` in flight on this worker over all its broadcasts, shared fairly between them; each broadcast also stays within its endpoint's max_in_flight")
+				"most `sends` in flight on this worker over all its broadcasts, shared fairly between them (each also within its endpoint's max_in_flight); it bounds the worker's sender goroutines and the connections it keeps open")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])

@@ -91,7 +91,7 @@ func compileVariant(locale string, fields map[string]string, lim Limits) (*varia
 	case len(fields) > lim.MaxFields:
 		return nil, &Error{Locale: locale, Msg: fmt.Sprintf("%d fields, more than the limit of %d", len(fields), lim.MaxFields), Err: ErrTooManyFields}
 	}
-	funcs := funcMap(language.Make(locale))
+	funcs := funcMap(newLang(language.Make(locale)))
 	v := &variant{locale: locale}
 	// In name order: the message's order, and the same first error each time.
 	for _, name := range slices.Sorted(maps.Keys(fields)) {

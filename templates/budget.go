@@ -33,6 +33,9 @@ var ErrWorkLimit = errors.New("templates: template needs too much work for one m
 type renderState struct {
 	rec  Record
 	left int
+	// stack holds the arguments of the fast path's calls (fastcall.go),
+	// kept from message to message.
+	stack []any
 }
 
 // charge takes units of work for function fn from the budget.

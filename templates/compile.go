@@ -38,7 +38,8 @@ type field struct {
 	text string // for the positions of errors while rendering
 	tmpl *template.Template
 	// fast, when not nil, renders the field without text/template: the
-	// field is only text and plain attribute references (see fast.go).
+	// field is only text and actions of attributes, literals and the
+	// formatting functions (see fast.go).
 	fast []part
 }
 
@@ -91,14 +92,15 @@ func compileVariant(locale string, fields map[string]string, lim Limits) (*varia
 	case len(fields) > lim.MaxFields:
 		return nil, &Error{Locale: locale, Msg: fmt.Sprintf("%d fields, more than the limit of %d", len(fields), lim.MaxFields), Err: ErrTooManyFields}
 	}
-	funcs := funcMap(language.Make(locale))
+	l := newLang(language.Make(locale))
+	funcs := funcMap(l)
 	v := &variant{locale: locale}
 	// In name order: the message's order, and the same first error each time.
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		if name == "" {
 			return nil, &Error{Locale: locale, Msg: "empty field name", Err: ErrEmptyName}
 		}
-		f, err := compileField(locale, name, fields[name], funcs)
+		f, err := compileField(locale, name, fields[name], l, funcs)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +109,7 @@ func compileVariant(locale string, fields map[string]string, lim Limits) (*varia
 	return v, nil
 }
 
-func compileField(locale, name, text string, funcs template.FuncMap) (field, error) {
+func compileField(locale, name, text string, l *lang, funcs template.FuncMap) (field, error) {
 	fail := func(pos int, msg string) (field, error) {
 		e := &Error{Locale: locale, Field: name, Msg: msg, Err: ErrSyntax}
 		if pos >= 0 {
@@ -134,7 +136,7 @@ func compileField(locale, name, text string, funcs template.FuncMap) (field, err
 		// execute it, but it is simply an empty field.
 		return field{name: name, fast: []part{}}, nil
 	}
-	fast := fastParts(t.Tree.Root)
+	fast := fastParts(t.Tree.Root, l, text)
 	if err := checkTree(t.Tree.Root); err != nil {
 		var ce *checkError
 		if errors.As(err, &ce) {

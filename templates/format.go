@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/message"
 	"golang.org/x/text/number"
 )
 
@@ -87,32 +86,46 @@ func (n num) float() float64 {
 	return n.f
 }
 
-// formatNumber renders v with the separators of the printer's language.
-// With fixed it shows exactly digits decimals, else at most numberDigits.
-// Rounding is half away from zero on the decimal digits (2.5 gives 3,
-// 1.005 gives 1.01), which is what readers of a message expect, rather than
-// on the binary value.
-func formatNumber(st *renderState, p *message.Printer, fn string, digits int, fixed bool, v any) (string, error) {
+// appendNumber appends v with the separators of l's language. With fixed
+// it shows exactly digits decimals, else at most numberDigits. Rounding is
+// half away from zero on the decimal digits (2.5 gives 3, 1.005 gives
+// 1.01), which is what readers of a message expect, rather than on the
+// binary value.
+func (l *lang) appendNumber(dst []byte, st *renderState, fn string, digits int, fixed bool, v any) ([]byte, error) {
 	n, ok := numberOf(v)
 	if !ok {
-		return "", valueErrorf(fn, "want a number, got %s", describe(v))
+		return dst, valueErrorf(fn, "want a number, got %s", describe(v))
 	}
 	// A float prints up to 309 whole digits; charge for the widest.
 	if err := st.chargeText(fn, 330); err != nil {
-		return "", err
+		return dst, err
+	}
+	if !n.isInt {
+		n.f = roundHalfAway(n.f, digits)
+		if n.f == 0 {
+			n.f = 0 // drop the sign of -0
+		}
+	}
+	if out, ok := l.num.append(dst, n, digits, fixed); ok {
+		return out, nil
 	}
 	var val any = n.i
 	if !n.isInt {
-		f := roundHalfAway(n.f, digits)
-		if f == 0 {
-			f = 0 // drop the sign of -0
-		}
-		val = f
+		val = n.f
 	}
 	if fixed {
-		return p.Sprint(number.Decimal(val, number.Scale(digits))), nil
+		return append(dst, l.printer.Sprint(number.Decimal(val, number.Scale(digits)))...), nil
 	}
-	return p.Sprint(number.Decimal(val, number.MaxFractionDigits(digits))), nil
+	return append(dst, l.printer.Sprint(number.Decimal(val, number.MaxFractionDigits(digits)))...), nil
+}
+
+// appendFixed is `fixed N VALUE`.
+func (l *lang) appendFixed(dst []byte, st *renderState, n, v any) ([]byte, error) {
+	digits, err := count("fixed", n, maxFixedDigits)
+	if err != nil {
+		return dst, err
+	}
+	return l.appendNumber(dst, st, "fixed", digits, true, v)
 }
 
 // roundHalfAway rounds f to digits decimals, half away from zero, working on

@@ -7,10 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
-
-	"golang.org/x/text/cases"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 )
 
 // ErrValue is the class of errors of a template function given a value it
@@ -77,30 +73,17 @@ func userFunc(name string) (lo, hi int, ok bool) {
 // number formatting follow the locale's language: Turkish upper of "i" is
 // "İ", German numbers read 1.234,5. The functions in chargedFunc take the
 // renderState first, which Compile passes without the template writing it.
-func funcMap(tag language.Tag) template.FuncMap {
-	printer := message.NewPrinter(tag)
-	// A cases.Caser keeps state between calls, so each call makes its own.
-	caser := func(fn string, mk func() cases.Caser) func(*renderState, any) (string, error) {
+// The fast path (fastcall.go) calls the same functions without reflection.
+func funcMap(l *lang) template.FuncMap {
+	caser := func(fn string) func(*renderState, any) (string, error) {
 		return func(st *renderState, v any) (string, error) {
-			s, err := text(fn, v)
-			if err != nil {
-				return "", err
-			}
-			if err := st.chargeText(fn, len(s)); err != nil {
-				return "", err
-			}
-			return mk().String(s), nil
+			out, err := l.appendCase(nil, st, fn, v)
+			return string(out), err
 		}
 	}
 	escaper := func(fn string, escape func(...any) string) func(*renderState, ...any) (string, error) {
 		return func(st *renderState, args ...any) (string, error) {
-			for _, a := range args {
-				if a == nil {
-					return "", valueErrorf(fn, "nothing to escape (the value is null or missing)")
-				}
-			}
-			out := escape(args...)
-			return out, st.chargeText(fn, len(out))
+			return escapeText(st, fn, escape, args)
 		}
 	}
 	refuse := func(name string) func(...any) (string, error) {
@@ -110,20 +93,18 @@ func funcMap(tag language.Tag) template.FuncMap {
 	}
 	return template.FuncMap{
 		"default":  defaultOf,
-		"upper":    caser("upper", func() cases.Caser { return cases.Upper(tag) }),
-		"lower":    caser("lower", func() cases.Caser { return cases.Lower(tag) }),
-		"title":    caser("title", func() cases.Caser { return cases.Title(tag, cases.NoLower) }),
+		"upper":    caser("upper"),
+		"lower":    caser("lower"),
+		"title":    caser("title"),
 		"trim":     trim,
 		"truncate": truncate,
 		"number": func(st *renderState, v any) (string, error) {
-			return formatNumber(st, printer, "number", numberDigits, false, v)
+			out, err := l.appendNumber(nil, st, "number", numberDigits, false, v)
+			return string(out), err
 		},
 		"fixed": func(st *renderState, n, v any) (string, error) {
-			digits, err := count("fixed", n, maxFixedDigits)
-			if err != nil {
-				return "", err
-			}
-			return formatNumber(st, printer, "fixed", digits, true, v)
+			out, err := l.appendFixed(nil, st, n, v)
+			return string(out), err
 		},
 		"date":     formatDate,
 		"index":    index,
@@ -151,6 +132,17 @@ func funcMap(tag language.Tag) template.FuncMap {
 		fnPrint:    printable,
 		fnRange:    rangeOver,
 	}
+}
+
+// escapeText is html, js and urlquery: escape is text/template's escaper.
+func escapeText(st *renderState, fn string, escape func(...any) string, args []any) (string, error) {
+	for _, a := range args {
+		if a == nil {
+			return "", valueErrorf(fn, "nothing to escape (the value is null or missing)")
+		}
+	}
+	out := escape(args...)
+	return out, st.chargeText(fn, len(out))
 }
 
 // defaultOf is `default FALLBACK VALUE`: VALUE unless it is missing, null,

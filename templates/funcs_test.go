@@ -127,6 +127,11 @@ func TestFunctions(t *testing.T) {
 				t.Fatalf("Compile(%q): %v", tt.text, err)
 			}
 			got, err := renderField(s, rec, locale)
+			// The fast path and text/template must agree to the byte.
+			slowGot, slowErr := renderField(slow(s), rec, locale)
+			if got != slowGot || (err == nil) != (slowErr == nil) || (err != nil && err.Error() != slowErr.Error()) {
+				t.Errorf("Render(%q): fast %q, %v; text/template %q, %v", tt.text, got, err, slowGot, slowErr)
+			}
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Render(%q) = %q, %v; want error %v", tt.text, got, err, tt.wantErr)

@@ -21,6 +21,10 @@ func FuzzRender(f *testing.F) {
 		{"{{with .obj}}{{.name}}{{end}}{{.obj.k}}", "u5", "x", "y"},
 		{"{{.name}", "u6", "", ""},
 		{"{{range .list}}{{break}}{{end}}{{len .list}}{{slice .name 0 1}}", "u7", "abc", ""},
+		{`Hi {{ .name | default "friend" | upper }}, {{number .n}}`, "u8", "", "x"},
+		{`{{number .extra}} {{fixed 2 .extra}} {{upper .extra}} {{.extra | truncate 4 | lower}}`, "u9", "İı", "-1234567.0005"},
+		{`{{default (index .obj "k") .nick}} {{html .name .n}} {{urlquery .extra}} {{title (trim .name)}}`, "u10", "<a&b>", "9007199254740993"},
+		{`{{default .nick .none}}{{number 1e300}}{{date "2006" .extra}}`, "u11", "x", "1795420800.5"},
 	} {
 		f.Add(seed.text, seed.id, seed.name, seed.extra)
 	}
@@ -40,8 +44,17 @@ func FuzzRender(f *testing.F) {
 			"list": []any{name, extra, nil, json.Number("0")}, "obj": map[string]any{"name": name, "k": extra},
 		}
 		var m Message
-		for _, set := range []*Set{s, slow(s)} {
-			if err := set.Render(rec, "en", &m); err != nil {
+		var first []Field
+		var firstErr error
+		for i, set := range []*Set{s, slow(s)} {
+			err := set.Render(rec, "en", &m)
+			// The fast path and text/template must agree to the byte.
+			if i == 0 {
+				first, firstErr = append([]Field(nil), m.Fields...), err
+			} else if !equalFields(first, m.Fields) || (err == nil) != (firstErr == nil) || (err != nil && err.Error() != firstErr.Error()) {
+				t.Fatalf("Render(%q): fast %q, %v; text/template %q, %v", text, first, firstErr, m.Fields, err)
+			}
+			if err != nil {
 				var missing *MissingAttributeError
 				var bad *RenderError
 				if !errors.As(err, &missing) && !errors.As(err, &bad) {

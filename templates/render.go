@@ -104,13 +104,13 @@ func (s *Set) Render(rec Record, subscriberLocale string, dst *Message) error {
 	dst.Fields = dst.Fields[:0]
 	dst.buf = dst.buf[:0]
 	dst.ends = dst.ends[:0]
-	dst.st = renderState{rec: rec, left: workPerMessage}
+	dst.st.rec, dst.st.left = rec, workPerMessage
 	defer func() { dst.st.rec = nil }() // do not keep the record alive
 	for i := range v.fields {
 		f := &v.fields[i]
 		var err error
 		if f.fast != nil {
-			dst.buf, err = appendFast(dst.buf, f.fast, rec, s.lim.MaxFieldBytes)
+			dst.buf, err = appendFast(dst.buf, f.fast, &dst.st, s.lim.MaxFieldBytes)
 		} else {
 			dst.w = limitWriter{buf: dst.buf, limit: len(dst.buf) + s.lim.MaxFieldBytes}
 			err = f.tmpl.Execute(&dst.w, &dst.st)
@@ -140,6 +140,10 @@ func renderError(locale string, f *field, err error) error {
 		return &MissingAttributeError{Locale: locale, Field: f.name, Attr: missing.Attr}
 	}
 	re := &RenderError{Locale: locale, Field: f.name, Err: err}
+	var call *callError
+	if errors.As(err, &call) {
+		re.Line, re.Col, re.Err = call.line, call.col, call.err
+	}
 	var exec template.ExecError
 	if errors.As(err, &exec) {
 		re.Line, re.Col, re.msg = execErrorDetail(f.text, exec.Err.Error())

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -63,6 +64,9 @@ func TestFastPathMatchesTextTemplate(t *testing.T) {
 		record(t, `{"id":"u3","name":null,"code":{"x":{"y":"deep"}}}`),
 		{"id": "u4", "name": 3.5, "code": int64(7), "n": []string{"go", "types"}},
 		{},
+		record(t, `{"name":"élan İstanbul 你好 😀","code":"<b>&'\"","n":1e300,"f":-1234567.8915,"e":12345678901234567890,"b":true,"l":[],"o":{}}`),
+		record(t, `{"name":"ann","code":"2026-01-02T03:04:05Z","n":9007199254740993,"f":0.0005,"e":-0,"b":"3","o":{"k":"v"},"l":["x",2]}`),
+		{"name": float64(1234567.5), "code": 1e21, "n": int(-42), "f": float32(2.5), "e": uint64(1 << 63), "b": json.Number("x")},
 	}
 	texts := []string{
 		"Hi {{.name}}",
@@ -76,6 +80,20 @@ func TestFastPathMatchesTextTemplate(t *testing.T) {
 		"{{.n}}{{.f}}{{.e}}{{.b}}{{.l}}{{.o}}",
 		"{{/* note */}}{{.id}}",
 		"",
+		`Hi {{ .name | default "friend" | upper }}, {{number .n}} points`,
+		`{{upper (default "friend" .name)}} {{lower .name}} {{title .name}} [{{trim .name}}]`,
+		`{{number .f}} {{number .e}} {{number .name}} {{fixed 2 .f}} {{fixed 0 .n}} {{.f | fixed 3}}`,
+		`{{number .code}}`,
+		`{{upper .n}} {{upper .b}} {{upper .l}}`,
+		`{{truncate 3 .name}}{{.name | truncate 2}}{{truncate .n .name}}`,
+		`{{date "2006-01-02 15:04" .code}} {{.n | date "Jan 2"}}`,
+		`{{html .code}} {{js .code}} {{urlquery .code .n}} {{html .n .e .f}} [{{urlquery}}] {{default urlquery .missing}}`,
+		`{{index .o "k"}} {{index .l 1}} {{default "none" (index .o "k")}} {{default "d" (index .nope "k")}}`,
+		`{{default (default "friend" .nick) .missing}} {{default 3 .missing}} {{default 1.50 .missing}} {{default true .b}}`,
+		`{{default .name .nick}}{{default .a .b}}`,
+		`{{3}} {{1e3}} {{0x1F}} {{'a'}} {{"lit"}} {{"a b" | urlquery}} {{number 1234.5}} {{fixed 2 "3.14159"}}`,
+		`{{default "x" (upper .nick)}}`,
+		`{{$.name | default "x" | upper | lower}}`,
 	}
 	for _, text := range texts {
 		s := one(t, text)
@@ -158,12 +176,15 @@ func TestWorkIsBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := renderField(one(t, tt.text), rec, "en")
-			if tt.wantErr != (err != nil) {
-				t.Fatalf("Render: %v, want error %v", err, tt.wantErr)
-			}
-			if tt.wantErr && !errors.Is(err, ErrWorkLimit) && !errors.Is(err, ErrValue) {
-				t.Fatalf("Render: %v, want ErrWorkLimit", err)
+			s := one(t, tt.text)
+			for _, set := range []*Set{s, slow(s)} {
+				_, err := renderField(set, rec, "en")
+				if tt.wantErr != (err != nil) {
+					t.Fatalf("Render: %v, want error %v", err, tt.wantErr)
+				}
+				if tt.wantErr && !errors.Is(err, ErrWorkLimit) && !errors.Is(err, ErrValue) {
+					t.Fatalf("Render: %v, want ErrWorkLimit", err)
+				}
 			}
 		})
 	}
@@ -212,18 +233,30 @@ func TestRenderErrorMessages(t *testing.T) {
 		{"{{range .list}}{{.}}{{end}}", `line 1 col 18: nothing to print (the value is null or missing)`},
 		{"{{index .tags 3}}", `line 1 col 3: index: index 3 out of range for a list of 1`},
 		{"{{fixed 99 .name}}", `line 1 col 3: fixed: want a whole number from 0 to 20, got number 99`},
+		{"x\n {{ .name | default \"a\" | number }}", `line 2 col 27: number: want a number, got "Ann"`},
+		{"{{upper (number .name)}}", `line 1 col 10: number: want a number, got "Ann"`},
+		{"{{default .a .b}}", `line 1 col 3: nothing to print (the value is null or missing)`},
+		{"{{upper .tags}}", `line 1 col 3: upper: want text, got a list`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
-			_, err := renderField(one(t, tt.text), rec, "en")
-			var re *RenderError
-			if !errors.As(err, &re) {
-				t.Fatalf("Render: %v, want a *RenderError", err)
-			}
-			if want := `templates: locale "en" field "f": ` + tt.want; err.Error() != want {
-				t.Errorf("message\n%s\nwant\n%s", err, want)
+			s := one(t, tt.text)
+			for _, set := range []*Set{s, slow(s)} {
+				checkRenderError(t, set, rec, tt.want)
 			}
 		})
+	}
+}
+
+func checkRenderError(t *testing.T, s *Set, rec Record, want string) {
+	t.Helper()
+	_, err := renderField(s, rec, "en")
+	var re *RenderError
+	if !errors.As(err, &re) {
+		t.Fatalf("Render: %v, want a *RenderError", err)
+	}
+	if want := `templates: locale "en" field "f": ` + want; err.Error() != want {
+		t.Errorf("message\n%s\nwant\n%s", err, want)
 	}
 }
 

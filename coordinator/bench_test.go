@@ -8,13 +8,13 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// BenchmarkCheckpoint measures one checkpoint transaction of one slot
-// against the embedded etcd, and BenchmarkCheckpointBatch one of eight
-// slots: what a worker pays per broadcast per checkpoint interval.
-func BenchmarkCheckpoint(b *testing.B) {
+// benchMember runs a coordinator alone on an embedded etcd, registers a
+// broadcast "bench" and returns the coordinator and a stop function that
+// hands back whatever it still holds and waits for Run. extra, when set, is
+// called first on stop (to hand back claims the benchmark holds).
+func benchMember(b *testing.B) (*Coordinator, func(extra func())) {
 	c := newCluster(b)
 	cli := c.client(c.etcd.Endpoint())
-	defer cli.Close()
 	co, err := New(Config{MemberID: "bench"}, cli, nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -25,14 +25,26 @@ func BenchmarkCheckpoint(b *testing.B) {
 		defer close(done)
 		_ = co.Run(ctx)
 	}()
-	defer func() {
+	c.register("bench")
+	return co, func(extra func()) {
 		cancel()
+		if extra != nil {
+			extra()
+		}
 		for cl := range co.Claims() {
 			_ = cl.Handoff(context.Background(), cl.Progress())
 		}
 		<-done
-	}()
-	c.register("bench")
+		cli.Close()
+	}
+}
+
+// BenchmarkCheckpoint measures one checkpoint transaction of one slot
+// against the embedded etcd, and BenchmarkCheckpointBatch one of eight
+// slots: what a worker pays per broadcast per checkpoint interval.
+func BenchmarkCheckpoint(b *testing.B) {
+	co, stop := benchMember(b)
+	defer stop(nil)
 	var cl *Claim
 	select {
 	case cl = <-co.Claims():
@@ -56,20 +68,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 }
 
 func BenchmarkCheckpointBatch(b *testing.B) {
-	c := newCluster(b)
-	cli := c.client(c.etcd.Endpoint())
-	defer cli.Close()
-	co, err := New(Config{MemberID: "bench"}, cli, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = co.Run(ctx)
-	}()
-	c.register("bench")
+	co, stop := benchMember(b)
 	var reports []Report
 	for len(reports) < 8 {
 		select {
@@ -79,17 +78,12 @@ func BenchmarkCheckpointBatch(b *testing.B) {
 			b.Fatal("no claim")
 		}
 	}
-	defer func() {
-		cancel()
+	defer stop(func() {
 		for i := range reports {
 			reports[i].End = HandBack
 		}
 		Write(context.Background(), reports)
-		for cl := range co.Claims() {
-			_ = cl.Handoff(context.Background(), cl.Progress())
-		}
-		<-done
-	}()
+	})
 	b.ResetTimer()
 	for i := range b.N {
 		for j := range reports {

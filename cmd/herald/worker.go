@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,7 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 			fs.DurationVar(&cc.LeaseTTL, "lease-ttl", 5*time.Second, "etcd lease `TTL`: how soon a dead worker's work is taken over")
 			fs.Float64Var(&cc.Capacity, "capacity", 1, "this worker's `weight` in the assignment of slots, relative to others")
 			httpAddr := fs.String("http-addr", ":9464", "`address` for /metrics, /healthz and /readyz")
+			withPprof := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ on --http-addr: it exposes the process's internals (stacks, command line), so use it only on a private address")
 			group := fs.String("group", worker.DefaultGroupID, "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
 			reportTopic := fs.String("report-topic", worker.DefaultReportTopic, "Kafka `topic` receiving the summary of every finished broadcast (none: no reports)")
@@ -91,13 +93,13 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 					GroupID: *group, NoIntake: *noIntake,
 					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
 					AudienceDir: *audienceDir, MaxInFlight: *maxInFlight,
-				}, kc, *httpAddr, *reportTopic)
+				}, kc, *httpAddr, *reportTopic, *withPprof)
 			}
 		},
 	}
 }
 
-func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr, reportTopic string) error {
+func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr, reportTopic string, withPprof bool) error {
 	deadTransport, err := kc.Transport()
 	if err != nil {
 		return err
@@ -136,9 +138,13 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: headerlimit.DefaultMaxBytes}
+	handler := w.Handler()
+	if withPprof {
+		handler = pprofHandler(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: headerlimit.DefaultMaxBytes}
 	c.log.Info("worker starting", "id", cc.MemberID, "etcd", c.etcd, "kafka", c.kafka, "http", ln.Addr().String(),
-		"allow_endpoints", wc.Allow.String(), "kafka_tls", kc.UsesTLS(), "kafka_sasl", kc.SASL)
+		"allow_endpoints", wc.Allow.String(), "kafka_tls", kc.UsesTLS(), "kafka_sasl", kc.SASL, "pprof", withPprof)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -160,4 +166,18 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 	err = g.Wait()
 	c.log.Info("worker stopped", "err", err)
 	return err
+}
+
+// pprofHandler serves Go's profiler under /debug/pprof/ and everything
+// else from h. The handlers are registered on a mux of its own: the
+// default mux, which importing net/http/pprof also fills, is never served.
+func pprofHandler(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

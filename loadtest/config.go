@@ -100,6 +100,12 @@ type Config struct {
 	// Fleet sizes rollout, idle, retrykill and etcdout.
 	Fleet FleetConfig
 
+	// CPUProfile, when set, starts the steady runs' workers with --pprof
+	// and takes a CPU profile of that length from each, once a quarter of
+	// the audience is delivered, into <Out>/<scenario>-<worker>.cpu.pprof.
+	// 0 takes none.
+	CPUProfile time.Duration
+
 	// SoakBroadcasts broadcasts of SoakSubscribers each are sent back to
 	// back by soak. 0 means 2,000 of 200.
 	SoakBroadcasts  int
@@ -246,6 +252,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: slow endpoint failure rates %v and %v", ErrConfig, c.Slow429, c.Slow5xx)
 	case len(c.RSSSubscribers) < 2:
 		return fmt.Errorf("%w: rss needs two audience sizes", ErrConfig)
+	case c.CPUProfile < 0 || c.CPUProfile > 10*time.Minute:
+		return fmt.Errorf("%w: cpu profile %v: want 0 to 10m", ErrConfig, c.CPUProfile)
 	case c.Timeout <= 0 || c.Timeout > 2*time.Hour:
 		return fmt.Errorf("%w: timeout %v: want up to 2h", ErrConfig, c.Timeout)
 	}
@@ -296,6 +304,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 		return err
 	})
 	fs.IntVar(&c.RSSWorkers, "rss-workers", 2, "workers of the rss runs")
+	fs.DurationVar(&c.CPUProfile, "cpu-profile", 0, "take a CPU profile this `long` of every steady run's workers, a quarter into the broadcast, into <out>/<scenario>-<worker>.cpu.pprof (default none)")
 	c.registerMonthsFlags(fs)
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "give up a scenario after this `long`")
 	c.Fleet.registerFlags(fs)

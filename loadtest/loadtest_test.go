@@ -162,6 +162,8 @@ func TestConfig(t *testing.T) {
 		{"too many workers", []string{"--workers", "1,40"}, false},
 		{"bad list", []string{"--workers", "one"}, false},
 		{"one rss size", []string{"--rss-subscribers", "1000"}, false},
+		{"cpu profile", []string{"--scenarios", "steady", "--cpu-profile", "10s"}, true},
+		{"negative cpu profile", []string{"--cpu-profile", "-1s"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkFlags(t, tt.args, tt.ok) })
@@ -169,6 +171,17 @@ func TestConfig(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := runMain(context.Background(), []string{"--scenarios", "nope"}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "nope") {
 		t.Errorf("invalid flags: exit %d, %q; want 2 naming the scenario", code, stderr.String())
+	}
+}
+
+// --cpu-profile reaches the steady runs only: they alone start their
+// workers with --pprof and profile them.
+func TestCPUProfilePlan(t *testing.T) {
+	cfg := Config{Scenarios: []string{scSteady, scKill9}, CPUProfile: 10 * time.Second}.withDefaults()
+	for _, sc := range plan(cfg) {
+		if want := map[bool]time.Duration{true: 10 * time.Second}[sc.kind == scSteady]; sc.cpuProfile != want {
+			t.Errorf("%s: cpu profile %v, want %v", sc.name, sc.cpuProfile, want)
+		}
 	}
 }
 

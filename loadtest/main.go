@@ -50,7 +50,9 @@
 // writes results.json, results.md and one chart per scenario (SVG and PNG)
 // of delivered messages per second with kills, stops and joins marked to
 // --out; --replot DIR draws a directory's charts again from its
-// results.json. Everything listens on loopback only, every kill and load is
+// results.json. --cpu-profile D starts the steady runs' workers with
+// --pprof and writes a CPU profile of D of each, taken once a quarter of
+// the audience is delivered, to <out>/<scenario>-<worker>.cpu.pprof. Everything listens on loopback only, every kill and load is
 // bounded in count and time, and every process it starts is stopped
 // before it exits (or killed with it, should it die). The exit status is 1
 // if any check failed.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,6 +151,9 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 			return env
 		}
 	}
+	if r.sc.cpuProfile > 0 {
+		fcfg.Args = append(slices.Clone(fcfg.Args), "--pprof")
+	}
 	fl, err := fleet.New(fcfg)
 	if err != nil {
 		return Result{}, err
@@ -193,8 +197,15 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 			}
 		}()
 	}
+	var profiles sync.WaitGroup
+	if r.sc.cpuProfile > 0 {
+		profiles.Go(func() { r.profileCPU(chaosCtx, eligible) })
+	}
 	st, err := r.monitor(ctx)
 	end := time.Now()
+	// A profile still running finishes on the fleet, now idle: it is
+	// kept, and its log line says so.
+	profiles.Wait()
 	stopChaos()
 	chaos.Wait()
 	if err != nil {

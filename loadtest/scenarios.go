@@ -21,6 +21,9 @@ type scenario struct {
 	slow        bool // against the slow endpoint
 	attribute   bool // each worker through its own proxy (sigstop)
 	chaos       func(context.Context, *run) error
+	// cpuProfile, when set, is the length of the CPU profile taken of
+	// every worker (cpuprofile.go); the workers run with --pprof.
+	cpuProfile time.Duration
 
 	// The fleet-scale scenarios' own parts (fleet*.go, rollout.go, ...).
 	sinkFlags []string // an endpoint of its own, started with these flags
@@ -45,7 +48,8 @@ func plan(cfg Config) []scenario {
 	var out []scenario
 	if cfg.has(scSteady) {
 		for _, w := range cfg.Workers {
-			out = append(out, scenario{name: fmt.Sprintf("steady-%d", w), kind: scSteady, workers: w, subscribers: cfg.Subscribers})
+			out = append(out, scenario{name: fmt.Sprintf("steady-%d", w), kind: scSteady, workers: w, subscribers: cfg.Subscribers,
+				cpuProfile: cfg.CPUProfile})
 		}
 	}
 	chaos := func(kind string, f func(context.Context, *run) error) scenario {

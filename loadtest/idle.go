@@ -3,18 +3,13 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/herald-dev/herald/internal/fleet"
 )
@@ -270,27 +265,11 @@ func scrapeFences(ctx context.Context, client *http.Client, procs []*fleet.Proc)
 
 // scrapeCounter reads one unlabelled counter from a worker's /metrics.
 func scrapeCounter(ctx context.Context, client *http.Client, addr, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	m, err := scrapeMetric(ctx, client, addr, name)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
-	for {
-		var mf dto.MetricFamily
-		if err := dec.Decode(&mf); errors.Is(err, io.EOF) {
-			return 0, fmt.Errorf("loadtest: scrape %s: no %s", addr, name)
-		} else if err != nil {
-			return 0, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
-		}
-		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetCounter().GetValue(), nil
-		}
-	}
+	return m.GetCounter().GetValue(), nil
 }
 
 // meanMedianMax summarises xs; zeros when empty.

@@ -229,10 +229,10 @@ func TestChart(t *testing.T) {
 	}
 }
 
-// TestSmoke runs the harness end to end at a tiny size: real etcd, Kafka,
-// sink and worker processes, both baselines, a steady run and a sigstop
-// with its zombie check. Seconds, not a measurement.
-func TestSmoke(t *testing.T) {
+// smokeBinary builds herald for an end-to-end test of the harness, which
+// starts real processes: skipped with -short.
+func smokeBinary(t *testing.T) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary and runs worker processes")
 	}
@@ -240,6 +240,14 @@ func TestSmoke(t *testing.T) {
 	if err := buildHerald(context.Background(), bin); err != nil {
 		t.Fatal(err)
 	}
+	return bin
+}
+
+// TestSmoke runs the harness end to end at a tiny size: real etcd, Kafka,
+// sink and worker processes, both baselines, a steady run and a sigstop
+// with its zombie check. Seconds, not a measurement.
+func TestSmoke(t *testing.T) {
+	bin := smokeBinary(t)
 	cfg := Config{
 		Scenarios: []string{scBaseline, scSteady, scSigstop}, Binary: bin, Out: t.TempDir(),
 		Subscribers: 3000, Workers: []int{1}, ChaosSubscribers: 60_000, ChaosWorkers: 2,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -208,13 +207,7 @@ func TestRefusedEligible(t *testing.T) {
 // needs more broadcasts than this to mean anything, so only its other
 // checks are asserted.
 func TestSmokeMonths(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs worker processes")
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	if err := buildHerald(context.Background(), bin); err != nil {
-		t.Fatal(err)
-	}
+	bin := smokeBinary(t)
 	cfg := Config{
 		Scenarios: []string{scEndpointDown, scKafkaDown, scConcurrent, scSoak}, Binary: bin, Out: t.TempDir(),
 		ChaosWorkers: 2, LeaseTTL: 2 * time.Second, MaxInFlight: 8, Timeout: 2 * time.Minute,

@@ -66,34 +66,44 @@ func openFiles(pid int) (int, error) {
 	return len(es), nil
 }
 
-// errNoGauge reports a /metrics page without the gauge asked for.
+// errNoGauge reports a /metrics page without the metric asked for.
 var errNoGauge = errors.New("loadtest: gauge not exported")
 
 // scrapeGauge reads the value of an unlabelled gauge, such as
 // go_goroutines, from a worker's /metrics.
 func scrapeGauge(ctx context.Context, client *http.Client, addr, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	m, err := scrapeMetric(ctx, client, addr, name)
 	if err != nil {
 		return 0, err
 	}
+	return m.GetGauge().GetValue(), nil
+}
+
+// scrapeMetric reads the first sample of metric name from a worker's
+// /metrics; errNoGauge when the page has none.
+func scrapeMetric(ctx context.Context, client *http.Client, addr, name string) (*dto.Metric, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
+		return nil, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("loadtest: scrape %s: %s", addr, resp.Status)
+		return nil, fmt.Errorf("loadtest: scrape %s: %s", addr, resp.Status)
 	}
 	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
 	for {
 		var mf dto.MetricFamily
 		if err := dec.Decode(&mf); errors.Is(err, io.EOF) {
-			return 0, fmt.Errorf("%w: %s at %s", errNoGauge, name, addr)
+			return nil, fmt.Errorf("%w: %s at %s", errNoGauge, name, addr)
 		} else if err != nil {
-			return 0, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
+			return nil, fmt.Errorf("loadtest: scrape %s: %w", addr, err)
 		}
 		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
-			return mf.GetMetric()[0].GetGauge().GetValue(), nil
+			return mf.GetMetric()[0], nil
 		}
 	}
 }

@@ -58,6 +58,7 @@ func specShape() *shape {
 			"max_attempts":   leaf(shapeInt),
 			"signing_secret": leaf(shapeString),
 			"auth_secret":    leaf(shapeString),
+			"http2":          leaf(shapeString),
 		}),
 		"not_before": leaf(shapeTime),
 		"expires_at": leaf(shapeTime),

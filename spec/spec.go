@@ -49,7 +49,22 @@ type Endpoint struct {
 	// the form they always had.
 	SigningSecret string `json:"signing_secret,omitempty"`
 	AuthSecret    string `json:"auth_secret,omitempty"`
+	// HTTP2 says which HTTP version deliveries use: "auto" (the default)
+	// is HTTP/2 when a TLS endpoint offers it by ALPN and HTTP/1.1
+	// otherwise, plain http:// included; "off" is HTTP/1.1 only; "h2c" is
+	// HTTP/2 without TLS by prior knowledge, for http:// URLs only. The
+	// default is held as "" and left out of the canonical form, so specs
+	// without the field keep the form they always had and "auto" written
+	// out is the same spec as the field left out.
+	HTTP2 string `json:"http2,omitempty"`
 }
+
+// Values of Endpoint.HTTP2.
+const (
+	HTTP2Auto = "auto"
+	HTTP2Off  = "off"
+	HTTP2H2C  = "h2c"
+)
 
 // Endpoint defaults and bounds.
 const (
@@ -145,6 +160,9 @@ func (e Endpoint) withDefaults() Endpoint {
 	}
 	if e.MaxAttempts == 0 {
 		e.MaxAttempts = DefaultMaxAttempts
+	}
+	if e.HTTP2 == HTTP2Auto {
+		e.HTTP2 = ""
 	}
 	return e
 }

@@ -137,6 +137,33 @@ func TestParseAccepts(t *testing.T) {
 			},
 		},
 		{
+			name:  "http2 off",
+			edits: map[string]any{"endpoint.http2": "off"},
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.HTTP2 != HTTP2Off {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
+			name:  "http2 auto is the default, held as empty",
+			edits: map[string]any{"endpoint.http2": "auto"},
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.HTTP2 != "" {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
+			name:  "h2c over http",
+			edits: map[string]any{"endpoint.http2": "h2c", "endpoint.url": "http://push.internal:8080/v1"},
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.HTTP2 != HTTP2H2C {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
 			name:  "id of 128 characters from the whole alphabet",
 			edits: map[string]any{"id": strings.Repeat("aZ09._-", 18) + "ab"},
 			check: func(t *testing.T, s Spec) {
@@ -289,6 +316,10 @@ func TestParseRefuses(t *testing.T) {
 		{name: "secret name with a space", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": "a b"})), id: "spring-sale", field: "endpoint.auth_secret", msg: "A-Z a-z 0-9"},
 		{name: "secret name too long", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": strings.Repeat("s", 129)})), id: "spring-sale", field: "endpoint.auth_secret", msg: "more than 128"},
 		{name: "secret name not a string", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": 7})), id: "spring-sale", field: "endpoint.auth_secret", msg: "must be a string"},
+		{name: "http2 unknown mode", data: string(specJSON(t, map[string]any{"endpoint.http2": "on"})), id: "spring-sale", field: "endpoint.http2", msg: `must be "auto", "off" or "h2c"`},
+		{name: "http2 case sensitive", data: string(specJSON(t, map[string]any{"endpoint.http2": "OFF"})), id: "spring-sale", field: "endpoint.http2", msg: `must be "auto", "off" or "h2c"`},
+		{name: "http2 a bool", data: string(specJSON(t, map[string]any{"endpoint.http2": true})), id: "spring-sale", field: "endpoint.http2", msg: "must be a string"},
+		{name: "h2c over https", data: string(specJSON(t, map[string]any{"endpoint.http2": "h2c"})), id: "spring-sale", field: "endpoint.http2", msg: "for http:// URLs only"},
 
 		// The times.
 		{name: "expires when it starts", data: string(specJSON(t, map[string]any{"not_before": "2026-11-23T10:00:00Z", "expires_at": "2026-11-23T11:00:00+01:00"})), id: "spring-sale", field: "expires_at", msg: "after not_before"},
@@ -365,7 +396,8 @@ func TestCanonical(t *testing.T) {
 			"only_reachable": true,
 			"audience": {"path": "/data/followers.jsonl", "source": "file"},
 			"id": "spring-sale-2026"}`,
-		"escapes": strings.Replace(specExample, `"Hi {{.name}}"`, `"Hi {{.na\u006de}}"`, 1),
+		"escapes":                strings.Replace(specExample, `"Hi {{.name}}"`, `"Hi {{.na\u006de}}"`, 1),
+		"http2 auto written out": strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "auto"`, 1),
 	}
 	for name, data := range same {
 		t.Run("same/"+name, func(t *testing.T) {
@@ -386,6 +418,8 @@ func TestCanonical(t *testing.T) {
 		"locale added":   strings.Replace(specExample, `"zh": {`, `"fr": {"title": "Salut"}, "zh": {`, 1),
 		"signing secret": strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "signing_secret": "k"`, 1),
 		"auth secret":    strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "auth_secret": "k"`, 1),
+		"http2 off":      strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "off"`, 1),
+		"h2c":            strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "h2c"`, 1),
 	}
 	for name, data := range different {
 		t.Run("different/"+name, func(t *testing.T) {

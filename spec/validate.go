@@ -84,6 +84,15 @@ func (e Endpoint) validate() *Error {
 	if msg := checkSecretName(e.AuthSecret); msg != "" {
 		return bad("auth_secret", msg)
 	}
+	switch e.HTTP2 {
+	case "", HTTP2Auto, HTTP2Off:
+	case HTTP2H2C:
+		if u.Scheme != "http" {
+			return bad("http2", `"h2c" is HTTP/2 without TLS, for http:// URLs only; an https:// endpoint uses HTTP/2 with "auto"`)
+		}
+	default:
+		return bad("http2", `must be "auto", "off" or "h2c"`)
+	}
 	return nil
 }
 

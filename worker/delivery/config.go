@@ -63,6 +63,9 @@ type Config struct {
 	// are then the pool's, and Close leaves it open. Nil means a pool of
 	// the Sender's own, sized by MaxInFlight.
 	Pool *Pool
+	// HTTP2 picks the HTTP versions spoken (the spec's endpoint.http2):
+	// HTTP2Auto, HTTP2Off or HTTP2H2C. Empty means HTTP2Auto.
+	HTTP2 string
 	// Timeout bounds one attempt: connecting, sending, and reading the
 	// response. Zero means 5 s.
 	Timeout time.Duration
@@ -219,6 +222,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("%w: BreakerWindow %v is negative", ErrInvalidConfig, c.BreakerWindow)
 	case c.BreakerProbeMax < 0:
 		return fmt.Errorf("%w: BreakerProbeMax %v is negative", ErrInvalidConfig, c.BreakerProbeMax)
+	case c.HTTP2 != "" && c.HTTP2 != HTTP2Auto && c.HTTP2 != HTTP2Off && c.HTTP2 != HTTP2H2C:
+		return fmt.Errorf("%w: HTTP2 %q not %q, %q or %q", ErrInvalidConfig, c.HTTP2, HTTP2Auto, HTTP2Off, HTTP2H2C)
 	case !validHeaderValue(c.Authorization):
 		// The value itself is a secret: never put it in an error.
 		return fmt.Errorf("%w: Authorization is not a valid header value (control characters)", ErrInvalidConfig)

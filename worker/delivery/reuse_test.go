@@ -92,7 +92,7 @@ func TestConcurrentSendersKeepTheirConnections(t *testing.T) {
 
 	round()
 	warm := e.conns.Load()
-	if limit := int64(s.pool.t.MaxConnsPerHost); warm < 1 || warm > limit {
+	if limit := int64(s.pool.transport(modeOf(s.cfg.HTTP2)).MaxConnsPerHost); warm < 1 || warm > limit {
 		t.Errorf("warming up opened %d connections, want 1 to %d", warm, limit)
 	}
 	round()

@@ -2,12 +2,14 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 )
 
@@ -24,17 +26,69 @@ var ErrNotAllowed = errors.New("delivery: endpoint not allowed")
 // better retried on a fresh one.
 const connectTimeout = 5 * time.Second
 
+// Values of Config.HTTP2, the HTTP versions a Sender speaks (the spec's
+// endpoint.http2).
+const (
+	// HTTP2Auto, the default (as is ""), is HTTP/2 when a TLS endpoint
+	// offers it by ALPN and HTTP/1.1 otherwise; plain http:// is HTTP/1.1.
+	HTTP2Auto = "auto"
+	// HTTP2Off is HTTP/1.1 only.
+	HTTP2Off = "off"
+	// HTTP2H2C is HTTP/2 without TLS by prior knowledge (h2c) for http://
+	// URLs, and HTTP/2 by ALPN for https:// ones; never HTTP/1.1.
+	HTTP2H2C = "h2c"
+)
+
+// protocolMode indexes a Pool's transports, one per Config.HTTP2 value.
+type protocolMode int
+
+const (
+	modeAuto protocolMode = iota
+	modeOff
+	modeH2C
+	numModes
+)
+
+// modeOf maps a Config.HTTP2 value to its transport; Validate has refused
+// any other.
+func modeOf(http2 string) protocolMode {
+	switch http2 {
+	case HTTP2Off:
+		return modeOff
+	case HTTP2H2C:
+		return modeH2C
+	}
+	return modeAuto
+}
+
 // Pool is a keep-alive connection pool that several Senders can share
 // (Config.Pool), so that the connections a worker keeps open follow its
 // own bound on sends in flight, not the sum of every broadcast's
 // max_in_flight. It is safe for concurrent use.
+//
+// It holds one transport per protocol mode (Config.HTTP2), each made when
+// a Sender first asks for it and each with the same bounds. Over HTTP/1.1
+// a send holds a connection; over HTTP/2 sends are streams multiplexed on
+// a few connections, the bound on connections stays the same, and how many
+// streams share one is the endpoint's limit (its SETTINGS), beyond which
+// another connection is opened.
 type Pool struct {
-	t *http.Transport
+	maxConns, maxIdle      int
+	connect                time.Duration
+	maxResponseHeaderBytes int64
+	// tls, when set, is the TLS client config of every transport; nil
+	// means Go's defaults (the system's roots). Tests set it to trust
+	// their servers' certificates.
+	tls *tls.Config
+
+	mu sync.Mutex
+	ts [numModes]*http.Transport
 }
 
 // NewPool returns a pool that keeps at most maxConns idle connections over
 // all hosts, and at most a little more than maxConns open to any one host
-// (dials in progress and connections being closed count too).
+// (dials in progress and connections being closed count too), in each
+// protocol mode its Senders use.
 // maxResponseHeaderBytes bounds an answer's headers (0: 64 KiB).
 func NewPool(maxConns int, maxResponseHeaderBytes int64) *Pool {
 	if maxConns <= 0 {
@@ -43,27 +97,60 @@ func NewPool(maxConns int, maxResponseHeaderBytes int64) *Pool {
 	if maxResponseHeaderBytes <= 0 {
 		maxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
-	t := newTransport(maxConns, connectTimeout, maxResponseHeaderBytes)
-	t.MaxIdleConns = maxConns
-	return &Pool{t: t}
+	return &Pool{maxConns: maxConns, maxIdle: maxConns, connect: connectTimeout, maxResponseHeaderBytes: maxResponseHeaderBytes}
 }
 
-// CloseIdle closes the pool's idle connections; connections in use are
-// kept, and new ones are opened as sends need them.
-func (p *Pool) CloseIdle() { p.t.CloseIdleConnections() }
+// CloseIdle closes the pool's idle connections in every mode; connections
+// in use are kept, and new ones are opened as sends need them.
+func (p *Pool) CloseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.ts {
+		if t != nil {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// transport returns the pool's transport for mode, made on first use.
+func (p *Pool) transport(mode protocolMode) *http.Transport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ts[mode] == nil {
+		t := newTransport(mode, p.maxConns, p.connect, p.maxResponseHeaderBytes)
+		if p.maxIdle > 0 {
+			t.MaxIdleConns = p.maxIdle
+		}
+		if p.tls != nil {
+			t.TLSClientConfig = p.tls.Clone()
+		}
+		p.ts[mode] = t
+	}
+	return p.ts[mode]
+}
 
 // newPool builds a Sender's own pool, for its MaxInFlight senders.
 func newPool(cfg Config) *Pool {
-	return &Pool{t: newTransport(cfg.MaxInFlight, min(cfg.Timeout, connectTimeout), cfg.MaxResponseHeaderBytes)}
+	return &Pool{maxConns: cfg.MaxInFlight, connect: min(cfg.Timeout, connectTimeout), maxResponseHeaderBytes: cfg.MaxResponseHeaderBytes}
 }
 
 // newTransport builds a keep-alive connection pool for maxConns senders
-// at once: HTTP/1.1 only, so each sender holds one connection and the
-// endpoint sees steady, reusable sockets rather than a few multiplexed
-// ones.
-func newTransport(maxConns int, connect time.Duration, maxResponseHeaderBytes int64) *http.Transport {
+// at once. In modeOff it is HTTP/1.1 only, so each sender holds one
+// connection and the endpoint sees steady, reusable sockets rather than a
+// few multiplexed ones; modeAuto adds HTTP/2 where TLS negotiates it, and
+// modeH2C speaks HTTP/2 alone, without TLS on http:// URLs.
+func newTransport(mode protocolMode, maxConns int, connect time.Duration, maxResponseHeaderBytes int64) *http.Transport {
 	var protocols http.Protocols
-	protocols.SetHTTP1(true)
+	switch mode {
+	case modeOff:
+		protocols.SetHTTP1(true)
+	case modeAuto:
+		protocols.SetHTTP1(true)
+		protocols.SetHTTP2(true)
+	case modeH2C:
+		protocols.SetHTTP2(true)
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -76,7 +163,8 @@ func newTransport(maxConns int, connect time.Duration, maxResponseHeaderBytes in
 		// A dial in progress and a connection the endpoint has just closed
 		// both count against the cap; a little headroom keeps those moments
 		// from queueing senders, while the cap still stops a runaway from
-		// opening a socket per request.
+		// opening a socket per request. Over HTTP/2 it bounds connections,
+		// not requests.
 		MaxConnsPerHost:        maxConns + maxConns/8 + 2,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,

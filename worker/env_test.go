@@ -60,7 +60,14 @@ func newEnv(t testing.TB, sc sink.Config) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, stack: stack, sink: s, bodies: make(map[string][]byte)}
-	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
+	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
+	// The endpoint also speaks h2c by prior knowledge, for broadcasts
+	// that ask for it; others reach it over HTTP/1.1.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	e.srv.Config.Protocols = &protocols
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	cli := e.etcd()
 	e.reg = coordinator.NewRegistry(cli, coordinator.DefaultPrefix)

@@ -430,6 +430,7 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 	dc := w.cfg.Delivery
 	dc.MaxInFlight = sp.Endpoint.MaxInFlight
 	dc.Pool = w.conns
+	dc.HTTP2 = sp.Endpoint.HTTP2
 	dc.Timeout = time.Duration(sp.Endpoint.TimeoutMS) * time.Millisecond
 	dc.MaxAttempts = sp.Endpoint.MaxAttempts
 	dc.Fence = w.fence

@@ -24,6 +24,13 @@
 // sent as is. Answers are bounded: MaxResponseBytes of body are read,
 // MaxResponseHeaderBytes of headers accepted.
 //
+// Config.HTTP2 picks the HTTP version: by default HTTP/2 where TLS
+// negotiates it (ALPN) and HTTP/1.1 otherwise, plain http:// included;
+// HTTP2Off is HTTP/1.1 only, HTTP2H2C HTTP/2 by prior knowledge without
+// TLS. A Pool keeps one transport per mode, each with the same bounds; over
+// HTTP/2 a Sender's sends are streams multiplexed on a few connections, as
+// many on each as the endpoint allows.
+//
 // Each Sender has a circuit breaker, so one broadcast's endpoint going down
 // pauses that broadcast rather than failing every message in flight. When
 // most recent attempts (by default 16 of the last 20 within 10 s, at least

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,8 +20,10 @@ type protoEndpoint struct {
 	url string
 
 	mu     sync.Mutex
-	majors map[int]int // requests by r.ProtoMajor
-	opened int
+	delay  time.Duration // how long each answer takes
+	majors map[int]int   // requests by r.ProtoMajor
+	opened int           // connections opened
+	open   int           // connections open now
 }
 
 // endpointKind is how a protoEndpoint listens.
@@ -33,21 +36,30 @@ const (
 	tlsH2                        // https://, HTTP/2 offered by ALPN
 )
 
-func newProtoEndpoint(t *testing.T, kind endpointKind) *protoEndpoint {
+func newProtoEndpoint(t testing.TB, kind endpointKind) *protoEndpoint {
 	t.Helper()
-	e := &protoEndpoint{majors: map[int]int{}}
+	// Long enough for sends to overlap.
+	e := &protoEndpoint{delay: 2 * time.Millisecond, majors: map[int]int{}}
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
 		e.mu.Lock()
 		e.majors[r.ProtoMajor]++
+		delay := e.delay
 		e.mu.Unlock()
-		time.Sleep(2 * time.Millisecond) // long enough for sends to overlap
+		if delay > 0 {
+			time.Sleep(delay)
+		}
 		w.WriteHeader(http.StatusOK)
 	}))
 	e.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			e.mu.Lock()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		switch st {
+		case http.StateNew:
 			e.opened++
-			e.mu.Unlock()
+			e.open++
+		case http.StateClosed, http.StateHijacked:
+			e.open--
 		}
 	}
 	switch kind {
@@ -72,7 +84,7 @@ func newProtoEndpoint(t *testing.T, kind endpointKind) *protoEndpoint {
 
 // pool returns a shared pool of maxConns that trusts the endpoint's
 // certificate, closed when the test ends.
-func (e *protoEndpoint) pool(t *testing.T, maxConns int) *Pool {
+func (e *protoEndpoint) pool(t testing.TB, maxConns int) *Pool {
 	t.Helper()
 	p := NewPool(maxConns, 0)
 	if cert := e.srv.Certificate(); cert != nil {
@@ -82,6 +94,12 @@ func (e *protoEndpoint) pool(t *testing.T, maxConns int) *Pool {
 	}
 	t.Cleanup(p.CloseIdle)
 	return p
+}
+
+func (e *protoEndpoint) openNow() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.open
 }
 
 func (e *protoEndpoint) counts() (majors map[int]int, opened int) {

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -185,13 +182,7 @@ func TestFleetSmoke(t *testing.T) {
 			OutageAfter: 300 * time.Millisecond,
 		},
 	}
-	var out bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	results, err := Run(context.Background(), cfg, &out, log)
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	results, _ := runSmoke(t, cfg)
 	by := map[string]Result{}
 	for _, r := range results {
 		by[r.Scenario] = r

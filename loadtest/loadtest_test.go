@@ -243,6 +243,21 @@ func smokeBinary(t *testing.T) string {
 	return bin
 }
 
+// runSmoke runs the harness with cfg, its log in the test's, and fails
+// the test if it could not run. It returns the results and the table the
+// harness printed, which it also logs.
+func runSmoke(t *testing.T, cfg Config) ([]Result, string) {
+	t.Helper()
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	results, err := Run(context.Background(), cfg, &out, log)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return results, out.String()
+}
+
 // TestSmoke runs the harness end to end at a tiny size: real etcd, Kafka,
 // sink and worker processes, both baselines, a steady run and a sigstop
 // with its zombie check. Seconds, not a measurement.
@@ -253,13 +268,7 @@ func TestSmoke(t *testing.T) {
 		Subscribers: 3000, Workers: []int{1}, ChaosSubscribers: 60_000, ChaosWorkers: 2,
 		LeaseTTL: 2 * time.Second, StopAfter: 500 * time.Millisecond, MaxInFlight: 8, Timeout: 2 * time.Minute,
 	}
-	var out bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	results, err := Run(context.Background(), cfg, &out, log)
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	results, table := runSmoke(t, cfg)
 	if len(results) != 4 {
 		t.Fatalf("%d results, want plain, diy, steady-1, sigstop", len(results))
 	}
@@ -281,7 +290,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("output: %v", err)
 		}
 	}
-	if !strings.Contains(out.String(), "| steady-1 | herald | 1 |") {
+	if !strings.Contains(table, "| steady-1 | herald | 1 |") {
 		t.Error("no Markdown table row for steady-1")
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -216,13 +214,7 @@ func TestSmokeMonths(t *testing.T) {
 		ConcurrentBroadcasts: 6, ConcurrentSubscribers: 500, ConcurrentWorkerCap: 16,
 		SoakBroadcasts: 8, SoakSubscribers: 50,
 	}
-	var out bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	results, err := Run(context.Background(), cfg, &out, log)
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	results, table := runSmoke(t, cfg)
 	if len(results) != 4 {
 		t.Fatalf("%d results, want 4", len(results))
 	}
@@ -251,7 +243,7 @@ func TestSmokeMonths(t *testing.T) {
 		t.Errorf("soak: %+v", s)
 	}
 	for _, want := range []string{"endpointdown:\n", "soak:\n"} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(table, want) {
 			t.Errorf("output lacks the figures %q", want)
 		}
 	}

@@ -124,13 +124,6 @@ const bodyBufMax = 64 << 10
 
 func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	c := s.cur.Load()
-	c.requests.Add(1)
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
-		c.badRequests.Add(1)
-		http.Error(w, "missing Idempotency-Key header", http.StatusBadRequest)
-		return
-	}
 	buf := s.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -140,11 +133,13 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	}()
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, s.cfg.MaxBody+1))
 	if err != nil {
+		c.requests.Add(1)
 		c.badRequests.Add(1)
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if n > s.cfg.MaxBody {
+		c.requests.Add(1)
 		c.badRequests.Add(1)
 		http.Error(w, "body over "+strconv.FormatInt(s.cfg.MaxBody, 10)+" bytes", http.StatusRequestEntityTooLarge)
 		return
@@ -155,10 +150,22 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		// says nothing about it.
 		err := signature.Verify(s.cfg.VerifyKeys, r.Header.Get(signature.Header), body, time.Now(), s.cfg.VerifyTolerance)
 		if err != nil {
+			c.requests.Add(1)
 			c.unauthorized.Add(1)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
+	}
+	if isBatch(body) {
+		s.deliverBatch(w, r, c, body)
+		return
+	}
+	c.requests.Add(1)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		c.badRequests.Add(1)
+		http.Error(w, "missing Idempotency-Key header", http.StatusBadRequest)
+		return
 	}
 	if s.cfg.Strict && (!validKey(key) || !json.Valid(body)) {
 		c.invalidBodies.Add(1)

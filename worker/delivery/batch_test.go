@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-dev/herald/signature"
+	"github.com/herald-dev/herald/sink"
 )
 
 // batchItems makes n items whose bodies are deliveries keyed k0, k1, ...
@@ -318,5 +320,43 @@ func TestSendBatchSignsTheWholeBody(t *testing.T) {
 	s.SendBatch(context.Background(), e.url(), items, nil, results)
 	if header == "" || sigErr != nil {
 		t.Fatalf("signature %q: %v", header, sigErr)
+	}
+}
+
+// TestSendBatchToTheReferenceSink sends batches to Herald's own sink over
+// HTTP, with keys it holds back once and keys it refuses: every key ends
+// delivered or failed exactly as the sink decided, none twice.
+func TestSendBatchToTheReferenceSink(t *testing.T) {
+	sk, err := sink.New(sink.Config{Strict: true, Retry: sink.RetryKeys{OneIn: 3, Times: 2}, Refuse400: 0.1, RetryAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sk)
+	defer srv.Close()
+	s, _ := newTestSender(t, testConfig)
+	const n = 250
+	items := make([]Item, n)
+	for i := range items {
+		key := fmt.Sprintf("hk1-%032x", i)
+		items[i] = Item{Key: key, Body: fmt.Appendf(nil, `{"broadcast_id":"bt","subscriber_id":"u%d","idempotency_key":%q,"locale":"en","message":{"body":"hi"}}`, i, key)}
+	}
+	results := make([]Result, n)
+	var refused int
+	for lo := 0; lo < n; lo += 100 {
+		hi := min(lo+100, n)
+		s.SendBatch(context.Background(), srv.URL+"/push", items[lo:hi], nil, results[lo:hi])
+	}
+	for i, r := range results {
+		want := Delivered
+		if sink.Refuses(items[i].Key, 0.1) {
+			want, refused = Failed, refused+1
+		}
+		if r.Outcome != want {
+			t.Fatalf("item %d: %+v, want %v", i, r, want)
+		}
+	}
+	st := sk.Stats()
+	if st.Delivered != int64(n-refused) || st.Duplicates != 0 || st.Refused != int64(refused) || st.Batches < 3 {
+		t.Fatalf("sink saw %+v; want %d delivered once each, %d refused", st, n-refused, refused)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -101,31 +99,17 @@ func (h *harness) runPlainBatched(ctx context.Context, conc, size int) (Result, 
 	}
 	p := newPoster(h.sink.url("/push"), conc)
 	defer p.close()
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(batches)) {
-					return
-				}
-				if !p.postBatch(ctx, batches[i].body, batches[i].items) {
-					failed.Add(batches[i].items)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	end := time.Now()
+	failed, t0, end := postAll(ctx, conc, len(batches), func(i int) int64 {
+		if p.postBatch(ctx, batches[i].body, batches[i].items) {
+			return 0
+		}
+		return batches[i].items
+	})
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
 	batches = nil
-	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-plain-batch-%d", size), "plain-http", 1, id, eligible, failed.Load()+renderFailed, t0, end)
+	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-plain-batch-%d", size), "plain-http", 1, id, eligible, failed+renderFailed, t0, end)
 	if err != nil {
 		return Result{}, err
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/herald-dev/herald/internal/sleep"
 )
 
 // A batch is a POST whose body is a JSON array of deliveries, each with
@@ -153,38 +155,15 @@ func (s *Sink) deliverBatch(w http.ResponseWriter, r *http.Request, c *counters,
 		http.Error(w, "strict: batch body is not JSON", http.StatusBadRequest)
 		return
 	}
-	if s.down(c, s.now()) {
-		c.outage.Add(n)
-		if s.outageRetry {
-			w.Header().Set("Retry-After", s.retryAfter)
-		}
-		w.WriteHeader(s.cfg.OutageStatus)
+	if s.outage(w, c, n) {
 		return
 	}
-	delay, status := s.cfg.Latency, 0
-	if s.injects {
-		var extra time.Duration
-		extra, status = s.draw()
-		delay += extra
-	}
-	if delay > 0 && !sleep(r.Context(), delay) {
+	delay, status := s.delay()
+	if delay > 0 && !sleep.For(r.Context(), delay) {
 		c.abandoned.Add(n)
 		return
 	}
-	switch status {
-	case http.StatusTooManyRequests:
-		c.injected429.Add(n)
-		w.Header().Set("Retry-After", s.retryAfter)
-		w.WriteHeader(status)
-		return
-	case http.StatusServiceUnavailable:
-		c.injected503.Add(n)
-		w.Header().Set("Retry-After", s.retryAfter)
-		w.WriteHeader(status)
-		return
-	case http.StatusInternalServerError:
-		c.injected500.Add(n)
-		w.WriteHeader(status)
+	if s.injected(w, c, status, n) {
 		return
 	}
 	results := make([]batchResult, len(items))

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/signature"
 )
 
@@ -262,7 +263,7 @@ func (s *Sender) sendBatch(ctx context.Context, url string, items []Item, base i
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("delivery: retrying part of a batch", "items", retrying, "of", len(open), "answer", whole, "wait", wait)
 		}
-		if !sleepCtx(ctx, s.sleepFor(wait)) {
+		if !sleep.For(ctx, s.sleepFor(wait)) {
 			continue
 		}
 	}
@@ -359,20 +360,4 @@ func appendBatch(b []byte, items []Item, open []int) []byte {
 		b = append(b, items[i].Body...)
 	}
 	return append(b, ']')
-}
-
-// sleepCtx waits d, or until ctx ends; it reports whether it waited it
-// all.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/sleep"
 )
 
 // concurrent triggers many broadcasts at once and checks that each
@@ -174,7 +175,7 @@ func runConcurrent(ctx context.Context, r *run) (Result, error) {
 				"s", int(time.Since(r.t0).Seconds()))
 			lastLog = time.Now()
 		}
-		if len(ends) < n && !sleepOr(ctx, 500*time.Millisecond) {
+		if len(ends) < n && !sleep.For(ctx, 500*time.Millisecond) {
 			return Result{}, fmt.Errorf("loadtest: %s: %d of %d broadcasts finished: %w", r.sc.name, len(ends), n, ctx.Err())
 		}
 	}
@@ -262,7 +263,7 @@ func (r *run) samplePeaks(ctx context.Context, rep *concurrentReport) {
 			w.PeakFDs, w.PeakGoroutines = max(w.PeakFDs, s.fds), max(w.PeakGoroutines, s.goroutines)
 			w.PeakRSSMiB = max(w.PeakRSSMiB, mib(s.peakRSS))
 		}
-		if !sleepOr(ctx, concurrentSampleEvery) {
+		if !sleep.For(ctx, concurrentSampleEvery) {
 			return
 		}
 	}

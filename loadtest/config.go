@@ -35,7 +35,7 @@ const (
 	scConcurrent   = "concurrent"
 )
 
-var allScenarios = append([]string{scSteady, scBaseline, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS,
+var allScenarios = append([]string{scSteady, scBaseline, scBatch, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS,
 	scEndpointDown, scKafkaDown, scConcurrent, scSoak}, fleetScenarios...)
 
 // longScenarios are left out of a run that names none: rss takes minutes
@@ -89,6 +89,10 @@ type Config struct {
 	// SlowSubscribers sizes the slow scenario, whose rate the endpoint's
 	// Retry-After waits bound. 0 means 200,000.
 	SlowSubscribers int64
+	// BatchSubscribers sizes the batch scenario and BatchSize is its
+	// batched run's endpoint.batch_size. 0 means 500,000 and 100.
+	BatchSubscribers int64
+	BatchSize        int
 	// Slow is the endpoint of the slow scenario.
 	SlowLatency, SlowJitter time.Duration // 0: 20 ms and 10 ms
 	Slow429, Slow5xx        float64       // 0: 0.05 each
@@ -191,6 +195,12 @@ func (c Config) withDefaults() Config {
 	if c.SlowSubscribers == 0 {
 		c.SlowSubscribers = 200_000
 	}
+	if c.BatchSubscribers == 0 {
+		c.BatchSubscribers = 500_000
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 100
+	}
 	if c.SlowLatency == 0 {
 		c.SlowLatency = 20 * time.Millisecond
 	}
@@ -232,12 +242,14 @@ func (c Config) Validate() error {
 	if c.ChaosWorkers < 2 {
 		return fmt.Errorf("%w: chaos scenarios need at least 2 workers", ErrConfig)
 	}
-	for _, n := range append([]int64{c.Subscribers, c.ChaosSubscribers, c.SlowSubscribers}, c.RSSSubscribers...) {
+	for _, n := range append([]int64{c.Subscribers, c.ChaosSubscribers, c.SlowSubscribers, c.BatchSubscribers}, c.RSSSubscribers...) {
 		if n < 1 || n > 100_000_000 {
 			return fmt.Errorf("%w: %d subscribers: want 1 to 100,000,000", ErrConfig, n)
 		}
 	}
 	switch {
+	case c.BatchSize < 2 || c.BatchSize > 1000:
+		return fmt.Errorf("%w: batch size %d: want 2 to 1000", ErrConfig, c.BatchSize)
 	case c.MaxInFlight < 1 || c.MaxInFlight > 10_000:
 		return fmt.Errorf("%w: max in flight %d", ErrConfig, c.MaxInFlight)
 	case c.Kills < 0 || c.Kills > 20:
@@ -291,6 +303,8 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.JoinEvery, "join-every", 8*time.Second, "`interval` between scaleout's joins")
 	fs.DurationVar(&c.RollEvery, "roll-every", 6*time.Second, "`pause` between sigterm's restarts")
 	fs.Int64Var(&c.SlowSubscribers, "slow-subscribers", 200_000, "subscribers of the slow scenario")
+	fs.Int64Var(&c.BatchSubscribers, "batch-subscribers", 500_000, "subscribers of the batch scenario")
+	fs.IntVar(&c.BatchSize, "batch-size", 100, "endpoint.batch_size of the batch scenario's batched run (2 to 1000)")
 	fs.DurationVar(&c.SlowLatency, "slow-latency", 20*time.Millisecond, "latency of the slow endpoint")
 	fs.DurationVar(&c.SlowJitter, "slow-jitter", 10*time.Millisecond, "jitter of the slow endpoint")
 	fs.Float64Var(&c.Slow429, "slow-429", 0.05, "`fraction` of the slow endpoint's answers that are 429")

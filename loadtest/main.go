@@ -10,6 +10,8 @@
 // the kernel (peak RSS). Scenarios:
 //
 //	steady     N subscribers, W workers, for each W of --workers
+//	batch      one worker with endpoint.batch_size 1 and --batch-size,
+//	           against a plain sender of pre-rendered batches
 //	baselines  the same broadcast sent by a plain concurrent HTTP sender of
 //	           pre-rendered bodies, and by the do-it-yourself design: the
 //	           audience expanded into a Kafka topic, sent by a kafka-go
@@ -192,6 +194,19 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 			}
 		}
 	}
+	// The batch scenario's baseline: the same requests in flight as one
+	// worker's.
+	var plainBatch, batchOne *Result
+	if cfg.has(scBatch) {
+		pr, err := h.runPlainBatched(ctx, cfg.MaxInFlight, cfg.BatchSize)
+		if err != nil {
+			return results, err
+		}
+		plainBatch = &pr
+		if err := emit(pr); err != nil {
+			return results, err
+		}
+	}
 	var rss []Result
 	for i, sc := range plan(cfg) {
 		if ctx.Err() != nil {
@@ -205,6 +220,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		if sc.kind == scSteady {
 			r.RatioToPlain = ratioOf(r.MsgsPerS, plain[sc.workers])
 			r.RatioToDIY = ratioOf(r.MsgsPerS, diy[sc.workers])
+		}
+		if sc.kind == scBatch {
+			if sc.batchSize <= 1 {
+				batchOne = &r
+			} else {
+				judgeBatch(&r, batchOne, plainBatch)
+			}
 		}
 		if sc.kind == scRSS {
 			rss = append(rss, r)

@@ -13,6 +13,7 @@ import (
 	"github.com/herald-dev/herald/internal/demo"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/internal/fleet"
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/trigger"
@@ -78,7 +79,7 @@ func (r *run) waitEnd(ctx context.Context, id string, every time.Duration) (coor
 		if st, err := r.st.reg.Status(ctx, id); err == nil && st.State.Terminal() {
 			return st, nil
 		}
-		if !sleepOr(ctx, every) {
+		if !sleep.For(ctx, every) {
 			return coordinator.Status{}, fmt.Errorf("loadtest: %s: broadcast %s did not finish: %w", r.sc.name, id, ctx.Err())
 		}
 	}

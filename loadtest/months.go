@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -150,15 +149,3 @@ func writeFigures(w io.Writer, rs []Result) {
 // errNotAll reports a multi-broadcast scenario that could not trigger or
 // follow all its broadcasts.
 var errNotAll = errors.New("loadtest: not every broadcast could be followed")
-
-// sleepOr waits d or until ctx ends, reporting whether it waited it all.
-func sleepOr(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

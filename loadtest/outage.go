@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/devstack"
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/sharding"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/templates"
@@ -115,7 +116,7 @@ func chaosKafkaDown(ctx context.Context, r *run) error {
 	}
 	r.st.StopKafka()
 	r.addEvent(&event{at: time.Now(), Kind: "down", Worker: "kafka"})
-	sleepOr(ctx, cfg.KafkaDownFor)
+	sleep.For(ctx, cfg.KafkaDownFor)
 	if err := r.st.RestartKafka(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}

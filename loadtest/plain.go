@@ -87,31 +87,17 @@ func (h *harness) runPlain(ctx context.Context, workers, conc int) (Result, erro
 	p := newPoster(h.sink.url("/push"), conc)
 	defer p.close()
 
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(ds)) {
-					return
-				}
-				if !p.post(ctx, ds[i]) {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	end := time.Now()
+	failed, t0, end := postAll(ctx, conc, len(ds), func(i int) int64 {
+		if p.post(ctx, ds[i]) {
+			return 0
+		}
+		return 1
+	})
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
 	ds = nil // the bodies can go before the next scenario
-	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-plain-%d", workers), "plain-http", workers, id, eligible, failed.Load()+renderFailed, t0, end)
+	res, err := h.baselineResult(ctx, fmt.Sprintf("baseline-plain-%d", workers), "plain-http", workers, id, eligible, failed+renderFailed, t0, end)
 	if err != nil {
 		return Result{}, err
 	}
@@ -147,4 +133,29 @@ func maxInts(ns []int) int {
 		m = max(m, n)
 	}
 	return m
+}
+
+// postAll has conc goroutines call post for 0 to n-1, each index once, as
+// fast as post returns, and returns the sum of what post returned (the
+// messages it failed) and when the first and the last call started and
+// ended.
+func postAll(ctx context.Context, conc, n int, post func(i int) int64) (failed int64, t0, end time.Time) {
+	var next, fails atomic.Int64
+	var wg sync.WaitGroup
+	t0 = time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				fails.Add(post(int(i)))
+			}
+		}()
+	}
+	wg.Wait()
+	return fails.Load(), t0, time.Now()
 }

@@ -65,9 +65,12 @@ type Result struct {
 	// RatioToPlain and RatioToDIY are MsgsPerS over the baselines'.
 	RatioToPlain *float64 `json:"ratio_to_plain_http,omitempty"`
 	RatioToDIY   *float64 `json:"ratio_to_kafka_diy,omitempty"`
-	Checks       []check  `json:"checks"`
-	Chart        string   `json:"chart,omitempty"`
-	Note         string   `json:"note,omitempty"`
+	// RatioToBatch1 is a batched run's MsgsPerS over the same worker's
+	// with batch_size 1 (the batch scenario).
+	RatioToBatch1 *float64 `json:"ratio_to_batch_1,omitempty"`
+	Checks        []check  `json:"checks"`
+	Chart         string   `json:"chart,omitempty"`
+	Note          string   `json:"note,omitempty"`
 
 	// Fleet holds the figures of rollout, idle, retrykill and etcdout.
 	Fleet *fleetReport `json:"fleet,omitempty"`
@@ -163,7 +166,7 @@ func judgeBroadcast(res *Result, sc scenario, cfg Config) {
 	res.check("done", res.State == "done", "state %s %s", res.State, res.Reason)
 	res.check("lost 0", res.Lost == 0, "lost %d of %d eligible", res.Lost, res.Eligible)
 	switch sc.kind {
-	case scSteady, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent:
+	case scSteady, scBatch, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent:
 		res.check("duplicates 0", res.Duplicates == 0, "duplicates %d", res.Duplicates)
 	}
 	limit := (cfg.LeaseTTL + 2*time.Second).Seconds()

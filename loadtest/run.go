@@ -175,7 +175,10 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	raw := demo.SpecJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
+	raw, err := withBatch(demo.SpecJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight), r.sc.batchSize)
+	if err != nil {
+		return Result{}, err
+	}
 	r.t0 = time.Now()
 	if _, err := trigger.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{}); err != nil {
 		return Result{}, err

@@ -19,6 +19,7 @@ type scenario struct {
 	final       int    // at the end, when more join (scaleout)
 	subscribers int64
 	slow        bool // against the slow endpoint
+	batchSize   int  // the broadcast's endpoint.batch_size; 0 or 1 leaves it out
 	attribute   bool // each worker through its own proxy (sigstop)
 	chaos       func(context.Context, *run) error
 	// cpuProfile, when set, is the length of the CPU profile taken of
@@ -52,6 +53,7 @@ func plan(cfg Config) []scenario {
 				cpuProfile: cfg.CPUProfile})
 		}
 	}
+	out = append(out, batchPlan(cfg)...)
 	chaos := func(kind string, f func(context.Context, *run) error) scenario {
 		return scenario{name: kind, kind: kind, workers: cfg.ChaosWorkers, subscribers: cfg.ChaosSubscribers, chaos: f}
 	}

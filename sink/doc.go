@@ -38,4 +38,15 @@
 //	     far as the sender is concerned (a sender counts 409 as delivered)
 //
 // Injected answers and abandoned requests never mark a key delivered.
+//
+// A POST whose body is a JSON array is a batch (docs/CONTRACTS.md, "A
+// batch of deliveries"): each object in it is a delivery with its own
+// idempotency_key, counted as a request of its own would be. Answers that
+// concern the whole request (400 for a body that is not an array of
+// objects, 401, 413, the outage, an injected 429 or 5xx, an abandoned
+// request) answer every item; otherwise the sink answers 200 with
+// {"results":[{"idempotency_key":K,"status":S},...]}, one per item in
+// order, S being what the item alone would have been answered (200, 409,
+// 400 for a refused key or an item without a key, 503 with a
+// "retry_after" in seconds for a key Config.Retry holds back).
 package sink

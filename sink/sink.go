@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/internal/headerlimit"
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/signature"
 )
 
@@ -124,13 +125,6 @@ const bodyBufMax = 64 << 10
 
 func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	c := s.cur.Load()
-	c.requests.Add(1)
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
-		c.badRequests.Add(1)
-		http.Error(w, "missing Idempotency-Key header", http.StatusBadRequest)
-		return
-	}
 	buf := s.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -140,11 +134,13 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	}()
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, s.cfg.MaxBody+1))
 	if err != nil {
+		c.requests.Add(1)
 		c.badRequests.Add(1)
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if n > s.cfg.MaxBody {
+		c.requests.Add(1)
 		c.badRequests.Add(1)
 		http.Error(w, "body over "+strconv.FormatInt(s.cfg.MaxBody, 10)+" bytes", http.StatusRequestEntityTooLarge)
 		return
@@ -155,10 +151,22 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		// says nothing about it.
 		err := signature.Verify(s.cfg.VerifyKeys, r.Header.Get(signature.Header), body, time.Now(), s.cfg.VerifyTolerance)
 		if err != nil {
+			c.requests.Add(1)
 			c.unauthorized.Add(1)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
+	}
+	if isBatch(body) {
+		s.deliverBatch(w, r, c, body)
+		return
+	}
+	c.requests.Add(1)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		c.badRequests.Add(1)
+		http.Error(w, "missing Idempotency-Key header", http.StatusBadRequest)
+		return
 	}
 	if s.cfg.Strict && (!validKey(key) || !json.Valid(body)) {
 		c.invalidBodies.Add(1)
@@ -167,26 +175,15 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	}
 	b := c.broadcast(broadcastID(body))
 	b.requests.Add(1)
-	if s.down(c, s.now()) {
-		c.outage.Add(1)
-		if s.outageRetry {
-			w.Header().Set("Retry-After", s.retryAfter)
-		}
-		w.WriteHeader(s.cfg.OutageStatus)
+	if s.outage(w, c, 1) {
 		return
 	}
-
-	delay, status := s.cfg.Latency, 0
-	if s.injects {
-		var extra time.Duration
-		extra, status = s.draw()
-		delay += extra
-	}
+	delay, status := s.delay()
 	h := hashKey(key)
 	if status == 0 && s.cfg.Retry.picks(h) && c.refusals.refuse(h, s.cfg.Retry.Times) {
 		status = http.StatusServiceUnavailable
 	}
-	if delay > 0 && !sleep(r.Context(), delay) {
+	if delay > 0 && !sleep.For(r.Context(), delay) {
 		c.abandoned.Add(1)
 		return
 	}
@@ -196,20 +193,7 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refused: this sink refuses this key (--refuse-400)", http.StatusBadRequest)
 		return
 	}
-	switch status {
-	case http.StatusTooManyRequests:
-		c.injected429.Add(1)
-		w.Header().Set("Retry-After", s.retryAfter)
-		w.WriteHeader(status)
-		return
-	case http.StatusServiceUnavailable:
-		c.injected503.Add(1)
-		w.Header().Set("Retry-After", s.retryAfter)
-		w.WriteHeader(status)
-		return
-	case http.StatusInternalServerError:
-		c.injected500.Add(1)
-		w.WriteHeader(status)
+	if s.injected(w, c, status, 1) {
 		return
 	}
 	if c.keys.add(h) {
@@ -221,6 +205,50 @@ func (s *Sink) deliver(w http.ResponseWriter, r *http.Request) {
 	c.duplicates.Add(1)
 	b.duplicates.Add(1)
 	w.WriteHeader(http.StatusConflict)
+}
+
+// outage answers a request of n deliveries, and counts them, if the
+// configured outage covers now; it reports whether it did.
+func (s *Sink) outage(w http.ResponseWriter, c *counters, n int64) bool {
+	if !s.down(c, s.now()) {
+		return false
+	}
+	c.outage.Add(n)
+	if s.outageRetry {
+		w.Header().Set("Retry-After", s.retryAfter)
+	}
+	w.WriteHeader(s.cfg.OutageStatus)
+	return true
+}
+
+// delay is how long to hold this request (latency and jitter) and the
+// status injected into it, 0 for none.
+func (s *Sink) delay() (time.Duration, int) {
+	if !s.injects {
+		return s.cfg.Latency, 0
+	}
+	extra, status := s.draw()
+	return s.cfg.Latency + extra, status
+}
+
+// injected answers a request of n deliveries with an injected status, and
+// counts them, unless status is 0; it reports whether it answered.
+func (s *Sink) injected(w http.ResponseWriter, c *counters, status int, n int64) bool {
+	switch status {
+	case http.StatusTooManyRequests:
+		c.injected429.Add(n)
+	case http.StatusServiceUnavailable:
+		c.injected503.Add(n)
+	case http.StatusInternalServerError:
+		c.injected500.Add(n)
+	default:
+		return false
+	}
+	if status != http.StatusInternalServerError {
+		w.Header().Set("Retry-After", s.retryAfter)
+	}
+	w.WriteHeader(status)
+	return true
 }
 
 // draw picks this request's jitter and injected status (0 for none) with
@@ -243,18 +271,6 @@ func (s *Sink) draw() (time.Duration, int) {
 		return jitter, http.StatusServiceUnavailable
 	}
 	return jitter, 0
-}
-
-// sleep waits d or until ctx ends, reporting whether it waited it all.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Run serves the sink on ln until ctx ends, then lets requests in flight

@@ -6,17 +6,22 @@ import (
 	"time"
 )
 
-// Stats is what GET /stats serves. Every delivery request is counted in
-// Requests and in exactly one of Delivered, Duplicates, BadRequests,
-// Unauthorized, InvalidBodies, Outage, Refused, Injected429, Injected500,
-// Injected503 or Abandoned, so they add up to Requests once no request is
-// in flight.
+// Stats is what GET /stats serves. Every delivery is counted in Requests
+// and in exactly one of Delivered, Duplicates, BadRequests, Unauthorized,
+// InvalidBodies, Outage, Refused, Injected429, Injected500, Injected503 or
+// Abandoned, so they add up to Requests once no request is in flight. A
+// delivery is a request of its own or an item of a batch; a batch that
+// cannot be read as one (a bad signature, not a JSON array of objects)
+// counts as one delivery.
 type Stats struct {
 	// Since is when counting started: the sink's start or the last reset.
 	Since time.Time `json:"since"`
-	// Requests counts every delivery request received (POST to any path
-	// but /reset), whatever the answer.
+	// Requests counts every delivery received (POST to any path but
+	// /reset, or an item of such a POST's batch), whatever the answer.
 	Requests int64 `json:"requests"`
+	// Batches counts the batch requests among them: POSTs whose body is a
+	// JSON array of deliveries, answered per item.
+	Batches int64 `json:"batches"`
 	// Delivered counts distinct idempotency keys accepted (200).
 	Delivered int64 `json:"delivered"`
 	// Duplicates counts accepted requests whose key was already
@@ -87,11 +92,11 @@ type counters struct {
 	since time.Time
 	keys  keySet
 
-	requests, delivered, duplicates, badRequests, invalidBodies atomic.Int64
-	unauthorized, headersTooLarge, outage, refused              atomic.Int64
-	injected429, injected500, injected503, abandoned            atomic.Int64
-	firstNanos, lastNanos                                       atomic.Int64 // since `since`; 0 = none yet
-	firstRequestNanos                                           atomic.Int64 // the outage's clock; 0 = not started
+	requests, batches, delivered, duplicates, badRequests, invalidBodies atomic.Int64
+	unauthorized, headersTooLarge, outage, refused                       atomic.Int64
+	injected429, injected500, injected503, abandoned                     atomic.Int64
+	firstNanos, lastNanos                                                atomic.Int64 // since `since`; 0 = none yet
+	firstRequestNanos                                                    atomic.Int64 // the outage's clock; 0 = not started
 
 	series   series
 	refusals refusals // Config.Retry's
@@ -147,6 +152,7 @@ func (c *counters) snapshot() Stats {
 	s := Stats{
 		Since:           c.since,
 		Requests:        c.requests.Load(),
+		Batches:         c.batches.Load(),
 		Delivered:       c.delivered.Load(),
 		Duplicates:      c.duplicates.Load(),
 		BadRequests:     c.badRequests.Load(),

@@ -59,6 +59,7 @@ func specShape() *shape {
 			"signing_secret": leaf(shapeString),
 			"auth_secret":    leaf(shapeString),
 			"http2":          leaf(shapeString),
+			"batch_size":     leaf(shapeInt),
 		}),
 		"not_before": leaf(shapeTime),
 		"expires_at": leaf(shapeTime),

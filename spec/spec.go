@@ -57,6 +57,14 @@ type Endpoint struct {
 	// without the field keep the form they always had and "auto" written
 	// out is the same spec as the field left out.
 	HTTP2 string `json:"http2,omitempty"`
+	// BatchSize is how many deliveries one request carries: 1 (the
+	// default) POSTs each delivery on its own; more POSTs a JSON array of
+	// up to that many, and the endpoint answers for each item
+	// (docs/CONTRACTS.md, "A batch of deliveries"). At most 1000. The
+	// default is held as 0 and left out of the canonical form, so specs
+	// without the field keep the form they always had and 1 written out
+	// is the same spec as the field left out.
+	BatchSize int `json:"batch_size,omitempty"`
 }
 
 // Values of Endpoint.HTTP2.
@@ -65,6 +73,10 @@ const (
 	HTTP2Off  = "off"
 	HTTP2H2C  = "h2c"
 )
+
+// Batch is the number of deliveries a request carries: BatchSize, or 1
+// when it is left out.
+func (e Endpoint) Batch() int { return max(e.BatchSize, 1) }
 
 // Endpoint defaults and bounds.
 const (
@@ -78,6 +90,8 @@ const (
 	maxTimeoutMS       = 600_000
 	maxMaxAttempts     = 20
 	maxSecretNameLen   = 128
+	// MaxBatchSize is the largest batch_size.
+	MaxBatchSize = 1000
 )
 
 // Parse reads and validates a broadcast spec and compiles its template, so
@@ -163,6 +177,9 @@ func (e Endpoint) withDefaults() Endpoint {
 	}
 	if e.HTTP2 == HTTP2Auto {
 		e.HTTP2 = ""
+	}
+	if e.BatchSize == 1 {
+		e.BatchSize = 0
 	}
 	return e
 }

@@ -164,6 +164,23 @@ func TestParseAccepts(t *testing.T) {
 			},
 		},
 		{
+			name:  "batches of 100",
+			edits: map[string]any{"endpoint.batch_size": 100},
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.BatchSize != 100 || s.Endpoint.Batch() != 100 {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
+			name: "batch size left out is one a request",
+			check: func(t *testing.T, s Spec) {
+				if s.Endpoint.BatchSize != 0 || s.Endpoint.Batch() != 1 {
+					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
 			name:  "id of 128 characters from the whole alphabet",
 			edits: map[string]any{"id": strings.Repeat("aZ09._-", 18) + "ab"},
 			check: func(t *testing.T, s Spec) {
@@ -316,6 +333,9 @@ func TestParseRefuses(t *testing.T) {
 		{name: "secret name with a space", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": "a b"})), id: "spring-sale", field: "endpoint.auth_secret", msg: "A-Z a-z 0-9"},
 		{name: "secret name too long", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": strings.Repeat("s", 129)})), id: "spring-sale", field: "endpoint.auth_secret", msg: "more than 128"},
 		{name: "secret name not a string", data: string(specJSON(t, map[string]any{"endpoint.auth_secret": 7})), id: "spring-sale", field: "endpoint.auth_secret", msg: "must be a string"},
+		{name: "batch size negative", data: string(specJSON(t, map[string]any{"endpoint.batch_size": -1})), id: "spring-sale", field: "endpoint.batch_size", msg: "must be 1 to 1000"},
+		{name: "batch size too large", data: string(specJSON(t, map[string]any{"endpoint.batch_size": 1001})), id: "spring-sale", field: "endpoint.batch_size", msg: "must be 1 to 1000"},
+		{name: "batch size a fraction", data: string(specJSON(t, map[string]any{"endpoint.batch_size": 2.5})), id: "spring-sale", field: "endpoint.batch_size", msg: "must be an integer"},
 		{name: "http2 unknown mode", data: string(specJSON(t, map[string]any{"endpoint.http2": "on"})), id: "spring-sale", field: "endpoint.http2", msg: `must be "auto", "off" or "h2c"`},
 		{name: "http2 case sensitive", data: string(specJSON(t, map[string]any{"endpoint.http2": "OFF"})), id: "spring-sale", field: "endpoint.http2", msg: `must be "auto", "off" or "h2c"`},
 		{name: "http2 a bool", data: string(specJSON(t, map[string]any{"endpoint.http2": true})), id: "spring-sale", field: "endpoint.http2", msg: "must be a string"},
@@ -396,8 +416,9 @@ func TestCanonical(t *testing.T) {
 			"only_reachable": true,
 			"audience": {"path": "/data/followers.jsonl", "source": "file"},
 			"id": "spring-sale-2026"}`,
-		"escapes":                strings.Replace(specExample, `"Hi {{.name}}"`, `"Hi {{.na\u006de}}"`, 1),
-		"http2 auto written out": strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "auto"`, 1),
+		"escapes":                  strings.Replace(specExample, `"Hi {{.name}}"`, `"Hi {{.na\u006de}}"`, 1),
+		"http2 auto written out":   strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "auto"`, 1),
+		"batch size 1 written out": strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "batch_size": 1`, 1),
 	}
 	for name, data := range same {
 		t.Run("same/"+name, func(t *testing.T) {
@@ -420,6 +441,7 @@ func TestCanonical(t *testing.T) {
 		"auth secret":    strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "auth_secret": "k"`, 1),
 		"http2 off":      strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "off"`, 1),
 		"h2c":            strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "http2": "h2c"`, 1),
+		"batch size":     strings.Replace(specExample, `"max_in_flight": 64`, `"max_in_flight": 64, "batch_size": 50`, 1),
 	}
 	for name, data := range different {
 		t.Run("different/"+name, func(t *testing.T) {

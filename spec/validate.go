@@ -77,6 +77,8 @@ func (e Endpoint) validate() *Error {
 		return bad("timeout_ms", fmt.Sprintf("must be 1 to %d (0 means %d)", maxTimeoutMS, DefaultTimeoutMS))
 	case e.MaxAttempts < 0 || e.MaxAttempts > maxMaxAttempts:
 		return bad("max_attempts", fmt.Sprintf("must be 1 to %d (0 means %d)", maxMaxAttempts, DefaultMaxAttempts))
+	case e.BatchSize < 0 || e.BatchSize > MaxBatchSize:
+		return bad("batch_size", fmt.Sprintf("must be 1 to %d (0 means 1: one delivery a request)", MaxBatchSize))
 	}
 	if msg := checkSecretName(e.SigningSecret); msg != "" {
 		return bad("signing_secret", msg)

@@ -97,9 +97,19 @@ type broadcastRun struct {
 
 	limiter *rate.Limiter // nil when the rate is unlimited
 	sends   *slotShare    // this broadcast's use of the worker's send slots
-	// sending counts the records handed to the worker's senders and not
-	// finished with yet.
+	// sending counts the records (or batches) handed to the worker's
+	// senders and not finished with yet.
 	sending sync.WaitGroup
+	// batchSize is the endpoint's batch_size; above 1 the reader gathers
+	// records into batch, a part-filled batch begun at batchSince (see
+	// queue). Only the reader touches batch and batchSince.
+	batchSize  int
+	batch      []job
+	batchSince time.Time
+	// runCtx ends when the run stops: batches wait for a send slot, and
+	// are sent, under it.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
 
 	state     atomic.Value // coordinator.State
 	changed   atomic.Value // <-chan struct{}: closed when the state changes
@@ -131,7 +141,9 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 		sends:      deps.slots.join(sp.Endpoint.MaxInFlight),
 		stopping:   make(chan struct{}),
 		watchAdded: make(chan struct{}, 1),
+		batchSize:  sp.Endpoint.Batch(),
 	}
+	b.runCtx, b.cancelRun = context.WithCancel(context.Background())
 	b.t = newTracker(slots, cfg.window, uint64(cfg.checkpointEvery), func(empty bool) {
 		deps.metrics.unitsHeld.Dec()
 		if empty {
@@ -251,6 +263,7 @@ func (b *broadcastRun) watchSlots() {
 // worker's send slots; the watcher is cancelled and waited for.
 func (b *broadcastRun) stop() {
 	close(b.stopping)
+	b.cancelRun()
 	b.loops.Wait()
 	b.sending.Wait()
 	b.sends.leave()
@@ -336,13 +349,23 @@ func (b *broadcastRun) start(j job) bool {
 	return true
 }
 
-// sendJob is what a sender does with a record of the broadcast: render,
-// encode, send, and finish it, or queue its dead letter. It gives the
-// record's send slot back at the end.
+// sendJob is what a sender does with a record of the broadcast (or a
+// batch of them): render, encode, send, and finish it, or queue its dead
+// letter. It gives the record's send slot back at the end.
 func (b *broadcastRun) sendJob(j job, sc *scratch) {
+	if j.batch != nil {
+		b.sendBatch(j.batch, sc)
+		return
+	}
 	defer b.sending.Done()
 	defer b.sends.release()
 	out, letter := b.deliver(j, &sc.msg, &sc.key)
+	b.finishSent(j, out, letter)
+}
+
+// finishSent finishes a record that went to the sender with its outcome,
+// or queues its dead letter.
+func (b *broadcastRun) finishSent(j job, out outcome, letter *delivery.DeadLetter) {
 	switch {
 	case letter != nil:
 		b.deadLetter(j, letter)
@@ -365,6 +388,21 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outc
 	if b.expired() {
 		return expired, nil
 	}
+	k, letter := b.render(j, msg, key)
+	if letter != nil {
+		return failed, letter
+	}
+	// A fresh body per message: net/http may still be writing a body after
+	// the response came back, so a sent body is never reused.
+	body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
+		BroadcastID: b.id, SubscriberID: j.id, Key: k, Locale: msg.Locale, Message: msg,
+	})
+	return b.settle(ctx, j, k, b.send.Send(ctx, b.spec.Endpoint.URL, k, body))
+}
+
+// render makes a record's idempotency key and message; a record that
+// cannot be rendered comes back with its dead letter.
+func (b *broadcastRun) render(j job, msg *templates.Message, key *[]byte) (string, *delivery.DeadLetter) {
 	*key = templates.AppendKey((*key)[:0], b.id, j.id)
 	k := string(*key)
 	if err := b.set.Render(j.data, j.locale, msg); err != nil {
@@ -374,14 +412,14 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outc
 		case errors.Is(err, templates.ErrWorkLimit):
 			b.deps.admit.limit(LimitTemplateWork)
 		}
-		return failed, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()}
+		return k, &delivery.DeadLetter{SubscriberID: j.id, Key: k, Reason: err.Error()}
 	}
-	// A fresh body per message: net/http may still be writing a body after
-	// the response came back, so a sent body is never reused.
-	body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
-		BroadcastID: b.id, SubscriberID: j.id, Key: k, Locale: msg.Locale, Message: msg,
-	})
-	res := b.send.Send(ctx, b.spec.Endpoint.URL, k, body)
+	return k, nil
+}
+
+// settle turns the sender's Result for a record (keyed k, sent under
+// ctx) into its outcome, and its dead letter if it failed.
+func (b *broadcastRun) settle(ctx context.Context, j job, k string, res delivery.Result) (outcome, *delivery.DeadLetter) {
 	b.deps.metrics.sent(res)
 	switch res.Outcome {
 	case delivery.Delivered:

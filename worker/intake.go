@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/audience"
 )
@@ -77,7 +78,7 @@ func (in *intake) run(ctx context.Context) error {
 				return nil
 			}
 			in.log.Warn("fetch trigger", "err", err)
-			if !sleep(ctx, time.Second) {
+			if !sleep.For(ctx, time.Second) {
 				return nil
 			}
 			continue
@@ -119,7 +120,7 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 			return true
 		}
 		log.Warn("record trigger in etcd", "attempt", attempt+1, "err", err)
-		if !sleep(ctx, backoff(attempt)) {
+		if !sleep.For(ctx, backoff(attempt)) {
 			return false
 		}
 	}
@@ -214,16 +215,4 @@ func verdict(ok string, err error) (string, error) {
 func backoff(attempt int) time.Duration {
 	d := 100 * time.Millisecond << min(attempt, 6)
 	return min(d, 5*time.Second)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full wait passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -20,6 +20,9 @@ type job struct {
 	id     string
 	locale string
 	data   templates.Record
+	// batch, when not nil, makes the job a batch of these records
+	// (endpoint.batch_size); the other fields are then unset.
+	batch []job
 }
 
 // errStream marks a failure to open or read the audience.
@@ -27,6 +30,10 @@ var errStream = errors.New("worker: audience stream")
 
 // errStopped ends the reader when its broadcast run stops.
 var errStopped = errors.New("worker: broadcast run stopped")
+
+// checkpointTick is how often the checkpointer looks for slots to finish
+// or hand back when no checkpoint is due.
+const checkpointTick = 20 * time.Millisecond
 
 // skipBatch is how many records the reader passes before it publishes
 // its position: records no held slot takes cost a hash and a slot lookup,
@@ -57,6 +64,7 @@ func (b *broadcastRun) readLoop() {
 		}
 	}
 	defer closeStream()
+	defer b.dropBatch()
 	scanned := b.deps.metrics.scanned
 	var batch int
 	defer func() { scanned.Add(float64(batch)) }()
@@ -137,6 +145,7 @@ func (b *broadcastRun) readLoop() {
 			continue
 		}
 		attempt = 0
+		b.lingered()
 		rec := s.Record()
 		if batch++; batch == 256 {
 			scanned.Add(float64(batch))
@@ -174,6 +183,7 @@ func (b *broadcastRun) open(from sharding.Cursor) (*audience.Stream, error) {
 // this worker's until it hands them back, and skipping their records
 // would lose subscribers. It returns false if the run stopped.
 func (b *broadcastRun) backoff(err error, attempt *int, at sharding.Cursor) bool {
+	b.flush()
 	*attempt++
 	b.deps.metrics.streamErrors.Inc()
 	b.log.Error("audience stream failed; trying again", "err", err, "cursor", at.Seq, "attempt", *attempt)
@@ -190,6 +200,7 @@ func (b *broadcastRun) backoff(err error, attempt *int, at sharding.Cursor) bool
 // idle waits until the slots change (gen moves past seen) or the run
 // stops; it returns false for the latter.
 func (b *broadcastRun) idle(seen uint64) bool {
+	b.flush()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for b.t.gen.Load() == seen {
@@ -225,6 +236,7 @@ func (b *broadcastRun) own(sr *slotRun, rec *audience.Record, next sharding.Curs
 			return true
 		}
 		if wait == nil {
+			b.flush() // the batch's records may be what makes room
 			b.deps.metrics.readWaits.Inc()
 			wait = time.NewTicker(100 * time.Millisecond)
 		}
@@ -268,6 +280,10 @@ func (b *broadcastRun) dispatch(sr *slotRun, rec *audience.Record, next sharding
 		return
 	}
 	j := job{b: b, slot: sr, idx: idx, id: string(rec.ID), locale: audience.Locale(data), data: data}
+	if b.batchSize > 1 {
+		b.queue(j)
+		return
+	}
 	if !b.start(j) {
 		b.t.finish(idx, pending)
 	}
@@ -283,7 +299,9 @@ func (b *broadcastRun) waitRunnable() error {
 		case coordinator.StateRunning:
 			return nil
 		case coordinator.StatePaused, coordinator.StatePending:
+			b.flush()
 		default:
+			b.flush()
 			return fmt.Errorf("worker: broadcast %s is %s", b.id, st)
 		}
 		select {
@@ -309,11 +327,17 @@ func (b *broadcastRun) waitRunnable() error {
 // the CheckpointEvery records finished since the last acknowledged write,
 // plus those it listed as pending and those in flight. The price of that
 // bound: one worker finishes at most CheckpointEvery records per
-// CheckpointMinInterval of a broadcast (50,000 a second by default).
+// CheckpointMinInterval of a broadcast (200,000 a second by default), and
+// in practice per etcd write's round trip.
 func (b *broadcastRun) checkpointLoop() {
 	cfg := b.cfg
-	t := time.NewTicker(cfg.checkpointMinInterval)
+	// The ticker looks for slots finished or drained for hand-back; a due
+	// checkpoint does not wait for it.
+	t := time.NewTicker(max(cfg.checkpointMinInterval, checkpointTick))
 	defer t.Stop()
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	defer soon.Stop()
 	last := time.Now()
 	for {
 		select {
@@ -321,11 +345,13 @@ func (b *broadcastRun) checkpointLoop() {
 			return
 		case <-t.C:
 		case <-b.t.due:
+		case <-soon.C:
 		}
 		now := time.Now()
-		// Too soon after the last write: the ticker, one minimum interval
-		// long, comes back for it.
-		if now.Sub(last) < cfg.checkpointMinInterval {
+		// Too soon after the last write: come back once the minimum
+		// interval is up.
+		if wait := cfg.checkpointMinInterval - now.Sub(last); wait > 0 {
+			soon.Reset(wait)
 			continue
 		}
 		force := 2*b.t.unacked() >= uint64(cfg.checkpointEvery) || now.Sub(last) >= cfg.checkpointInterval

@@ -127,11 +127,12 @@ func (t *entry) observe(st coordinator.Status, now time.Time, minStep time.Durat
 	if t.step == 0 {
 		t.step = max(minStep, time.Second)
 	}
-	if !t.lastStep.IsZero() && now.Sub(t.lastStep) < t.step {
-		return
-	}
-	if st.State.Terminal() && len(t.history) > 0 && t.history[len(t.history)-1].Rate == 0 {
+	ended := st.State.Terminal()
+	if ended && len(t.history) > 0 && t.history[len(t.history)-1].Rate == 0 {
 		return // the line ended at zero already
+	}
+	if !ended && !t.lastStep.IsZero() && now.Sub(t.lastStep) < t.step {
+		return
 	}
 	t.lastStep = now
 	p := Point{T: now.UnixMilli(), Rate: t.msgsRate}

@@ -55,7 +55,7 @@ func (c *Console) routes() http.Handler {
 func (c *Console) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !c.allowedHost(r.Host) {
-			http.Error(w, "console: unknown host "+r.Host+" (see --host)", http.StatusMisdirectedRequest)
+			http.Error(w, "console: unknown host "+r.Host+" (see --allow-host)", http.StatusMisdirectedRequest)
 			return
 		}
 		h := w.Header()

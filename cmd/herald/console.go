@@ -29,7 +29,7 @@ func consoleCommand() command {
 		usage:   "herald console [--listen ADDR] [--access-token-file FILE] [flags]",
 		example: "herald console\n" +
 			"HERALD_ACCESS_TOKEN=$(openssl rand -hex 16) herald console --allow-endpoint 'https://*.push.example.com'\n" +
-			"herald console --listen 0.0.0.0:8070 --host console.example.com --access-token-file /run/secrets/console-token",
+			"herald console --listen 0.0.0.0:8070 --allow-host console.example.com --access-token-file /run/secrets/console-token",
 		details: `Serves a web page listing the broadcasts (live and recently finished) and a
 page per broadcast, updated live from one etcd watch whatever the number of
 open pages. Open the printed URL in a browser.
@@ -43,14 +43,14 @@ logged. Triggers are checked as herald trigger checks them (with
 
 It listens on loopback by default. To serve others, put it behind a proxy
 that terminates TLS (add --secure-cookie) or at least listen on a private
-address, give it a token, and name the host browsers use with --host:
+address, give it a token, and name the host browsers use with --allow-host:
 requests for any other host name are refused (DNS rebinding).`,
 		cluster: true,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			listen := fs.String("listen", console.DefaultListen, "`address` to serve the console on")
 			token := fs.String("access-token", "", "access `token` that enables actions (prefer the environment twin or --access-token-file; at least 16 characters)")
 			tokenFile := fs.String("access-token-file", "", "`file` holding the access token (surrounding white space ignored)")
-			hosts := fs.String("host", "", "host `names` browsers reach the console by, comma-separated, besides IP addresses and localhost (* for any)")
+			hosts := fs.String("allow-host", "", "host `names` browsers reach the console by, comma-separated, besides IP addresses and localhost (* for any)")
 			secure := fs.Bool("secure-cookie", false, "mark the session cookie Secure (browsers reach the console over HTTPS)")
 			interval := fs.Duration("interval", console.DefaultInterval, "shortest `time` between two reads of one broadcast's status")
 			allowPatterns, allowFile := allowFlags(fs)

@@ -206,6 +206,18 @@ func TestBrowser(t *testing.T) {
 	if m := text(t, ctx, "#message"); m != "resume refused: sign in with the console's access token first" {
 		t.Errorf("message %q", m)
 	}
+	// The list shows both, with their states.
+	within(t, ctx, 10*time.Second, "the list",
+		chromedp.Navigate(srv.URL+"/"),
+		poll(`document.querySelector('tr[data-id="browser-1"] .state')?.textContent === "done" &&
+			document.querySelector('tr[data-id="browser-2"] .state')?.textContent === "paused"`, 10*time.Second),
+	)
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		err = os.WriteFile(filepath.Join(dir, "list.png"), shot, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Cancel it, so the workers stop at once.
 	if err := s.reg.SetState(context.Background(), "browser-2", coordinator.Cancel); err != nil {
 		t.Fatal(err)

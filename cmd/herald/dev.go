@@ -38,7 +38,7 @@ herald commands need no flags. Port 0 picks a free port.`,
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
 			sinkAddr := fs.String("sink-listen", defaultSinkListen, "`address` of the sink")
-			consoleAddr := fs.String("console-listen", console.DefaultListen, "`address` of the web console")
+			consoleAddr := fs.String("console-listen", console.DefaultListen, "`address` of the web console (\"\": none)")
 			token := fs.String("console-token", "", "the console's access `token` (default: a random one, printed)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
@@ -92,8 +92,12 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, conso
 }
 
 // devConsole serves the web console over the dev stack, with token, until
-// ctx ends or stop is called; it returns the console's URL.
+// ctx ends or stop is called; it returns the console's URL, "" when addr
+// is "" (no console).
 func devConsole(ctx context.Context, c *common, stack *devstack.Stack, addr, token string) (url string, stop func() error, err error) {
+	if addr == "" {
+		return "", func() error { return nil }, nil
+	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{stack.EtcdEndpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return "", nil, fmt.Errorf("console: etcd client: %w", err)
@@ -118,12 +122,17 @@ func devConsole(ctx context.Context, c *common, stack *devstack.Stack, addr, tok
 // printDev tells the user where everything is and how to poke at it. The
 // address lines start with a fixed word so scripts can read them.
 func printDev(w io.Writer, etcd, kafka, sinkURL, consoleURL, token string) {
+	consoleLine, consoleNote := "", ""
+	if consoleURL != "" {
+		consoleLine = "  console " + consoleURL + "\n"
+		consoleNote = "The console (open it in a browser) shows every broadcast live; to pause,\n" +
+			"resume, cancel and trigger from it, sign in with the access token\n  " + token + "\n\n"
+	}
 	fmt.Fprintf(w, `Herald dev stack
   etcd   %[1]s
   kafka  %[2]s
   sink   %[3]s
-  console %[7]s
-
+%[7]s
 Topics: %[4]s (triggers), %[5]s (failed deliveries),
         %[6]s (summaries of finished broadcasts).
 
@@ -141,10 +150,6 @@ Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
 trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
-The console (open it in a browser) shows every broadcast live; to pause,
-resume, cancel and trigger from it, sign in with the access token
-  %[8]s
-
-Ready. Press Ctrl-C to stop.
-`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic, consoleURL, token)
+%[8]sReady. Press Ctrl-C to stop.
+`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic, consoleLine, consoleNote)
 }

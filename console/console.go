@@ -193,13 +193,17 @@ func (c *Console) refresh(ctx context.Context, tracked map[string]*entry, dirty 
 		c.out.publish(t.view(true))
 	}
 	// A running broadcast whose keys did not change is sending nothing:
-	// its rates fall without a read.
+	// its rates fall without a read, and pages hear of it until they
+	// reach zero or a chart point is due.
 	for _, t := range tracked {
 		if t.lastAt.Equal(now) || t.status.State != coordinator.StateRunning {
 			continue
 		}
+		before := t.status.RatePerSec + t.msgsRate
 		t.observe(t.status, now, c.cfg.Interval)
-		c.out.publish(t.view(true))
+		if t.newPoint != nil || before >= 1 {
+			c.out.publish(t.view(true))
+		}
 	}
 }
 

@@ -54,6 +54,14 @@ func TestLiveUpdates(t *testing.T) {
 	if _, ok := one.find("update", `"id":"before"`); ok {
 		t.Error("a broadcast's page got another broadcast's update")
 	}
+	if err := s.reg.Reject(context.Background(), "refused", []byte(`{"id":"refused"}`), "endpoint.url: missing"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the rejection and its reason", func() bool {
+		_, ok := all.find("update", `"id":"refused","state":"rejected"`)
+		ev, _ := all.find("update", `"id":"refused"`)
+		return ok && strings.Contains(ev.data, `"reason":"endpoint.url: missing"`)
+	})
 	ev, _ := all.find("update", `"id":"after"`)
 	for _, want := range []string{`"total":5000`, `"audience":"synthetic, 5,000"`, `"endpoint":"http://127.0.0.1:9/push"`} {
 		if !strings.Contains(ev.data, want) {

@@ -160,7 +160,7 @@ func (t *entry) view(withHistory bool) View {
 	case st.Units.Total > 0:
 		v.Progress = float64(st.Units.Done) / float64(st.Units.Total)
 	}
-	if v.Total > 0 && st.RatePerSec > 0 && !st.State.Terminal() {
+	if v.Total > 0 && st.RatePerSec > 0 && st.State == coordinator.StateRunning {
 		v.ETASeconds = float64(max(v.Total-st.Counters.Scanned, 0)) / st.RatePerSec
 	}
 	v.EndpointState = endpointState(st, t.spec)

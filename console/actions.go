@@ -39,6 +39,9 @@ func (c *Console) act(name string, limit int64, h func(w http.ResponseWriter, r 
 				return
 			}
 			if !c.authorized(r) {
+				if presented(r) {
+					c.wrongGuess(r.Context())
+				}
 				refuse(http.StatusUnauthorized, errNoToken)
 				return
 			}
@@ -69,8 +72,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) (string, error) 
 	}
 	r.Header.Set("Authorization", "Bearer "+in.Token)
 	if !c.authorized(r) {
-		// A wrong guess costs a second, so a token is not found by trying.
-		time.Sleep(time.Second)
+		c.wrongGuess(r.Context())
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "wrong access token"})
 		return "", errors.New("wrong access token")
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Names the browser and the console agree on.
@@ -45,6 +47,34 @@ func (c *Console) authorized(r *http.Request) bool {
 		return subtle.ConstantTimeCompare([]byte(ck.Value), c.session) == 1
 	}
 	return false
+}
+
+// presented reports whether r carries a token or a session at all, right
+// or wrong.
+func presented(r *http.Request) bool {
+	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		return true
+	}
+	_, err := r.Cookie(cookieName)
+	return err == nil
+}
+
+// wrongGuess delays the answer to a wrong token or session by a second,
+// one at a time over every client together, so a token is not found by
+// trying.
+func (c *Console) wrongGuess(ctx context.Context) {
+	select {
+	case c.guesses <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-c.guesses }()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Refusals of an action, as the page shows them.

@@ -24,7 +24,8 @@ type Console struct {
 	log     *slog.Logger
 	out     *fanout
 	mux     http.Handler
-	session []byte // the cookie value a login sets; nil without a token
+	session []byte        // the cookie value a login sets; nil without a token
+	guesses chan struct{} // one wrong token answered at a time
 }
 
 // New builds a console over the etcd client cli. produce sends triggers;
@@ -41,7 +42,7 @@ func New(cfg Config, cli *clientv3.Client, produce Producer, log *slog.Logger) (
 	}
 	cfg = cfg.withDefaults()
 	c := &Console{cfg: cfg, reg: coordinator.NewRegistry(cli, cfg.Prefix), watcher: cli.Watcher, produce: produce,
-		log: log, out: newFanout(cfg.ClientBuffer, cfg.MaxClients)}
+		log: log, out: newFanout(cfg.ClientBuffer, cfg.MaxClients), guesses: make(chan struct{}, 1)}
 	if cfg.Token != "" {
 		c.session = sessionValue(cfg.Token)
 	}

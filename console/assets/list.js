@@ -5,6 +5,15 @@
   const { count, rate, duration, el, request, live, setBar, stateBadge } = herald;
   const tbody = document.querySelector("#broadcasts tbody");
   const rows = new Map();
+  const over = ["done", "cancelled", "expired", "rejected"];
+  // Live broadcasts first, then finished ones; by id within each.
+  const sortKey = (v) => (over.includes(v.state) ? "1" : "0") + v.id;
+
+  function place(r) {
+    const after = [...rows.values()].filter((o) => o !== r && o.key > r.key)
+      .sort((a, b) => (a.key < b.key ? -1 : 1))[0];
+    tbody.insertBefore(r.tr, after ? after.tr : null);
+  }
 
   function row(v) {
     let r = rows.get(v.id);
@@ -21,14 +30,16 @@
       const tr = el("tr", { "data-id": v.id },
         el("td", {}, cells.link), el("td", {}, cells.state), el("td", {}, el("div", { class: "bar" }, fill, pct)),
         cells.rate, cells.eta, cells.delivered, cells.failed, cells.unreachable, cells.invalid, cells.units);
-      r = { tr, cells };
+      r = { tr, cells, key: sortKey(v) };
       rows.set(v.id, r);
-      const after = [...rows.keys()].sort().find((k) => k > v.id);
-      tbody.insertBefore(tr, after ? rows.get(after).tr : null);
+      place(r);
+    } else if (r.key !== sortKey(v)) {
+      r.key = sortKey(v);
+      place(r);
     }
     const c = r.cells, k = v.counters;
     stateBadge(c.state, v.state);
-    if (v.endpoint && v.endpoint.waiting && !["done", "cancelled", "expired", "rejected"].includes(v.state)) {
+    if (v.endpoint && v.endpoint.waiting && !over.includes(v.state)) {
       c.state.textContent += " · endpoint down";
     }
     setBar(c.fill, c.pct, v);

@@ -144,9 +144,9 @@ func TestBrowser(t *testing.T) {
 	)
 
 	// The bar reaches 100% and the page shows what the endpoint received.
-	within(t, ctx, 40*time.Second, "watch browser-1 finish",
+	within(t, ctx, 90*time.Second, "watch browser-1 finish",
 		poll(`document.querySelector("#progress-text").textContent === "100.0%" &&
-			document.querySelector("#state").textContent === "done"`, 40*time.Second),
+			document.querySelector("#state").textContent === "done"`, 90*time.Second),
 	)
 	got := s.sink.Stats().Broadcasts["browser-1"]
 	if got.Delivered != subscribers || got.Duplicates != 0 {
@@ -182,9 +182,9 @@ func TestBrowser(t *testing.T) {
 	if _, err := s.producer().Produce(context.Background(), []byte(s.synthetic("browser-2", 1_000_000, 200))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, ctx, 20*time.Second, "pause browser-2",
+	within(t, ctx, 45*time.Second, "pause browser-2",
 		chromedp.Navigate(srv.URL+"/b/browser-2"),
-		poll(`document.querySelector("#state").textContent === "running" && !document.querySelector("#btn-pause").disabled`, 15*time.Second),
+		poll(`document.querySelector("#state").textContent === "running" && !document.querySelector("#btn-pause").disabled`, 30*time.Second),
 		chromedp.Click(chromedp.CSS("#btn-pause")),
 		poll(`document.querySelector("#state").textContent === "paused"`, 10*time.Second),
 	)

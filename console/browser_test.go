@@ -171,11 +171,6 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "broadcast.png"), shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if p := os.Getenv("HERALD_CONSOLE_PNG"); p != "" {
-		if err := os.WriteFile(p, shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	t.Logf("screenshot in %s", dir)
 
 	// A slow broadcast, paused from its page: etcd says paused.
@@ -220,6 +215,44 @@ func TestBrowser(t *testing.T) {
 	}
 	// Cancel it, so the workers stop at once.
 	if err := s.reg.SetState(context.Background(), "browser-2", coordinator.Cancel); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScreenshotForDocs takes the README's screenshot (docs/console.png):
+// a broadcast's page mid-run, signed in. It runs only when asked:
+//
+//	HERALD_CONSOLE_DOCS_PNG=$PWD/docs/console.png go test -count=1 -run TestScreenshotForDocs ./console
+func TestScreenshotForDocs(t *testing.T) {
+	out := os.Getenv("HERALD_CONSOLE_DOCS_PNG")
+	if out == "" {
+		t.Skip("set HERALD_CONSOLE_DOCS_PNG to the file to write")
+	}
+	ctx := browser(t)
+	s := newStack(t)
+	s.startWorker("worker-1", true)
+	s.startWorker("worker-2", false)
+	s.startWorker("worker-3", false)
+	_, srv := s.serve(Config{Token: testToken}, s.producer())
+	if _, err := s.producer().Produce(context.Background(), []byte(s.synthetic("spring-sale", 200_000, 8000))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, ctx, 60*time.Second, "the page mid-run",
+		chromedp.Navigate(srv.URL+"/b/spring-sale"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		poll(`parseFloat(document.querySelector("#progress-text").textContent) >= 70`, 50*time.Second),
+	)
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.reg.SetState(context.Background(), "spring-sale", coordinator.Cancel); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -24,6 +24,8 @@ shows its progress, and prints a summary counted at the endpoint. With
 --kill-after, one worker holding work is killed with SIGKILL at that time (no
 hand-back, no lease revoke) and the time until the survivors claimed its
 remaining work is reported. --json makes the last line one JSON object.
+While it runs, the web console (herald console) shows the broadcast at the
+printed URL; sign in with the printed token to pause or resume it.
 Exits 0 only if the broadcast finished with nothing lost.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cfg demo.Config
@@ -34,12 +36,17 @@ Exits 0 only if the broadcast finished with nothing lost.`,
 			fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 64, "concurrent `requests` per worker")
 			fs.DurationVar(&cfg.EndpointLatency, "endpoint-latency", 0, "delay every answer of the endpoint by this `time`")
 			fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this `time`")
+			fs.StringVar(&cfg.ConsoleListen, "console-listen", "127.0.0.1:0", "`address` of the web console while the demo runs (\"\": none)")
+			token := fs.String("console-token", "", "the console's access `token` (default: a random one, printed)")
 			asJSON := fs.Bool("json", false, "make the last line of output one JSON object")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
 				cfg.Progress, cfg.Live, cfg.Log = c.stdout, isTerminal(c.stdout), c.log
+				if cfg.ConsoleToken = *token; cfg.ConsoleToken == "" {
+					cfg.ConsoleToken = randomToken()
+				}
 				sum, err := demo.Run(ctx, cfg)
 				if err != nil {
 					return err

@@ -8,7 +8,13 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/herald-dev/herald/console"
+	"github.com/herald-dev/herald/internal/connect"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/sink"
 )
@@ -22,26 +28,33 @@ func devCommand() command {
 			"herald dev --etcd-listen 127.0.0.1:12379 --kafka-listen 127.0.0.1:19092 --sink-listen 127.0.0.1:18080",
 		details: `Starts a single-node etcd server (compacting its history every minute),
 a single-broker Kafka-protocol broker with the topics herald.broadcasts,
-herald.deadletters and herald.reports, and the reference sink, prints their
-addresses and how to reach them with etcdctl, kcat and curl, and runs until
-SIGINT or SIGTERM. Kafka data lives in memory and etcd data in a temporary
+herald.deadletters and herald.reports, the reference sink and the web
+console (herald console), prints their addresses and how to reach them with
+etcdctl, kcat and curl, and runs until SIGINT or SIGTERM. The console's
+access token is --console-token, or a random one printed at the start. Kafka data lives in memory and etcd data in a temporary
 directory; both are gone when it stops. On the default addresses the other
 herald commands need no flags. Port 0 picks a free port.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
 			sinkAddr := fs.String("sink-listen", defaultSinkListen, "`address` of the sink")
+			consoleAddr := fs.String("console-listen", console.DefaultListen, "`address` of the web console (\"\": none)")
+			token := fs.String("console-token", "", "the console's access `token` (default: a random one, printed)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
-				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr)
+				tok := *token
+				if tok == "" {
+					tok = randomToken()
+				}
+				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr, *consoleAddr, tok)
 			}
 		},
 	}
 }
 
-func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string) (err error) {
+func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, consoleAddr, token string) (err error) {
 	// The sink's port is taken first: it is the quickest to fail and
 	// nothing needs undoing if it does.
 	ln, err := net.Listen("tcp", sinkAddr)
@@ -64,8 +77,13 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string
 		}
 		c.log.Info("dev stack stopped")
 	}()
-	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String())
-	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String())
+	consoleURL, stopConsole, err := devConsole(ctx, c, stack, consoleAddr, token)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopConsole()) }()
+	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String(), consoleURL, token)
+	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String(), "console", consoleURL)
 	if err := snk.Run(ctx, ln); err != nil {
 		return err
 	}
@@ -73,14 +91,48 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string
 	return nil
 }
 
+// devConsole serves the web console over the dev stack, with token, until
+// ctx ends or stop is called; it returns the console's URL, "" when addr
+// is "" (no console).
+func devConsole(ctx context.Context, c *common, stack *devstack.Stack, addr, token string) (url string, stop func() error, err error) {
+	if addr == "" {
+		return "", func() error { return nil }, nil
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{stack.EtcdEndpoint()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return "", nil, fmt.Errorf("console: etcd client: %w", err)
+	}
+	con, ln, err := listenConsole(console.Config{Token: token}, addr, cli,
+		consoleProducer(stack.KafkaBrokers(), devstack.BroadcastsTopic, connect.Kafka{}, nil), c.log)
+	if err != nil {
+		cli.Close()
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- con.Serve(ctx, ln) }()
+	return "http://" + ln.Addr().String() + "/", func() error {
+		cancel()
+		err := <-done
+		cli.Close()
+		return err
+	}, nil
+}
+
 // printDev tells the user where everything is and how to poke at it. The
-// three address lines start with a fixed word so scripts can read them.
-func printDev(w io.Writer, etcd, kafka, sinkURL string) {
+// address lines start with a fixed word so scripts can read them.
+func printDev(w io.Writer, etcd, kafka, sinkURL, consoleURL, token string) {
+	consoleLine, consoleNote := "", ""
+	if consoleURL != "" {
+		consoleLine = "  console " + consoleURL + "\n"
+		consoleNote = "The console (open it in a browser) shows every broadcast live; to pause,\n" +
+			"resume, cancel and trigger from it, sign in with the access token\n  " + token + "\n\n"
+	}
 	fmt.Fprintf(w, `Herald dev stack
   etcd   %[1]s
   kafka  %[2]s
   sink   %[3]s
-
+%[7]s
 Topics: %[4]s (triggers), %[5]s (failed deliveries),
         %[6]s (summaries of finished broadcasts).
 
@@ -98,6 +150,6 @@ Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
 trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
-Ready. Press Ctrl-C to stop.
-`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic)
+%[8]sReady. Press Ctrl-C to stop.
+`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic, consoleLine, consoleNote)
 }

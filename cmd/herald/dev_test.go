@@ -21,8 +21,9 @@ import (
 )
 
 // TestDevPrintsWorkingAddresses runs `herald dev` in process on free
-// ports, uses the three printed addresses with real clients, interrupts
-// it, and checks it exits 0 with every port closed.
+// ports, uses the printed addresses with real clients (the console with
+// the printed token), interrupts it, and checks it exits 0 with every
+// port closed.
 func TestDevPrintsWorkingAddresses(t *testing.T) {
 	var stdout, stderr syncBuffer
 	a := &cli{commands: commands(), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
@@ -30,7 +31,8 @@ func TestDevPrintsWorkingAddresses(t *testing.T) {
 	defer cancel()
 	exited := make(chan int, 1)
 	go func() {
-		exited <- a.run(ctx, []string{"dev", "--etcd-listen", "127.0.0.1:0", "--kafka-listen=127.0.0.1:0", "--sink-listen", "127.0.0.1:0"})
+		exited <- a.run(ctx, []string{"dev", "--etcd-listen", "127.0.0.1:0", "--kafka-listen=127.0.0.1:0", "--sink-listen", "127.0.0.1:0",
+			"--console-listen", "127.0.0.1:0"})
 	}()
 
 	deadline := time.Now().Add(20 * time.Second)
@@ -53,12 +55,17 @@ func TestDevPrintsWorkingAddresses(t *testing.T) {
 		}
 		return m[1]
 	}
-	etcdURL, kafkaAddr, sinkURL := addr("etcd"), addr("kafka"), addr("sink")
-	t.Logf("etcd %s, kafka %s, sink %s", etcdURL, kafkaAddr, sinkURL)
+	etcdURL, kafkaAddr, sinkURL, consoleURL := addr("etcd"), addr("kafka"), addr("sink"), addr("console")
+	t.Logf("etcd %s, kafka %s, sink %s, console %s", etcdURL, kafkaAddr, sinkURL, consoleURL)
 
 	checkEtcd(t, etcdURL)
 	checkKafka(t, kafkaAddr)
 	checkSink(t, sinkURL)
+	token := regexp.MustCompile(`(?m)sign in with the access token\n  (\S+)$`).FindStringSubmatch(out)
+	if token == nil {
+		t.Fatalf("no console token in:\n%s", out)
+	}
+	checkConsole(t, consoleURL, token[1])
 
 	cancel()
 	select {
@@ -71,7 +78,8 @@ func TestDevPrintsWorkingAddresses(t *testing.T) {
 	}
 	eu, _ := url.Parse(etcdURL)
 	su, _ := url.Parse(sinkURL)
-	for _, a := range []string{eu.Host, kafkaAddr, su.Host} {
+	cu, _ := url.Parse(consoleURL)
+	for _, a := range []string{eu.Host, kafkaAddr, su.Host, cu.Host} {
 		c, err := net.DialTimeout("tcp", a, time.Second)
 		if err == nil {
 			c.Close()
@@ -153,5 +161,35 @@ func checkSink(t *testing.T, base string) {
 	}
 	if st.Delivered != 1 || st.Duplicates != 1 || st.Broadcasts["spring-sale"].Delivered != 1 {
 		t.Fatalf("sink stats %+v", st)
+	}
+}
+
+// checkConsole: the page is served, and the printed token enables actions
+// (an action on an unknown broadcast is then "not found", not refused).
+func checkConsole(t *testing.T, base, token string) {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := cl.Get(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Herald console") {
+		t.Fatalf("console page: %s\n%s", resp.Status, body)
+	}
+	for tok, want := range map[string]int{token: http.StatusNotFound, "not-the-token-0123456789": http.StatusUnauthorized} {
+		req, _ := http.NewRequest(http.MethodPost, base+"api/broadcasts/nope/pause", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("pause with token %q: %s, want %d", tok, resp.Status, want)
+		}
 	}
 }

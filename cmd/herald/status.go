@@ -12,8 +12,6 @@ import (
 
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/statusview"
-	"github.com/herald-dev/herald/spec"
-	"github.com/herald-dev/herald/worker/audience"
 )
 
 func statusCommand() command {
@@ -179,40 +177,7 @@ func audienceSize(ctx context.Context, reg *coordinator.Registry, id string) int
 	if err != nil {
 		return 0
 	}
-	s, _, err := spec.Parse(raw, spec.Limits{})
-	if err != nil {
-		return 0
-	}
-	if s.Audience.Source == audience.SourceSynthetic {
-		return s.Audience.Count
-	}
-	return countLines(s.Audience.Path)
-}
-
-// countLines counts a local audience file's lines (records), when it is
-// readable and not too large to count in a moment.
-func countLines(path string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.Size() > 1<<30 {
-		return 0
-	}
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		k, err := f.Read(buf)
-		for _, b := range buf[:k] {
-			if b == '\n' {
-				n++
-			}
-		}
-		if err != nil {
-			return n
-		}
-	}
+	return statusview.AudienceSize(raw)
 }
 
 func isTerminal(w io.Writer) bool {

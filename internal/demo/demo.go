@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/herald-dev/herald/console"
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/internal/fleet"
@@ -53,6 +54,11 @@ type Config struct {
 	// line is printed every few seconds.
 	Live bool
 	Log  *slog.Logger
+	// ConsoleListen is where the web console listens while the demo runs
+	// (its URL is printed); "" runs none.
+	ConsoleListen string
+	// ConsoleToken enables the console's actions; "" leaves it read-only.
+	ConsoleToken string
 }
 
 // Summary is the last line of `herald demo --json`.
@@ -165,6 +171,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer cli.Close()
 	reg := coordinator.NewRegistry(cli, coordinator.DefaultPrefix)
+	if cfg.ConsoleListen != "" {
+		stopConsole, err := startConsole(ctx, cfg, cli, stack.KafkaBrokers(), out)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer stopConsole()
+	}
 
 	id := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
 	raw := SpecJSON(id, cfg.Subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
@@ -267,4 +280,34 @@ func printSummary(w io.Writer, s Summary, st coordinator.Status) {
 		fmt.Fprintf(w, ", %s killed, its work claimed by the survivors %.2f s later", s.KilledID, *s.FailoverS)
 	}
 	fmt.Fprintln(w)
+}
+
+// startConsole serves the web console over the demo's etcd and Kafka until
+// the returned stop is called, and prints its URL.
+func startConsole(ctx context.Context, cfg Config, cli *clientv3.Client, brokers []string, out io.Writer) (stop func(), err error) {
+	produce := console.ProducerFunc(func(ctx context.Context, raw []byte) (spec.Spec, error) {
+		return trigger.Trigger(ctx, brokers, devstack.BroadcastsTopic, raw, spec.Limits{})
+	})
+	con, err := console.New(console.Config{Token: cfg.ConsoleToken}, cli, produce, cfg.Log.With("component", "console"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.ConsoleListen)
+	if err != nil {
+		return nil, fmt.Errorf("demo: console listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := con.Serve(ctx, ln); err != nil {
+			cfg.Log.Warn("demo: console", "err", err)
+		}
+	}()
+	fmt.Fprintf(out, "console http://%s/", ln.Addr())
+	if cfg.ConsoleToken != "" {
+		fmt.Fprintf(out, "  (sign in with %s to pause, resume or cancel)", cfg.ConsoleToken)
+	}
+	fmt.Fprintln(out)
+	return func() { cancel(); <-done }, nil
 }

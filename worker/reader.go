@@ -327,7 +327,7 @@ func (b *broadcastRun) waitRunnable() error {
 // the CheckpointEvery records finished since the last acknowledged write,
 // plus those it listed as pending and those in flight. The price of that
 // bound: one worker finishes at most CheckpointEvery records per
-// CheckpointMinInterval of a broadcast (200,000 a second by default), and
+// CheckpointMinInterval of a broadcast (500,000 a second by default), and
 // in practice per etcd write's round trip.
 func (b *broadcastRun) checkpointLoop() {
 	cfg := b.cfg

@@ -48,8 +48,8 @@ type Config struct {
 	// broadcast, in one transaction, as soon as half this many of their
 	// records finished (0: 1000) or this much time passed (0: 1s),
 	// whichever comes first, but never more often than
-	// CheckpointMinInterval (0: 5ms), so etcd writes per broadcast stay
-	// bounded (200/s) whatever the message rate and the number of slots.
+	// CheckpointMinInterval (0: 2ms), so etcd writes per broadcast stay
+	// bounded (500/s) whatever the message rate and the number of slots.
 	// Reading stops while CheckpointEvery records have finished without an
 	// acknowledged write, so a crash or an etcd outage costs at most that
 	// many (plus what is in flight), and a worker finishes at most
@@ -121,7 +121,7 @@ func (c *Config) setDefaults() {
 		c.CheckpointInterval = time.Second
 	}
 	if c.CheckpointMinInterval == 0 {
-		c.CheckpointMinInterval = 5 * time.Millisecond
+		c.CheckpointMinInterval = 2 * time.Millisecond
 	}
 	if c.Window == 0 {
 		c.Window = 4096

@@ -48,6 +48,7 @@ type SpecSummary struct {
 	Endpoint    string  `json:"endpoint,omitempty"` // scheme://host/path
 	RatePerSec  float64 `json:"rate_per_sec,omitempty"`
 	MaxInFlight int     `json:"max_in_flight,omitempty"`
+	BatchSize   int     `json:"batch_size,omitempty"` // deliveries a request, when more than 1
 	Signed      bool    `json:"signed,omitempty"`
 	NotBefore   string  `json:"not_before,omitempty"`
 	ExpiresAt   string  `json:"expires_at,omitempty"`
@@ -61,6 +62,9 @@ func summarize(raw []byte) (SpecSummary, int64) {
 	}
 	sum := SpecSummary{RatePerSec: s.Endpoint.RatePerSec, MaxInFlight: s.Endpoint.MaxInFlight,
 		Signed: s.Endpoint.SigningSecret != ""}
+	if n := s.Endpoint.Batch(); n > 1 {
+		sum.BatchSize = n
+	}
 	if s.Audience.Source == audience.SourceSynthetic {
 		sum.Audience = "synthetic, " + statusview.Count(s.Audience.Count)
 	} else {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,25 @@ func TestViewFigures(t *testing.T) {
 				t.Errorf("endpoint state %q, want %q", v.EndpointState, tt.endpoint)
 			}
 		})
+	}
+}
+
+// TestSummarizeShowsNoSecrets: a page sees the endpoint without its
+// credentials or query, whether it is signed but not the secret's name,
+// and the batch size only when deliveries are batched.
+func TestSummarizeShowsNoSecrets(t *testing.T) {
+	raw := []byte(`{"id":"s","audience":{"source":"synthetic","count":1000,"seed":1},
+		"template":{"default_locale":"en","locales":{"en":{"title":"Hi"}}},
+		"endpoint":{"url":"https://user:pw@push.example/v1/send?token=abc","signing_secret":"hook-key","batch_size":100}}`)
+	sum, n := summarize(raw)
+	if n != 1000 || sum.Endpoint != "https://push.example/v1/send" || !sum.Signed || sum.BatchSize != 100 {
+		t.Fatalf("summary %+v (audience %d)", sum, n)
+	}
+	if b, _ := json.Marshal(sum); strings.Contains(string(b), "hook-key") || strings.Contains(string(b), "pw") || strings.Contains(string(b), "abc") {
+		t.Fatalf("summary shows a secret: %s", b)
+	}
+	unbatched, _ := summarize([]byte(strings.Replace(string(raw), `,"batch_size":100`, "", 1)))
+	if unbatched.BatchSize != 0 {
+		t.Fatalf("batch size %d for a spec without one", unbatched.BatchSize)
 	}
 }

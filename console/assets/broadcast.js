@@ -53,6 +53,7 @@
 
   function drawSpec(s) {
     const rows = [["audience", s.audience], ["endpoint", s.endpoint], ["max in flight", s.max_in_flight],
+      ["batch size", s.batch_size],
       ["rate limit", s.rate_per_sec ? count(s.rate_per_sec) + "/s (fleet)" : s.endpoint ? "unlimited" : ""],
       ["signed", s.signed ? "yes" : ""], ["not before", s.not_before], ["expires at", s.expires_at]];
     $("spec").replaceChildren(...rows.filter((r) => r[1]).flatMap((r) => [el("dt", { text: r[0] }), el("dd", { text: String(r[1]) })]));

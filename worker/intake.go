@@ -142,7 +142,7 @@ func (in *intake) check(s spec.Spec) error {
 		e.ID = s.ID
 		return e
 	}
-	if _, e := pushSecret(in.cfg.Secrets, s.Endpoint); e != nil {
+	if _, e := pushSecret(in.cfg.Secrets, in.cfg.Allow, s.Endpoint); e != nil {
 		e.ID = s.ID
 		return e
 	}

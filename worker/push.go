@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/push"
 	"github.com/herald-dev/herald/push/apns"
+	"github.com/herald-dev/herald/push/fcm"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/worker/delivery"
@@ -30,7 +33,10 @@ type pusher interface {
 	Close()
 }
 
-var _ pusher = (*apns.Sender)(nil)
+var (
+	_ pusher = (*apns.Sender)(nil)
+	_ pusher = (*fcm.Sender)(nil)
+)
 
 // waitingSince reports since when the broadcast's sends wait on its
 // endpoint: the webhook's breaker, or the provider's quota hold.
@@ -112,13 +118,17 @@ func address(m *push.Message, ep spec.Endpoint, rec templates.Record) string {
 }
 
 // pushSecret reads the secret a push endpoint names, and checks that it
-// holds what its provider needs. A refusal names the spec field at fault
-// and never quotes the value; nothing is read for a webhook.
-func pushSecret(src Secrets, ep spec.Endpoint) ([]byte, *spec.Error) {
+// holds what its provider needs, and that the other hosts it makes the
+// worker dial (FCM's token endpoint) are allowed. A refusal names the spec
+// field at fault and never quotes the value; nothing is read for a
+// webhook.
+func pushSecret(src Secrets, allow *allowlist.List, ep spec.Endpoint) ([]byte, *spec.Error) {
 	var field, name string
 	switch ep.Kind {
 	case spec.KindAPNs:
 		field, name = "endpoint.apns.key_secret", ep.APNs.KeySecret
+	case spec.KindFCM:
+		field, name = "endpoint.fcm.credentials_secret", ep.FCM.CredentialsSecret
 	default:
 		if !ep.IsPush() {
 			return nil, nil
@@ -141,6 +151,17 @@ func pushSecret(src Secrets, ep spec.Endpoint) ([]byte, *spec.Error) {
 		if _, err := apns.ParseKey(v); err != nil {
 			return bad(fmt.Sprintf("secret %q is not a .p8 key (PEM, PKCS #8, P-256)", name))
 		}
+	case spec.KindFCM:
+		project, err := fcm.ParseCredentials(v)
+		if err != nil {
+			return bad(fmt.Sprintf("secret %q is not a service account key: %s", name, strings.TrimPrefix(err.Error(), fcm.ErrConfig.Error()+": ")))
+		}
+		if project == "" && ep.FCM.Project == "" {
+			return nil, &spec.Error{Field: "endpoint.fcm.project", Msg: fmt.Sprintf("required: the key in secret %q names no project_id", name)}
+		}
+		if err := allow.Check(fcm.TokenURL(v)); err != nil {
+			return bad(fmt.Sprintf("the token endpoint of the key in secret %q is not allowed: %v", name, err))
+		}
 	}
 	return v, nil
 }
@@ -151,7 +172,7 @@ func (w *Worker) newPusher(id string, ep spec.Endpoint, fence func() error) (pus
 	if !ep.IsPush() {
 		return nil, nil
 	}
-	secret, e := pushSecret(w.cfg.Secrets, ep)
+	secret, e := pushSecret(w.cfg.Secrets, w.cfg.Allow, ep)
 	if e != nil {
 		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, e.Field, e.Msg)
 	}
@@ -171,6 +192,11 @@ func (w *Worker) newPusher(id string, ep spec.Endpoint, fence func() error) (pus
 			URL: ep.URL, Key: secret, KeyID: a.KeyID, TeamID: a.TeamID, Topic: a.Topic,
 			PushType: a.PushType, Priority: a.Priority, Expiration: time.Duration(a.ExpirationS) * time.Second,
 			CollapseFromKey: a.CollapseFromKey, Client: w.pushClient, Policy: pol,
+		})
+	case spec.KindFCM:
+		return fcm.New(fcm.Config{
+			URL: ep.URL, Credentials: secret, Project: ep.FCM.Project,
+			CollapseFromKey: ep.FCM.CollapseFromKey, Client: w.pushClient, Policy: pol,
 		})
 	}
 	return nil, fmt.Errorf("worker: %s: endpoint kind %q not available", id, ep.Kind)

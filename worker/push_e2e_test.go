@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/internal/devstack"
 	"github.com/herald-dev/herald/push"
 	"github.com/herald-dev/herald/push/apns/apnstest"
+	"github.com/herald-dev/herald/push/fcm/fcmtest"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/templates"
 )
@@ -218,50 +220,197 @@ func TestAPNsEndToEnd(t *testing.T) {
 	}
 }
 
-// TestAPNsKillMidBroadcast abandons a worker mid-broadcast to APNs:
-// nothing is lost, every re-send carries the apns-id it had the first
-// time, and the dead tokens all reach herald.invalid-tokens.
-func TestAPNsKillMidBroadcast(t *testing.T) {
-	e := newEnv(t, sink.Config{})
+// pushFake is a fake provider set up for a kill test.
+type pushFake struct {
+	tune     func(*Config)
+	trigger  func(id, path string) map[string]any
+	kill     func(token string)
+	distinct func() int
+}
+
+func apnsKillFake(t *testing.T) pushFake {
 	srv, key := apnsFake(t)
 	srv.KeepAccepted(false)
-	const count, deadEvery = 20_000, 1000
-	lines := make([]string, count)
-	for i := range lines {
-		lines[i] = fmt.Sprintf(`{"id":"s%d","name":"N%d","code":"C%d","token":%q}`, i, i, i, deviceToken(i))
-		if i%deadEvery == 0 {
-			srv.Kill(deviceToken(i), apnstest.Unregistered)
-		}
-	}
-	path := writeAudience(t, lines)
 	// Slow the fake a little so the kill lands mid-broadcast.
 	srv.Reply = func(apnstest.Notification) *apnstest.Reply { time.Sleep(200 * time.Microsecond); return nil }
-	ws := []*testWorker{
-		apnsWorker(e, "w1", srv, key, true),
-		apnsWorker(e, "w2", srv, key, false),
-		apnsWorker(e, "w3", srv, key, false),
+	return pushFake{
+		tune: func(c *Config) {
+			c.Secrets = mapSecrets{"apns-key": string(key.P8)}
+			c.PushTLS, c.Allow = trusting(srv.Server), loopbackTLS
+		},
+		trigger:  func(id, path string) map[string]any { return apnsTrigger(id, path, srv.URL, key) },
+		kill:     func(tok string) { srv.Kill(tok, apnstest.Unregistered) },
+		distinct: func() int { return srv.Stats().Distinct },
 	}
-	id := e.trigger(apnsTrigger("apns-kill", path, srv.URL, key))
-	waitFor(t, 60*time.Second, "a third of the broadcast", func() bool { return srv.Stats().Distinct >= count/3 })
-	ws[1].kill(t)
-	st := e.waitDone(id, 90*time.Second)
+}
+
+func fcmKillFake(t *testing.T) pushFake {
+	srv := fcmFake(t)
+	srv.KeepAccepted(false)
+	srv.Reply = func(fcmtest.Message) *fcmtest.Reply { time.Sleep(200 * time.Microsecond); return nil }
+	return pushFake{
+		tune:     fcmTune(srv),
+		trigger:  func(id, path string) map[string]any { return fcmTrigger(id, path, srv.URL) },
+		kill:     func(tok string) { srv.Kill(tok, fcmtest.Unregistered) },
+		distinct: func() int { return srv.Stats().Distinct },
+	}
+}
+
+// TestPushKillMidBroadcast abandons a worker mid-broadcast to a provider:
+// nothing is lost (re-sends to APNs keep their apns-id), and the dead
+// tokens all reach herald.invalid-tokens.
+func TestPushKillMidBroadcast(t *testing.T) {
+	for name, fake := range map[string]func(*testing.T) pushFake{"apns": apnsKillFake, "fcm": fcmKillFake} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, sink.Config{})
+			f := fake(t)
+			const count, deadEvery = 20_000, 1000
+			lines := make([]string, count)
+			for i := range lines {
+				lines[i] = fmt.Sprintf(`{"id":"s%d","name":"N%d","code":"C%d","token":%q}`, i, i, i, deviceToken(i))
+				if i%deadEvery == 0 {
+					f.kill(deviceToken(i))
+				}
+			}
+			path := writeAudience(t, lines)
+			ws := []*testWorker{
+				e.startWorker("w1", workerOpts{intake: true, tune: f.tune}),
+				e.startWorker("w2", workerOpts{tune: f.tune}),
+				e.startWorker("w3", workerOpts{tune: f.tune}),
+			}
+			id := e.trigger(f.trigger(name+"-kill", path))
+			waitFor(t, 60*time.Second, "a third of the broadcast", func() bool { return f.distinct() >= count/3 })
+			ws[1].kill(t)
+			st := e.waitDone(id, 90*time.Second)
+			if st.State != coordinator.StateDone {
+				t.Fatalf("state %s (%s), want done", st.State, st.Reason)
+			}
+			conserved(t, st)
+			dead := int64(count / deadEvery)
+			if lost := st.Counters.Scanned - int64(f.distinct()) - st.Counters.Failed; st.Counters.Scanned != count || lost != 0 {
+				t.Errorf("lost %d (scanned %d, distinct accepted %d, failed %d)", lost, st.Counters.Scanned, f.distinct(), st.Counters.Failed)
+			}
+			if st.Counters.Failed != dead || st.Counters.InvalidTokens != dead {
+				t.Errorf("counters %+v, want %d failed, all invalid tokens", st.Counters, dead)
+			}
+			toks := invalidTokens(t, e, int(dead))
+			for i := 0; i < count; i += deadEvery {
+				if len(toks[fmt.Sprintf("s%d", i)]) == 0 {
+					t.Errorf("s%d's dead token not on %s", i, devstack.InvalidTokensTopic)
+				}
+			}
+			t.Logf("killed w2: distinct accepted %d, failed %d, invalid tokens %d", f.distinct(), st.Counters.Failed, len(toks))
+		})
+	}
+}
+
+func fcmFake(t *testing.T) *fcmtest.Server {
+	t.Helper()
+	acct, err := fcmtest.NewAccount("herald-demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := fcmtest.NewServer(acct)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func fcmTune(srv *fcmtest.Server) func(*Config) {
+	return func(c *Config) {
+		c.Secrets = mapSecrets{"fcm-sa": string(srv.Credentials())}
+		c.PushTLS, c.Allow = trusting(srv.Server), loopbackTLS
+	}
+}
+
+func fcmTrigger(id, path, url string) map[string]any {
+	return map[string]any{
+		"id":       id,
+		"audience": map[string]any{"source": "file", "path": path},
+		"template": map[string]any{"default_locale": "en", "locales": map[string]any{
+			"en": map[string]string{"title": "Hi {{.name}}", "body": "Code {{.code}}", "url": "https://example.com/{{.code}}"},
+		}},
+		"endpoint": map[string]any{"kind": "fcm", "url": url, "max_in_flight": 16, "timeout_ms": 2000,
+			"token_field": "token", "fcm": map[string]any{"credentials_secret": "fcm-sa", "collapse_from_key": true}},
+	}
+}
+
+// TestFCMEndToEnd sends a small file audience through Kafka, etcd and the
+// fake FCM and token endpoint: exact messages for the live tokens, the
+// dead ones on herald.invalid-tokens, and a quota answer that holds the
+// broadcast until its Retry-After without failing anything.
+func TestFCMEndToEnd(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	srv := fcmFake(t)
+	srv.Kill("tok-u2", fcmtest.Unregistered)
+	srv.Kill("tok-u3", fcmtest.InvalidToken)
+	var quota atomic.Bool
+	srv.Reply = func(m fcmtest.Message) *fcmtest.Reply {
+		if m.Token == "tok-u1" && quota.CompareAndSwap(false, true) {
+			return &fcmtest.QuotaExceeded
+		}
+		return nil
+	}
+	path := writeAudience(t, []string{
+		`{"id":"u0","name":"Zoë","code":"A1","token":"tok-u0"}`,
+		`{"id":"u1","name":"Bob","code":"B2","token":"tok-u1"}`,
+		`{"id":"u2","name":"Cy","code":"C3","token":"tok-u2"}`,
+		`{"id":"u3","name":"Di","code":"D4","token":"tok-u3"}`,
+		`{"id":"u4","name":"Ed","code":"E5","token":""}`,
+	})
+	e.startWorker("w1", workerOpts{intake: true, tune: fcmTune(srv)})
+	id := e.trigger(fcmTrigger("fcm-e2e", path, srv.URL))
+	st := e.waitDone(id, 30*time.Second)
 	if st.State != coordinator.StateDone {
 		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
 	}
+	want := coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2}
+	if st.Counters != want {
+		t.Errorf("counters %+v, want %+v", st.Counters, want)
+	}
 	conserved(t, st)
-	stats := srv.Stats()
-	dead := int64(count / deadEvery)
-	if lost := st.Counters.Scanned - int64(stats.Distinct) - st.Counters.Failed; st.Counters.Scanned != count || lost != 0 {
-		t.Errorf("lost %d (scanned %d, distinct accepted %d, failed %d)", lost, st.Counters.Scanned, stats.Distinct, st.Counters.Failed)
+	got := map[string]string{}
+	for _, m := range srv.Accepted() {
+		got[m.Token] = string(m.Raw)
 	}
-	if st.Counters.Failed != dead || st.Counters.InvalidTokens != dead {
-		t.Errorf("counters %+v, want %d failed, all invalid tokens", st.Counters, dead)
-	}
-	toks := invalidTokens(t, e, int(dead))
-	for i := 0; i < count; i += deadEvery {
-		if len(toks[fmt.Sprintf("s%d", i)]) == 0 {
-			t.Errorf("s%d's dead token not on %s", i, devstack.InvalidTokensTopic)
+	for sub, nc := range map[string][2]string{"u0": {"Zoë", "A1"}, "u1": {"Bob", "B2"}} {
+		k := templates.Key(id, sub)
+		u := push.KeyUUID(k)
+		want := fmt.Sprintf(`{"token":"tok-%s","notification":{"title":"Hi %s","body":"Code %s"},"data":{"herald_broadcast_id":"fcm-e2e","herald_idempotency_key":"%s","herald_locale":"en","herald_subscriber_id":"%s","url":"https://example.com/%s"},"android":{"collapse_key":"%s"},"apns":{"headers":{"apns-collapse-id":"%s"}}}`,
+			sub, nc[0], nc[1], k, sub, nc[1], u, u)
+		if got["tok-"+sub] != want {
+			t.Errorf("message for %s\n got %s\nwant %s", sub, got["tok-"+sub], want)
 		}
 	}
-	t.Logf("killed w2: accepted %d, distinct %d (re-sent under the same apns-id %d), invalid tokens %d", stats.Accepted, stats.Distinct, stats.Accepted-stats.Distinct, len(toks))
+	if st := srv.Stats(); st.Refused["QUOTA_EXCEEDED"] != 1 || st.Grants != 1 {
+		t.Errorf("fake saw %+v: want one quota answer and one access token", st)
+	}
+	toks := invalidTokens(t, e, 2)
+	for sub, wt := range map[string]invalidToken{
+		"u2": {Broadcast: id, Provider: "fcm", Token: "tok-u2", Reason: "UNREGISTERED"},
+		"u3": {Broadcast: id, Provider: "fcm", Token: "tok-u3", Reason: "INVALID_ARGUMENT"},
+	} {
+		if len(toks[sub]) == 0 || toks[sub][0] != wt {
+			t.Errorf("invalid token of %s: %v, want %v", sub, toks[sub], wt)
+		}
+	}
+	if len(toks) != 2 {
+		t.Errorf("invalid tokens %v, want u2 and u3 only", toks)
+	}
+}
+
+// TestFCMTokenEndpointMustBeAllowed: a key whose token endpoint is off the
+// allowlist is refused at intake, naming the secret's field.
+func TestFCMTokenEndpointMustBeAllowed(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	srv := fcmFake(t)
+	acct, _ := fcmtest.NewAccount("herald-demo")
+	e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) {
+		fcmTune(srv)(c)
+		c.Secrets = mapSecrets{"fcm-sa": string(acct.JSON("https://oauth2.googleapis.com/token"))}
+	}})
+	id := e.trigger(fcmTrigger("fcm-token-uri", writeAudience(t, []string{`{"id":"u0","token":"t"}`}), srv.URL))
+	st := e.waitDone(id, 20*time.Second)
+	if st.State != coordinator.StateRejected || !strings.Contains(st.Reason, "endpoint.fcm.credentials_secret") || !strings.Contains(st.Reason, "token endpoint") {
+		t.Fatalf("state %s (%s), want rejected for the token endpoint", st.State, st.Reason)
+	}
 }

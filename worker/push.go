@@ -15,6 +15,7 @@ import (
 	"github.com/herald-dev/herald/push"
 	"github.com/herald-dev/herald/push/apns"
 	"github.com/herald-dev/herald/push/fcm"
+	"github.com/herald-dev/herald/push/webpush"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/worker/delivery"
@@ -36,6 +37,7 @@ type pusher interface {
 var (
 	_ pusher = (*apns.Sender)(nil)
 	_ pusher = (*fcm.Sender)(nil)
+	_ pusher = (*webpush.Sender)(nil)
 )
 
 // waitingSince reports since when the broadcast's sends wait on its
@@ -129,6 +131,8 @@ func pushSecret(src Secrets, allow *allowlist.List, ep spec.Endpoint) ([]byte, *
 		field, name = "endpoint.apns.key_secret", ep.APNs.KeySecret
 	case spec.KindFCM:
 		field, name = "endpoint.fcm.credentials_secret", ep.FCM.CredentialsSecret
+	case spec.KindWebPush:
+		field, name = "endpoint.webpush.vapid_secret", ep.WebPush.VAPIDSecret
 	default:
 		if !ep.IsPush() {
 			return nil, nil
@@ -161,6 +165,10 @@ func pushSecret(src Secrets, allow *allowlist.List, ep spec.Endpoint) ([]byte, *
 		}
 		if err := allow.Check(fcm.TokenURL(v)); err != nil {
 			return bad(fmt.Sprintf("the token endpoint of the key in secret %q is not allowed: %v", name, err))
+		}
+	case spec.KindWebPush:
+		if _, err := webpush.ParseVAPID(v); err != nil {
+			return bad(fmt.Sprintf("secret %q is not a VAPID key pair: %s", name, strings.TrimPrefix(err.Error(), webpush.ErrConfig.Error()+": ")))
 		}
 	}
 	return v, nil
@@ -197,6 +205,20 @@ func (w *Worker) newPusher(id string, ep spec.Endpoint, fence func() error) (pus
 		return fcm.New(fcm.Config{
 			URL: ep.URL, Credentials: secret, Project: ep.FCM.Project,
 			CollapseFromKey: ep.FCM.CollapseFromKey, Client: w.pushClient, Policy: pol,
+		})
+	case spec.KindWebPush:
+		vapid, err := webpush.ParseVAPID(secret)
+		if err != nil {
+			return nil, err
+		}
+		// Each subscription names its own push service: the allowlist is
+		// asked about it before every attempt. Intake could not check
+		// these, so a refusal is a subscriber's, not an alarm.
+		pol.Allow = w.cfg.Allow.CheckURL
+		wp := ep.WebPush
+		return webpush.New(webpush.Config{
+			VAPID: vapid, Subject: wp.Subject, TTL: time.Duration(wp.TTLS) * time.Second, Urgency: wp.Urgency,
+			TopicFromKey: wp.TopicFromKey, Client: w.pushClient, Policy: pol,
 		})
 	}
 	return nil, fmt.Errorf("worker: %s: endpoint kind %q not available", id, ep.Kind)

@@ -23,6 +23,8 @@ import (
 	"github.com/herald-dev/herald/push"
 	"github.com/herald-dev/herald/push/apns/apnstest"
 	"github.com/herald-dev/herald/push/fcm/fcmtest"
+	"github.com/herald-dev/herald/push/webpush"
+	"github.com/herald-dev/herald/push/webpush/webpushtest"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/templates"
 )
@@ -224,8 +226,14 @@ func TestAPNsEndToEnd(t *testing.T) {
 type pushFake struct {
 	tune     func(*Config)
 	trigger  func(id, path string) map[string]any
-	kill     func(token string)
+	line     func(i int) string // subscriber i's audience line
+	kill     func(i int)        // declares subscriber i's device dead
 	distinct func() int
+}
+
+// tokenLine is subscriber i's audience line with a device token.
+func tokenLine(i int) string {
+	return fmt.Sprintf(`{"id":"s%d","name":"N%d","code":"C%d","token":%q}`, i, i, i, deviceToken(i))
 }
 
 func apnsKillFake(t *testing.T) pushFake {
@@ -239,7 +247,8 @@ func apnsKillFake(t *testing.T) pushFake {
 			c.PushTLS, c.Allow = trusting(srv.Server), loopbackTLS
 		},
 		trigger:  func(id, path string) map[string]any { return apnsTrigger(id, path, srv.URL, key) },
-		kill:     func(tok string) { srv.Kill(tok, apnstest.Unregistered) },
+		line:     tokenLine,
+		kill:     func(i int) { srv.Kill(deviceToken(i), apnstest.Unregistered) },
 		distinct: func() int { return srv.Stats().Distinct },
 	}
 }
@@ -251,7 +260,21 @@ func fcmKillFake(t *testing.T) pushFake {
 	return pushFake{
 		tune:     fcmTune(srv),
 		trigger:  func(id, path string) map[string]any { return fcmTrigger(id, path, srv.URL) },
-		kill:     func(tok string) { srv.Kill(tok, fcmtest.Unregistered) },
+		line:     tokenLine,
+		kill:     func(i int) { srv.Kill(deviceToken(i), fcmtest.Unregistered) },
+		distinct: func() int { return srv.Stats().Distinct },
+	}
+}
+
+func webpushKillFake(t *testing.T) pushFake {
+	srv, v := webpushFake(t)
+	srv.KeepAccepted(false)
+	srv.Reply = func(webpushtest.Push) *webpushtest.Reply { time.Sleep(200 * time.Microsecond); return nil }
+	return pushFake{
+		tune:     webpushTune(srv, v),
+		trigger:  func(id, path string) map[string]any { return webpushTrigger(id, path) },
+		line:     func(i int) string { return subscriptionLine(t, srv, fmt.Sprintf("s%d", i), "N", "C", false) },
+		kill:     func(i int) { srv.Kill(fmt.Sprintf("s%d", i), webpushtest.Gone) },
 		distinct: func() int { return srv.Stats().Distinct },
 	}
 }
@@ -260,16 +283,16 @@ func fcmKillFake(t *testing.T) pushFake {
 // nothing is lost (re-sends to APNs keep their apns-id), and the dead
 // tokens all reach herald.invalid-tokens.
 func TestPushKillMidBroadcast(t *testing.T) {
-	for name, fake := range map[string]func(*testing.T) pushFake{"apns": apnsKillFake, "fcm": fcmKillFake} {
+	for name, fake := range map[string]func(*testing.T) pushFake{"apns": apnsKillFake, "fcm": fcmKillFake, "webpush": webpushKillFake} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, sink.Config{})
 			f := fake(t)
 			const count, deadEvery = 20_000, 1000
 			lines := make([]string, count)
 			for i := range lines {
-				lines[i] = fmt.Sprintf(`{"id":"s%d","name":"N%d","code":"C%d","token":%q}`, i, i, i, deviceToken(i))
+				lines[i] = f.line(i)
 				if i%deadEvery == 0 {
-					f.kill(deviceToken(i))
+					f.kill(i)
 				}
 			}
 			path := writeAudience(t, lines)
@@ -412,5 +435,120 @@ func TestFCMTokenEndpointMustBeAllowed(t *testing.T) {
 	st := e.waitDone(id, 20*time.Second)
 	if st.State != coordinator.StateRejected || !strings.Contains(st.Reason, "endpoint.fcm.credentials_secret") || !strings.Contains(st.Reason, "token endpoint") {
 		t.Fatalf("state %s (%s), want rejected for the token endpoint", st.State, st.Reason)
+	}
+}
+
+func webpushFake(t *testing.T) (*webpushtest.Server, webpush.VAPID) {
+	t.Helper()
+	v, err := webpush.NewVAPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := webpushtest.NewServer(v.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv, v
+}
+
+func webpushTune(srv *webpushtest.Server, v webpush.VAPID) func(*Config) {
+	secret, _ := json.Marshal(v)
+	return func(c *Config) {
+		c.Secrets = mapSecrets{"vapid": string(secret)}
+		c.PushTLS, c.Allow = trusting(srv.Server), loopbackTLS
+	}
+}
+
+func webpushTrigger(id, path string) map[string]any {
+	return map[string]any{
+		"id":       id,
+		"audience": map[string]any{"source": "file", "path": path},
+		"template": map[string]any{"default_locale": "en", "locales": map[string]any{
+			"en": map[string]string{"title": "Hi {{.name}}", "body": "Code {{.code}}"},
+		}},
+		"endpoint": map[string]any{"kind": "webpush", "max_in_flight": 16, "timeout_ms": 2000,
+			"webpush": map[string]any{"vapid_secret": "vapid", "subject": "mailto:ops@example.com", "ttl_s": 600,
+				"urgency": "high", "topic_from_key": true}},
+	}
+}
+
+// subscriptionLine is an audience line whose subscription the fake push
+// service made; as an object, or (asString) as the JSON string some
+// databases keep.
+func subscriptionLine(t *testing.T, srv *webpushtest.Server, sub, name, code string, asString bool) string {
+	t.Helper()
+	ws, err := srv.Subscribe(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(ws)
+	var v any = json.RawMessage(raw)
+	if asString {
+		v = string(raw)
+	}
+	line, _ := json.Marshal(map[string]any{"id": sub, "name": name, "code": code, "subscription": v})
+	return string(line)
+}
+
+// TestWebPushEndToEnd sends a small file audience through Kafka, etcd and
+// the fake push service, which decrypts every payload with the
+// subscription's private key: exact plaintexts and headers, gone
+// subscriptions on herald.invalid-tokens, and a subscription on a push
+// service off the allowlist failed without being contacted.
+func TestWebPushEndToEnd(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	srv, v := webpushFake(t)
+	lines := []string{
+		subscriptionLine(t, srv, "u0", "Zoë", "A1", false),
+		subscriptionLine(t, srv, "u1", "Bob", "B2", true),
+		subscriptionLine(t, srv, "u2", "Cy", "C3", false),
+		subscriptionLine(t, srv, "u3", "Di", "D4", false),
+		`{"id":"u4","name":"Ed","code":"E5","subscription":{"endpoint":"https://push.elsewhere.example/x","keys":{"p256dh":"BAAA","auth":"AAAA"}}}`,
+	}
+	srv.Kill("u2", webpushtest.Gone)
+	srv.Kill("u3", webpushtest.NotFound)
+	e.startWorker("w1", workerOpts{intake: true, tune: webpushTune(srv, v)})
+	id := e.trigger(webpushTrigger("webpush-e2e", writeAudience(t, lines)))
+	st := e.waitDone(id, 30*time.Second)
+	if st.State != coordinator.StateDone {
+		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
+	}
+	want := coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2}
+	if st.Counters != want {
+		t.Errorf("counters %+v, want %+v", st.Counters, want)
+	}
+	conserved(t, st)
+	got := map[string]webpushtest.Push{}
+	for _, p := range srv.Accepted() {
+		got[p.ID] = p
+	}
+	for sub, nc := range map[string][2]string{"u0": {"Zoë", "A1"}, "u1": {"Bob", "B2"}} {
+		k := templates.Key(id, sub)
+		want := fmt.Sprintf(`{"broadcast_id":"webpush-e2e","subscriber_id":"%s","idempotency_key":"%s","locale":"en","message":{"body":"Code %s","title":"Hi %s"}}`,
+			sub, k, nc[1], nc[0])
+		p := got[sub]
+		if string(p.Plaintext) != want {
+			t.Errorf("plaintext for %s\n got %s\nwant %s", sub, p.Plaintext, want)
+		}
+		if p.Header.Get("TTL") != "600" || p.Header.Get("Urgency") != "high" || p.Header.Get("Topic") != webpush.Topic(k) {
+			t.Errorf("headers for %s: %v", sub, p.Header)
+		}
+	}
+	toks := invalidTokens(t, e, 2)
+	for sub, reason := range map[string]string{"u2": "410 Gone", "u3": "404 Not Found"} {
+		wt := invalidToken{Broadcast: id, Provider: "webpush", Token: srv.URL + "/push/" + sub, Reason: reason}
+		if len(toks[sub]) == 0 || toks[sub][0] != wt {
+			t.Errorf("invalid token of %s: %v, want %v", sub, toks[sub], wt)
+		}
+	}
+	if len(toks) != 2 {
+		t.Errorf("invalid tokens %v, want u2 and u3 only", toks)
+	}
+	letters := readDeadLetters(t, e, 3)
+	for _, d := range letters {
+		if d["subscriber_id"] == "u4" && !strings.Contains(fmt.Sprint(d["reason"]), "not sent") {
+			t.Errorf("u4's dead letter %v: want it not sent", d)
+		}
 	}
 }

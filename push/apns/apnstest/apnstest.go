@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -92,8 +93,10 @@ type Server struct {
 	byID     map[string]int // apns-id to times accepted
 	refused  map[string]int // Apple reason to count
 	protos   map[string]int
-	bearers  map[string]bool
+	bearers  map[string]int64 // provider tokens verified, to their iat
 	discard  bool // count accepted notifications without keeping them
+	conns    int  // connections accepted
+	open     int  // connections open now
 	count    int  // accepted and not kept
 }
 
@@ -102,8 +105,19 @@ type Server struct {
 // that trusts it.
 func NewServer(key Key, topic string) *Server {
 	s := &Server{key: key, topic: topic, dead: map[string]Reply{}, byID: map[string]int{},
-		refused: map[string]int{}, protos: map[string]int{}, bearers: map[string]bool{}}
+		refused: map[string]int{}, protos: map[string]int{}, bearers: map[string]int64{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Server.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		s.mu.Lock()
+		switch st {
+		case http.StateNew:
+			s.conns++
+			s.open++
+		case http.StateClosed, http.StateHijacked:
+			s.open--
+		}
+		s.mu.Unlock()
+	}
 	s.Server.EnableHTTP2 = true
 	s.Server.StartTLS()
 	return s
@@ -135,13 +149,17 @@ type Stats struct {
 	Protocols map[string]int `json:"protocols"`
 	// Tokens counts the distinct provider tokens seen.
 	Tokens int `json:"provider_tokens"`
+	// Conns counts the connections accepted, Open those open now: HTTP/2
+	// needs few.
+	Conns int `json:"connections"`
+	Open  int `json:"connections_open"`
 }
 
 // Stats returns counts of what the server saw.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Accepted: len(s.accepted) + s.count, Distinct: len(s.byID), Refused: map[string]int{}, Protocols: map[string]int{}, Tokens: len(s.bearers)}
+	st := Stats{Accepted: len(s.accepted) + s.count, Distinct: len(s.byID), Refused: map[string]int{}, Protocols: map[string]int{}, Tokens: len(s.bearers), Conns: s.conns, Open: s.open}
 	for k, v := range s.refused {
 		st.Refused[k] = v
 	}
@@ -295,6 +313,17 @@ func (s *Server) checkBearer(auth string) *Reply {
 	if !ok {
 		return forbidden("MissingProviderToken")
 	}
+	// As Apple does, a token verified once is trusted until it is too old;
+	// its age is still checked on every request.
+	s.mu.Lock()
+	iat, seen := s.bearers[raw]
+	s.mu.Unlock()
+	if seen {
+		if time.Since(time.Unix(iat, 0)) > time.Hour {
+			return forbidden("ExpiredProviderToken")
+		}
+		return nil
+	}
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return forbidden("InvalidProviderToken")
@@ -323,7 +352,7 @@ func (s *Server) checkBearer(auth string) *Reply {
 		return forbidden("ExpiredProviderToken")
 	}
 	s.mu.Lock()
-	s.bearers[raw] = true
+	s.bearers[raw] = claims.Iat
 	s.mu.Unlock()
 	return nil
 }

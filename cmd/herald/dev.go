@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/herald-dev/herald/internal/devstack"
@@ -26,7 +27,13 @@ herald.deadletters and herald.reports, and the reference sink, prints their
 addresses and how to reach them with etcdctl, kcat and curl, and runs until
 SIGINT or SIGTERM. Kafka data lives in memory and etcd data in a temporary
 directory; both are gone when it stops. On the default addresses the other
-herald commands need no flags. Port 0 picks a free port.`,
+herald commands need no flags. Port 0 picks a free port.
+
+It also runs a fake APNs, FCM and Web Push service on free loopback ports
+(docs/PROVIDERS.md; herald sink --mode runs one on a port of your choice),
+writes the secrets their triggers name and their certificate to a temporary
+directory, and prints the worker flags, trigger endpoint and audience line
+that reach each, and the topic herald.invalid-tokens that dead tokens go to.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
@@ -42,6 +49,7 @@ herald commands need no flags. Port 0 picks a free port.`,
 }
 
 func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string) (err error) {
+	var fakes []*pushFake
 	// The sink's port is taken first: it is the quickest to fail and
 	// nothing needs undoing if it does.
 	ln, err := net.Listen("tcp", sinkAddr)
@@ -64,7 +72,20 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string
 		}
 		c.log.Info("dev stack stopped")
 	}()
-	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String())
+	pushDir, err := os.MkdirTemp("", "herald-dev-push-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(pushDir)
+	for _, mode := range []string{modeAPNs, modeFCM, modeWebPush} {
+		f, err := startPushFake(mode, nil, pushDir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fakes = append(fakes, f)
+	}
+	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String(), fakes, pushDir)
 	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String())
 	if err := snk.Run(ctx, ln); err != nil {
 		return err
@@ -75,7 +96,7 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string
 
 // printDev tells the user where everything is and how to poke at it. The
 // three address lines start with a fixed word so scripts can read them.
-func printDev(w io.Writer, etcd, kafka, sinkURL string) {
+func printDev(w io.Writer, etcd, kafka, sinkURL string, fakes []*pushFake, pushDir string) {
 	fmt.Fprintf(w, `Herald dev stack
   etcd   %[1]s
   kafka  %[2]s
@@ -98,6 +119,14 @@ Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
 trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
-Ready. Press Ctrl-C to stop.
 `, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic)
+	fmt.Fprintf(w, "Push providers (fakes checking what the real ones check; dead tokens go to %s):\n", devstack.InvalidTokensTopic)
+	for _, f := range fakes {
+		fmt.Fprint(w, f.howTo(pushDir))
+	}
+	fmt.Fprintf(w, `Workers reach them with:
+  herald worker %s
+
+Ready. Press Ctrl-C to stop.
+`, pushWorkerFlags(pushDir))
 }

@@ -59,6 +59,7 @@ func TestDevPrintsWorkingAddresses(t *testing.T) {
 	checkEtcd(t, etcdURL)
 	checkKafka(t, kafkaAddr)
 	checkSink(t, sinkURL)
+	checkPushFakes(t, out)
 
 	cancel()
 	select {
@@ -153,5 +154,37 @@ func checkSink(t *testing.T, base string) {
 	}
 	if st.Delivered != 1 || st.Duplicates != 1 || st.Broadcasts["spring-sale"].Delivered != 1 {
 		t.Fatalf("sink stats %+v", st)
+	}
+}
+
+// checkPushFakes asks each fake provider dev printed for its stats, over
+// TLS verified with the certificate file dev printed for workers.
+func checkPushFakes(t *testing.T, out string) {
+	t.Helper()
+	ca := regexp.MustCompile(`--push-ca-file (\S+)`).FindStringSubmatch(out)
+	if ca == nil {
+		t.Fatalf("no --push-ca-file in:\n%s", out)
+	}
+	tc, err := pushTLSConfig(ca[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for _, mode := range []string{"apns", "fcm", "webpush"} {
+		m := regexp.MustCompile(`(?m)^  ` + mode + ` +(https://\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %s line in:\n%s", mode, out)
+		}
+		resp, err := cl.Get(m[1] + "/stats")
+		if err != nil {
+			t.Fatalf("%s stats: %v", mode, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(body), `"accepted":0`) {
+			t.Errorf("%s stats: %s %s %s", mode, resp.Proto, resp.Status, body)
+		}
 	}
 }

@@ -94,19 +94,31 @@ type Server struct {
 	refused  map[string]int // Apple reason to count
 	protos   map[string]int
 	bearers  map[string]int64 // provider tokens verified, to their iat
-	discard  bool // count accepted notifications without keeping them
-	conns    int  // connections accepted
-	open     int  // connections open now
-	count    int  // accepted and not kept
+	discard  bool             // count accepted notifications without keeping them
+	conns    int              // connections accepted
+	open     int              // connections open now
+	count    int              // accepted and not kept
 }
 
 // NewServer starts a fake APNs that accepts notifications for topic signed
-// with key. The caller must Close it. Client() returns an HTTP/2 client
-// that trusts it.
-func NewServer(key Key, topic string) *Server {
+// with key, on a free loopback port. The caller must Close it. Client()
+// returns an HTTP/2 client that trusts it. GET /stats serves Stats as
+// JSON.
+func NewServer(key Key, topic string) *Server { return NewServerOn(nil, key, topic) }
+
+// NewServerOn is NewServer on ln (nil: a free loopback port), for
+// `herald sink --mode apns`.
+func NewServerOn(ln net.Listener, key Key, topic string) *Server {
 	s := &Server{key: key, topic: topic, dead: map[string]Reply{}, byID: map[string]int{},
 		refused: map[string]int{}, protos: map[string]int{}, bearers: map[string]int64{}}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", s.serve)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
+	s.Server = httptest.NewUnstartedServer(mux)
+	if ln != nil {
+		s.Server.Listener.Close()
+		s.Server.Listener = ln
+	}
 	s.Server.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		s.mu.Lock()
 		switch st {
@@ -363,4 +375,9 @@ func decodeJSON(part string, v any) error {
 		return err
 	}
 	return json.NewDecoder(bytes.NewReader(b)).Decode(v)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -113,14 +114,27 @@ type Server struct {
 	grants   int
 }
 
-// NewServer starts a fake for acct. The caller must Close it. Client()
-// trusts it; TokenURL is what the account's key must name.
-func NewServer(acct Account) *Server {
+// NewServer starts a fake for acct on a free loopback port. The caller
+// must Close it. Client() trusts it; TokenURL is what the account's key
+// must name. GET /stats serves Stats as JSON.
+func NewServer(acct Account) *Server { return NewServerOn(nil, acct) }
+
+// NewServerOn is NewServer on ln (nil: a free loopback port), for
+// `herald sink --mode fcm`.
+func NewServerOn(ln net.Listener, acct Account) *Server {
 	s := &Server{acct: acct, tokens: map[string]time.Time{}, dead: map[string]Reply{}, keys: map[string]int{}, refused: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /v1/projects/{project}/messages:send", s.send)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s.Stats())
+	})
 	s.Server = httptest.NewUnstartedServer(mux)
+	if ln != nil {
+		s.Server.Listener.Close()
+		s.Server.Listener = ln
+	}
 	s.Server.EnableHTTP2 = true
 	s.Server.StartTLS()
 	return s

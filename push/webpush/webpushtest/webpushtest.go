@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -93,8 +94,15 @@ type Server struct {
 
 // NewServer starts a push service that accepts pushes signed with the
 // VAPID key whose public half is vapidPublic (base64url, as the sender's
-// secret holds it). The caller must Close it.
-func NewServer(vapidPublic string) (*Server, error) {
+// secret holds it), on a free loopback port. The caller must Close it.
+// GET /stats serves Stats as JSON, and POST /subscribe/{id} makes a
+// subscription (Subscribe) and answers it as JSON, for building an
+// audience by hand.
+func NewServer(vapidPublic string) (*Server, error) { return NewServerOn(nil, vapidPublic) }
+
+// NewServerOn is NewServer on ln (nil: a free loopback port), for
+// `herald sink --mode webpush`.
+func NewServerOn(ln net.Listener, vapidPublic string) (*Server, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(vapidPublic, "="))
 	if err != nil {
 		return nil, fmt.Errorf("webpushtest: VAPID key: %w", err)
@@ -107,7 +115,20 @@ func NewServer(vapidPublic string) (*Server, error) {
 		agents: map[string]agent{}, dead: map[string]Reply{}, keys: map[string]int{}, refused: map[int]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /push/{id}", s.push)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
+	mux.HandleFunc("POST /subscribe/{id}", func(w http.ResponseWriter, r *http.Request) {
+		sub, err := s.Subscribe(r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, sub)
+	})
 	s.Server = httptest.NewUnstartedServer(mux)
+	if ln != nil {
+		s.Server.Listener.Close()
+		s.Server.Listener = ln
+	}
 	s.Server.EnableHTTP2 = true
 	s.Server.StartTLS()
 	return s, nil
@@ -363,4 +384,9 @@ func decode(part string, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

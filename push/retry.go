@@ -33,9 +33,11 @@ const (
 	// Retry: a transient failure (5xx, 429 for one device, a timeout or a
 	// broken connection); again after Retry-After or backoff.
 	Retry
-	// Throttled: the sender is over its quota. Every delivery of the
-	// Retrier waits until Retry-After (or backoff) has passed, and an
-	// attempt throttled does not count towards MaxAttempts.
+	// Throttled: the provider is over the sender's quota, or down for
+	// everyone. Every delivery of the Retrier waits until Retry-After has
+	// passed, or else a backoff that doubles with each throttled answer in
+	// a row, and an attempt throttled does not count towards MaxAttempts
+	// (for MaxHold): the webhook's circuit breaker, for a provider.
 	Throttled
 )
 
@@ -121,6 +123,7 @@ type Retrier struct {
 	mu        sync.Mutex
 	holdUntil time.Time // no attempt starts before this
 	holdSince time.Time // zero when not held
+	streak    int       // throttled answers in a row
 
 	// Hooks tests replace.
 	now   func() time.Time
@@ -189,6 +192,9 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 		cancel()
 		res.Attempts++
 		res.Status = a.Status
+		if a.Verdict != Throttled && a.Verdict != Retry {
+			r.unthrottled()
+		}
 		switch a.Verdict {
 		case Delivered:
 			res.Outcome, res.Reason = delivery.Delivered, ""
@@ -208,9 +214,13 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 			// The claim ended during the attempt: nothing more may go out.
 			return abort("context ended: " + context.Cause(ctx).Error())
 		}
-		wait := r.retryWait(a, spent+1)
+		var wait time.Duration
 		if a.Verdict == Throttled {
+			wait = r.retryWait(a, r.throttled())
 			r.hold(wait)
+		} else {
+			r.unthrottled()
+			wait = r.retryWait(a, spent+1)
 		}
 		if a.Verdict != Throttled || (r.p.MaxHold > 0 && held >= r.p.MaxHold) {
 			spent++
@@ -266,6 +276,22 @@ func (r *Retrier) describe(a Answer) string {
 		b.WriteString(a.Reason)
 	}
 	return b.String()
+}
+
+// throttled counts a throttled answer and returns how many came in a row.
+func (r *Retrier) throttled() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.streak++
+	return r.streak
+}
+
+// unthrottled ends a streak of throttled answers: the provider answered
+// otherwise.
+func (r *Retrier) unthrottled() {
+	r.mu.Lock()
+	r.streak = 0
+	r.mu.Unlock()
 }
 
 // hold keeps every delivery of the Retrier from starting an attempt for d.

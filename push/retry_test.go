@@ -129,3 +129,29 @@ func TestKeyUUID(t *testing.T) {
 		t.Fatalf("KeyUUID %s: not a version 8 UUID", a)
 	}
 }
+
+// Throttled answers in a row without Retry-After hold the Retrier for a
+// backoff that doubles, as a breaker's probes would; any other answer
+// ends the streak.
+func TestRetrierThrottledBackoffDoubles(t *testing.T) {
+	r := NewRetrier("test", Policy{BackoffMin: 10 * time.Millisecond, BackoffMax: time.Second})
+	r.randN = func(n int64) int64 { return n - 1 } // the top of each range: 20, 40, 80 ms
+	n := 0
+	start := time.Now()
+	res := r.Do(context.Background(), nil, func(context.Context) Answer {
+		n++
+		if n <= 3 {
+			return Answer{Verdict: Throttled, Status: 503}
+		}
+		return Answer{Verdict: Delivered, Status: 200}
+	})
+	if res.Outcome != delivery.Delivered || res.Attempts != 4 {
+		t.Fatalf("result %+v", res)
+	}
+	if d := time.Since(start); d < 140*time.Millisecond {
+		t.Fatalf("three throttled answers held %v, want at least 20+40+80 ms", d)
+	}
+	if r.streak != 0 {
+		t.Fatalf("streak %d after a delivery, want 0", r.streak)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -550,5 +551,46 @@ func TestWebPushEndToEnd(t *testing.T) {
 		if d["subscriber_id"] == "u4" && !strings.Contains(fmt.Sprint(d["reason"]), "not sent") {
 			t.Errorf("u4's dead letter %v: want it not sent", d)
 		}
+	}
+}
+
+// TestPushFencedByExpiry: a provider that keeps answering 503 holds the
+// broadcast (attempts so held do not count) until expires_at; the fence
+// stops every attempt after it, and the records are counted expired, not
+// failed.
+func TestPushFencedByExpiry(t *testing.T) {
+	e := newEnv(t, sink.Config{})
+	srv, key := apnsFake(t)
+	var mu sync.Mutex
+	var last time.Time
+	srv.Reply = func(n apnstest.Notification) *apnstest.Reply {
+		mu.Lock()
+		if n.At.After(last) {
+			last = n.At
+		}
+		mu.Unlock()
+		return &apnstest.ServiceUnavailable
+	}
+	lines := make([]string, 20)
+	for i := range lines {
+		lines[i] = tokenLine(i)
+	}
+	e.startWorker("w1", workerOpts{intake: true, tune: func(c *Config) {
+		c.Secrets = mapSecrets{"apns-key": string(key.P8)}
+		c.PushTLS, c.Allow = trusting(srv.Server), loopbackTLS
+	}})
+	trig := apnsTrigger("apns-expiry", writeAudience(t, lines), srv.URL, key)
+	expires := time.Now().Add(2 * time.Second).UTC()
+	trig["expires_at"] = expires.Format(time.RFC3339Nano)
+	trig["endpoint"].(map[string]any)["max_attempts"] = 20
+	id := e.trigger(trig)
+	st := e.waitDone(id, 30*time.Second)
+	if st.State != coordinator.StateExpired || st.Counters.Expired != 20 || st.Counters.Failed != 0 {
+		t.Fatalf("state %s, counters %+v: want expired, all 20 records expired", st.State, st.Counters)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last.IsZero() || last.After(expires) {
+		t.Fatalf("last attempt at %v, expires_at %v: want attempts, none after expiry", last, expires)
 	}
 }

@@ -8,9 +8,10 @@
 // with CollapseFromKey the same id is its apns-collapse-id too, and the
 // device shows a re-sent notification in place of the first. Apple's
 // answers become verdicts in classify: 410 and 400 BadDeviceToken declare
-// the token dead (push.Gone), 429, 500 and 503 are retried, an expired
-// provider token is made anew and retried, every other refusal fails the
-// delivery.
+// the token dead (push.Gone), 503 holds every send of the broadcast here
+// until Apple is back (push.Throttled), 429 and 500 are retried, an
+// expired provider token is made anew and retried, every other refusal
+// fails the delivery.
 //
 // It does not retry, fence or check the allowlist itself: push.Retrier
 // does, around every attempt.
@@ -252,7 +253,9 @@ func (s *Sender) renewToken() {
 //	400 BadDeviceToken                         gone: not a token of this app and environment
 //	403 ExpiredProviderToken                   retry, with a new provider token
 //	429 TooManyRequests (one device, too fast) retry after Retry-After or backoff
-//	500, 503                                   retry after Retry-After or backoff
+//	503 ServiceUnavailable, Shutdown           throttled: every send waits (Retry-After, or a
+//	                                           doubling backoff), not spending attempts
+//	500 and other 5xx                          retry after Retry-After or backoff
 //	any other 4xx                              failed: payload, topic or key at fault
 func classify(r *apns2.Response) push.Answer {
 	a := push.Answer{Status: r.StatusCode, Reason: r.Reason}
@@ -264,6 +267,8 @@ func classify(r *apns2.Response) push.Answer {
 		a.Verdict = push.Gone
 	case r.StatusCode == http.StatusForbidden && r.Reason == apns2.ReasonExpiredProviderToken:
 		a.Verdict = push.Retry
+	case r.StatusCode == http.StatusServiceUnavailable:
+		a.Verdict = push.Throttled
 	case r.StatusCode == http.StatusTooManyRequests, r.StatusCode >= 500:
 		a.Verdict = push.Retry
 	default:

@@ -8,8 +8,9 @@
 // FCM's answers become verdicts in classify: UNREGISTERED, an
 // INVALID_ARGUMENT about the registration token and SENDER_ID_MISMATCH
 // declare the token dead (push.Gone); QUOTA_EXCEEDED holds every send of
-// the broadcast on this worker until Retry-After (push.Throttled); other
-// 429s, 500 and 503 are retried honouring Retry-After; every other
+// the broadcast on this worker until Retry-After (push.Throttled), and so
+// does 503 UNAVAILABLE; other 429s and 500 are retried honouring
+// Retry-After; every other
 // refusal fails the delivery. With CollapseFromKey the message's Android
 // collapse_key and apns-collapse-id are the idempotency key's UUID, so a
 // re-send replaces the notification on the device.
@@ -274,8 +275,8 @@ type errorBody struct {
 //	404 UNREGISTERED                                gone: the app was uninstalled or the token expired
 //	400 INVALID_ARGUMENT about message.token        gone: not a registration token
 //	403 SENDER_ID_MISMATCH                          gone: a token of another project
-//	429 QUOTA_EXCEEDED                              throttled: the broadcast waits here, Retry-After
-//	429 (other), 500 INTERNAL, 503 UNAVAILABLE      retry after Retry-After or backoff
+//	429 QUOTA_EXCEEDED, 503 UNAVAILABLE             throttled: the broadcast waits here, Retry-After
+//	429 (other), 500 INTERNAL                       retry after Retry-After or backoff
 //	any other 4xx                                   failed: message, project or credentials at fault
 func classify(status int, raw []byte) push.Answer {
 	a := push.Answer{Status: status}
@@ -304,7 +305,7 @@ func classify(status int, raw []byte) push.Answer {
 	case code == "UNREGISTERED", code == "SENDER_ID_MISMATCH",
 		code == "INVALID_ARGUMENT" && tokenAtFault:
 		a.Verdict = push.Gone
-	case code == "QUOTA_EXCEEDED":
+	case code == "QUOTA_EXCEEDED", status == http.StatusServiceUnavailable:
 		a.Verdict = push.Throttled
 	case status == http.StatusTooManyRequests, status >= 500:
 		a.Verdict = push.Retry

@@ -3,6 +3,7 @@ package push
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/worker/delivery"
@@ -66,13 +67,24 @@ type Result struct {
 	GoneReason string
 }
 
-// KeyUUID is a UUID made from the idempotency key's SHA-256 (its first 16
-// bytes, with the version 8 and RFC 9562 variant bits set): the same key
-// always makes the same id, so a notification re-sent after a failover
-// carries the id it had the first time (APNs' apns-id).
+// KeyUUID is the UUID of an idempotency key: the key's own 16 bytes (the
+// 32 hex digits after "hk1-", themselves a hash of the broadcast and
+// subscriber ids), with the version 8 and RFC 9562 variant bits set; a key
+// of another form is hashed with SHA-256 first. The same key always makes
+// the same id, so a notification re-sent after a failover carries the id
+// it had the first time (APNs' apns-id), and the id shows which key it
+// came from.
 func KeyUUID(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	u := sum[:16]
+	var u []byte
+	if h, ok := strings.CutPrefix(key, templates.KeyPrefix); ok && len(h) == 32 {
+		if b, err := hex.DecodeString(h); err == nil {
+			u = b
+		}
+	}
+	if u == nil {
+		sum := sha256.Sum256([]byte(key))
+		u = sum[:16]
+	}
 	u[6] = u[6]&0x0f | 0x80 // version 8: custom
 	u[8] = u[8]&0x3f | 0x80 // variant: RFC 9562
 	var b [36]byte

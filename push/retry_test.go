@@ -121,6 +121,11 @@ func TestRetrierRetryAfterAndHold(t *testing.T) {
 }
 
 func TestKeyUUID(t *testing.T) {
+	// A Herald key's UUID is its own 16 bytes, but for the version and
+	// variant bits.
+	if got, want := KeyUUID("hk1-0123456789abcdef0123456789abcdef"), "01234567-89ab-8def-8123-456789abcdef"; got != want {
+		t.Fatalf("KeyUUID = %s, want %s", got, want)
+	}
 	a, b := KeyUUID("spring:alice"), KeyUUID("spring:alice")
 	if a != b || a == KeyUUID("spring:bob") {
 		t.Fatalf("KeyUUID not a function of the key: %s %s", a, b)

@@ -36,8 +36,10 @@ const (
 	// Throttled: the provider is over the sender's quota, or down for
 	// everyone. Every delivery of the Retrier waits until Retry-After has
 	// passed, or else a backoff that doubles with each throttled answer in
-	// a row, and an attempt throttled does not count towards MaxAttempts
-	// (for MaxHold): the webhook's circuit breaker, for a provider.
+	// a row; then one attempt goes as a probe while the others wait for
+	// its answer; and an attempt throttled does not count towards
+	// MaxAttempts (for MaxHold): the webhook's circuit breaker, for a
+	// provider.
 	Throttled
 )
 
@@ -124,6 +126,10 @@ type Retrier struct {
 	holdUntil time.Time // no attempt starts before this
 	holdSince time.Time // zero when not held
 	streak    int       // throttled answers in a row
+	// probe is non-nil while, a hold having passed, one attempt goes out
+	// alone to see whether the provider takes sends again; it is closed
+	// when that attempt is answered.
+	probe chan struct{}
 
 	// Hooks tests replace.
 	now   func() time.Time
@@ -142,7 +148,7 @@ func NewRetrier(provider string, p Policy) *Retrier {
 func (r *Retrier) WaitingSince() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.holdSince.IsZero() || !r.now().Before(r.holdUntil) {
+	if r.holdSince.IsZero() || (r.streak == 0 && !r.now().Before(r.holdUntil)) {
 		return time.Time{}
 	}
 	return r.holdSince
@@ -163,6 +169,12 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 	var res Result
 	spent := 0
 	var held time.Duration
+	probing := false // this delivery's attempt is the probe after a hold
+	defer func() {
+		if probing {
+			r.endProbe()
+		}
+	}()
 	abort := func(why string) Result {
 		res.Outcome, res.Reason = delivery.Aborted, why
 		return res
@@ -171,8 +183,9 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 		if err := ctx.Err(); err != nil {
 			return abort("context ended: " + context.Cause(ctx).Error())
 		}
-		waited, ok := r.waitHold(ctx)
+		waited, probe, ok := r.waitHold(ctx)
 		held += waited
+		probing = probe
 		if !ok {
 			return abort("context ended while held by the provider's quota: " + context.Cause(ctx).Error())
 		}
@@ -192,8 +205,19 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 		cancel()
 		res.Attempts++
 		res.Status = a.Status
-		if a.Verdict != Throttled && a.Verdict != Retry {
-			r.unthrottled()
+		// An attempt ctx cut short says nothing about the provider.
+		var wait time.Duration
+		if a.Err == nil || ctx.Err() == nil {
+			if a.Verdict == Throttled {
+				wait = r.retryWait(a, r.throttled())
+				r.hold(wait)
+			} else {
+				r.unthrottled()
+			}
+		}
+		if probing {
+			probing = false
+			r.endProbe()
 		}
 		switch a.Verdict {
 		case Delivered:
@@ -214,12 +238,7 @@ func (r *Retrier) do(ctx context.Context, target *url.URL, try func(ctx context.
 			// The claim ended during the attempt: nothing more may go out.
 			return abort("context ended: " + context.Cause(ctx).Error())
 		}
-		var wait time.Duration
-		if a.Verdict == Throttled {
-			wait = r.retryWait(a, r.throttled())
-			r.hold(wait)
-		} else {
-			r.unthrottled()
+		if a.Verdict != Throttled {
 			wait = r.retryWait(a, spent+1)
 		}
 		if a.Verdict != Throttled || (r.p.MaxHold > 0 && held >= r.p.MaxHold) {
@@ -307,28 +326,59 @@ func (r *Retrier) hold(d time.Duration) {
 	}
 }
 
-// waitHold waits out a quota hold; false if ctx ended first.
-func (r *Retrier) waitHold(ctx context.Context) (time.Duration, bool) {
-	var waited time.Duration
+// waitHold waits out a quota hold, then, while the throttled answers
+// have not ended, for its turn: one attempt at a time goes out as the
+// probe (probe true), the others wait for its answer, which either holds
+// them again or ends the streak and lets them all go, as the webhook's
+// circuit breaker does. ok is false if ctx ended first.
+func (r *Retrier) waitHold(ctx context.Context) (waited time.Duration, probe, ok bool) {
 	for {
 		r.mu.Lock()
 		d := r.holdUntil.Sub(r.now())
-		if d <= 0 {
+		var turn chan struct{}
+		switch {
+		case d > 0:
+		case r.streak == 0:
 			r.holdSince = time.Time{}
+			r.mu.Unlock()
+			return waited, false, true
+		case r.probe == nil:
+			r.probe = make(chan struct{})
+			r.mu.Unlock()
+			return waited, true, true
+		default:
+			turn = r.probe
 		}
 		r.mu.Unlock()
-		if d <= 0 {
-			return waited, true
+		start := time.Now()
+		if turn != nil {
+			select {
+			case <-turn:
+			case <-ctx.Done():
+				return waited + time.Since(start), false, false
+			}
+		} else {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return waited + time.Since(start), false, false
+			}
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-			waited += d
-		case <-ctx.Done():
-			t.Stop()
-			return waited, false
-		}
+		waited += time.Since(start)
 	}
+}
+
+// endProbe lets the deliveries waiting on the probe look again: the
+// probe's answer has held them anew or ended the streak.
+func (r *Retrier) endProbe() {
+	r.mu.Lock()
+	if r.probe != nil {
+		close(r.probe)
+		r.probe = nil
+	}
+	r.mu.Unlock()
 }
 
 // retryWait is the wait after the n-th counted attempt: the provider's

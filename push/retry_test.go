@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,5 +159,47 @@ func TestRetrierThrottledBackoffDoubles(t *testing.T) {
 	}
 	if r.streak != 0 {
 		t.Fatalf("streak %d after a delivery, want 0", r.streak)
+	}
+}
+
+// After a hold, while the provider keeps throttling, one delivery at a
+// time probes it; the others wait for the probe's answer and all go once
+// it is not a throttle.
+func TestRetrierProbesOneAtATime(t *testing.T) {
+	r := NewRetrier("test", Policy{BackoffMin: 2 * time.Millisecond, BackoffMax: 4 * time.Millisecond})
+	r.hold(5 * time.Millisecond)
+	r.throttled() // a streak under way, as after a throttled answer
+	var calls, inflight, maxDuring atomic.Int64
+	var wg sync.WaitGroup
+	const deliveries, throttles = 10, 5
+	for range deliveries {
+		wg.Go(func() {
+			res := r.Do(context.Background(), nil, func(context.Context) Answer {
+				n := calls.Add(1)
+				cur := inflight.Add(1)
+				defer inflight.Add(-1)
+				if n <= throttles+1 && cur > maxDuring.Load() {
+					maxDuring.Store(cur) // the probes, the last one answered 200
+				}
+				time.Sleep(time.Millisecond)
+				if n <= throttles {
+					return Answer{Verdict: Throttled, Status: 429}
+				}
+				return Answer{Verdict: Delivered, Status: 200}
+			})
+			if res.Outcome != delivery.Delivered {
+				t.Errorf("result %+v", res)
+			}
+		})
+	}
+	wg.Wait()
+	if got := maxDuring.Load(); got != 1 {
+		t.Fatalf("%d attempts at once while throttled, want 1 (a probe)", got)
+	}
+	if got := calls.Load(); got != deliveries+throttles {
+		t.Fatalf("%d attempts, want %d: each delivery once after the streak, the probes before", got, deliveries+throttles)
+	}
+	if !r.WaitingSince().IsZero() {
+		t.Fatal("still waiting after the streak ended")
 	}
 }

@@ -44,6 +44,10 @@ type Counters struct {
 	Delivered   int64 `json:"delivered"`
 	Failed      int64 `json:"failed"`
 	Expired     int64 `json:"expired"`
+	// InvalidTokens counts the failures (a part of Failed) whose device
+	// token or push subscription the provider declared dead; left out of
+	// the JSON when 0, as for every webhook broadcast.
+	InvalidTokens int64 `json:"invalid_tokens,omitempty"`
 }
 
 // Add returns the field-wise sum of c and d.
@@ -55,6 +59,8 @@ func (c Counters) Add(d Counters) Counters {
 		Delivered:   c.Delivered + d.Delivered,
 		Failed:      c.Failed + d.Failed,
 		Expired:     c.Expired + d.Expired,
+
+		InvalidTokens: c.InvalidTokens + d.InvalidTokens,
 	}
 }
 

@@ -16,6 +16,9 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"id":"a","audience":{"source":"file","path":"x"},"template":{"default_locale":"zh","locales":{"zh":{"t":"<{{.id}}>"}}},"endpoint":{"url":"http://h"},"not_before":"2026-01-01T00:00:00+05:30","expires_at":null}`))
 	f.Add([]byte(`{"id":"a","id":"b"}`))
 	f.Add([]byte(`{"id":"x","endpoint":{"url":"ftp://h"}}`))
+	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5},"template":{"default_locale":"en","locales":{"en":{"title":"x"}}},"endpoint":{"kind":"apns","apns":{"key_secret":"k","key_id":"K","team_id":"T","topic":"b.c","priority":5}}}`))
+	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5},"template":{"default_locale":"en","locales":{"en":{"title":"x"}}},"endpoint":{"kind":"webpush","token_field":"sub","webpush":{"vapid_secret":"v","subject":"mailto:a@b","ttl_s":0}}}`))
+	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5},"template":{"default_locale":"en","locales":{"en":{"title":"x"}}},"endpoint":{"kind":"fcm","url":"https://f","fcm":{"credentials_secret":"c"},"apns":null}}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"id":"x"} {}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -65,6 +65,22 @@ type Endpoint struct {
 	// without the field keep the form they always had and 1 written out
 	// is the same spec as the field left out.
 	BatchSize int `json:"batch_size,omitempty"`
+	// Kind is how deliveries are made: "webhook" (the default: a POST to
+	// URL), or natively to devices through "apns", "fcm" or "webpush",
+	// each configured by the object of that name (push.go). The default is
+	// held as "" and left out of the canonical form, as are the provider
+	// fields of a webhook, so specs without them keep the form they always
+	// had. For apns and fcm URL is the provider's host (the default is
+	// Apple's or Google's); webpush has none, each subscription naming its
+	// push service.
+	Kind string `json:"kind,omitempty"`
+	// TokenField names the subscriber attribute holding the device token
+	// (apns, fcm; default "token") or the Web Push subscription object
+	// (webpush; default "subscription").
+	TokenField string   `json:"token_field,omitempty"`
+	APNs       *APNs    `json:"apns,omitempty"`
+	FCM        *FCM     `json:"fcm,omitempty"`
+	WebPush    *WebPush `json:"webpush,omitempty"`
 }
 
 // Values of Endpoint.HTTP2.
@@ -181,7 +197,10 @@ func (e Endpoint) withDefaults() Endpoint {
 	if e.BatchSize == 1 {
 		e.BatchSize = 0
 	}
-	return e
+	if e.Kind == KindWebhook {
+		e.Kind = ""
+	}
+	return e.pushDefaults()
 }
 
 func utcTime(t *time.Time) *time.Time {

@@ -48,7 +48,14 @@ func checkID(id string) string {
 
 func (e Endpoint) validate() *Error {
 	bad := func(field, msg string) *Error { return &Error{Field: "endpoint." + field, Msg: msg} }
+	if pe := e.validatePush(bad); pe != nil {
+		return pe
+	}
 	if e.URL == "" {
+		if e.IsPush() {
+			// apns and fcm default to the provider's host; webpush has none.
+			return e.validateBounds(bad)
+		}
 		return bad("url", "required")
 	}
 	u, err := url.Parse(e.URL)
@@ -64,6 +71,24 @@ func (e Endpoint) validate() *Error {
 	case u.Hostname() == "":
 		return bad("url", "must have a host")
 	}
+	if pe := e.validateBounds(bad); pe != nil {
+		return pe
+	}
+	switch e.HTTP2 {
+	case "", HTTP2Auto, HTTP2Off:
+	case HTTP2H2C:
+		if u.Scheme != "http" {
+			return bad("http2", `"h2c" is HTTP/2 without TLS, for http:// URLs only; an https:// endpoint uses HTTP/2 with "auto"`)
+		}
+	default:
+		return bad("http2", `must be "auto", "off" or "h2c"`)
+	}
+	return nil
+}
+
+// validateBounds checks the fields every kind of endpoint shares, after
+// its URL.
+func (e Endpoint) validateBounds(bad func(field, msg string) *Error) *Error {
 	switch {
 	case e.MaxInFlight < 0 || e.MaxInFlight > maxMaxInFlight:
 		return bad("max_in_flight", fmt.Sprintf("must be 1 to %d (0 means %d)", maxMaxInFlight, DefaultMaxInFlight))
@@ -85,15 +110,6 @@ func (e Endpoint) validate() *Error {
 	}
 	if msg := checkSecretName(e.AuthSecret); msg != "" {
 		return bad("auth_secret", msg)
-	}
-	switch e.HTTP2 {
-	case "", HTTP2Auto, HTTP2Off:
-	case HTTP2H2C:
-		if u.Scheme != "http" {
-			return bad("http2", `"h2c" is HTTP/2 without TLS, for http:// URLs only; an https:// endpoint uses HTTP/2 with "auto"`)
-		}
-	default:
-		return bad("http2", `must be "auto", "off" or "h2c"`)
 	}
 	return nil
 }

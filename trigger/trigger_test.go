@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-dev/herald/allowlist"
 	"github.com/herald-dev/herald/spec"
@@ -36,5 +37,20 @@ func TestProduceChecksTheAllowlistFirst(t *testing.T) {
 				t.Fatalf("Produce error %q, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestProduceWebPushHasNoURLToCheck: a webpush spec has no endpoint URL
+// (each subscription names its push service), so the local allowlist
+// check passes it on to the broker, which here does not exist.
+func TestProduceWebPushHasNoURLToCheck(t *testing.T) {
+	only, _ := allowlist.Parse([]string{"https://push.example.com"})
+	raw := []byte(`{"id":"x","audience":{"source":"synthetic","count":1},"template":{"default_locale":"en","locales":{"en":{"t":"hi"}}},"endpoint":{"kind":"webpush","webpush":{"vapid_secret":"v","subject":"mailto:a@b.c"}}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := Produce(ctx, Config{Brokers: []string{"127.0.0.1:1"}, Allow: only}, raw)
+	var se *spec.Error
+	if err == nil || errors.As(err, &se) {
+		t.Fatalf("Produce = %v, want a broker error, not a refusal", err)
 	}
 }

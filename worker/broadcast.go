@@ -90,6 +90,7 @@ type broadcastRun struct {
 	spec spec.Spec
 	set  *templates.Set
 	send *delivery.Sender
+	push pusher // nil for a webhook; sends the records of a push endpoint (push.go)
 	cfg  runConfig
 	deps broadcastDeps
 	log  *slog.Logger
@@ -129,12 +130,13 @@ type broadcastRun struct {
 // newBroadcastRun starts the broadcast's reader, its checkpointer and its
 // state watcher, for a broadcast of slots slots. The caller owns the run and
 // must call stop once it holds no slot (deps.empty says when).
-func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
+func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, p pusher, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
 		id:         id,
 		spec:       sp,
 		set:        set,
 		send:       send,
+		push:       p,
 		cfg:        cfg,
 		deps:       deps,
 		log:        deps.log.With("broadcast", id),
@@ -268,6 +270,9 @@ func (b *broadcastRun) stop() {
 	b.sending.Wait()
 	b.sends.leave()
 	b.send.Close()
+	if b.push != nil {
+		b.push.Close()
+	}
 	b.cancelWatch()
 	b.watching.Wait()
 }
@@ -314,7 +319,7 @@ func (b *broadcastRun) watchState(ctx context.Context) {
 			b.shareRate(b.deps.rateShare(b.id))
 			// Whether the endpoint's breaker holds this worker's sends,
 			// for herald status (the coordinator writes only changes).
-			b.deps.noteEndpoint(b.id, b.send.WaitingSince())
+			b.deps.noteEndpoint(b.id, b.waitingSince())
 		case <-ctx.Done():
 			b.deps.noteEndpoint(b.id, time.Time{})
 			return
@@ -392,6 +397,9 @@ func (b *broadcastRun) deliver(j job, msg *templates.Message, key *[]byte) (outc
 	if letter != nil {
 		return failed, letter
 	}
+	if b.push != nil {
+		return b.deliverPush(ctx, j, msg, k)
+	}
 	// A fresh body per message: net/http may still be writing a body after
 	// the response came back, so a sent body is never reused.
 	body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
@@ -464,8 +472,12 @@ func (b *broadcastRun) deadLetter(j job, d *delivery.DeadLetter) {
 			b.t.finish(j.idx, pending)
 			return
 		}
-		b.deps.metrics.outcome(failed)
-		b.t.finish(j.idx, failed)
+		out := failed
+		if d.InvalidToken != nil {
+			out = tokenGone
+		}
+		b.deps.metrics.outcome(out)
+		b.t.finish(j.idx, out)
 	}
 	if err := b.deps.dead.Enqueue(j.slot.sendCtx, *d, done); err != nil {
 		// The slot ended while the queue was full: not finished.

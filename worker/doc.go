@@ -11,7 +11,12 @@
 // It does not coordinate: membership, claims, checkpoints, hand-over and
 // broadcast state live in package coordinator, which the worker is built
 // around. One delivery with its retry policy, and dead letters, are
-// worker/delivery; reading audiences is worker/audience. The broadcast spec
+// worker/delivery; reading audiences is worker/audience. A broadcast whose
+// endpoint.kind is apns, fcm or webpush sends each record through its
+// provider (package push and its subpackages) instead of a webhook POST
+// (push.go): the same fence and allowlist before every attempt, the same
+// dead letters, and the tokens the provider declares dead produced to
+// herald.invalid-tokens with them. The broadcast spec
 // is parsed and validated by package spec, endpoints are checked against
 // package allowlist, and triggers are produced by package trigger; the
 // worker only applies them (intake rejects what they refuse, and the

@@ -183,6 +183,7 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 		e.t.Fatal(err)
 	}
 	dead := delivery.NewDeadLetterWriter(e.stack.KafkaBrokers(), devstack.DeadLettersTopic, nil, log)
+	tokens := delivery.NewInvalidTokenWriter(e.stack.KafkaBrokers(), devstack.InvalidTokensTopic, nil, log)
 	cfg := Config{
 		Brokers:  e.stack.KafkaBrokers(),
 		NoIntake: !o.intake,
@@ -190,7 +191,8 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 			MaxRetryAfter: 50 * time.Millisecond},
 		HandoffDrain: time.Second,
 		// The test endpoints listen on loopback; nothing else is allowed.
-		Allow: loopback,
+		Allow:         loopback,
+		InvalidTokens: tokens,
 	}
 	if o.tune != nil {
 		o.tune(&cfg)
@@ -208,6 +210,7 @@ func (e *env) startWorker(id string, o workerOpts) *testWorker {
 	go func() {
 		err := w.Run(ctx)
 		dead.Close()
+		tokens.Close()
 		tw.done <- err
 	}()
 	e.t.Cleanup(func() { tw.stop(e.t) })

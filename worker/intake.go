@@ -130,7 +130,9 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 // the allowlist, or secrets the workers do not have. Refused here, the
 // broadcast is rejected before anything is sent.
 func (in *intake) check(s spec.Spec) error {
-	if err := in.cfg.Allow.Check(s.Endpoint.URL); err != nil {
+	// A webpush endpoint has no URL: each subscription's push service is
+	// checked before every attempt.
+	if err := in.cfg.Allow.Check(s.Endpoint.URL); err != nil && s.Endpoint.Kind != spec.KindWebPush {
 		in.admit.notAllowed.WithLabelValues("intake").Inc()
 		return &spec.Error{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + err.Error()}
 	}
@@ -138,6 +140,10 @@ func (in *intake) check(s spec.Spec) error {
 		return &spec.Error{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
 	}
 	if _, e := loadCredentials(in.cfg.Secrets, s.Endpoint); e != nil {
+		e.ID = s.ID
+		return e
+	}
+	if _, e := pushSecret(in.cfg.Secrets, in.cfg.Allow, s.Endpoint); e != nil {
 		e.ID = s.ID
 		return e
 	}

@@ -13,7 +13,8 @@ import (
 type metrics struct {
 	registerer       prometheus.Registerer
 	deliveries       *prometheus.CounterVec
-	byOutcome        [expired + 1]prometheus.Counter
+	byOutcome        [tokenGone + 1]prometheus.Counter
+	invalidTokens    prometheus.Counter
 	scanned          prometheus.Counter
 	unitsHeld        prometheus.Gauge
 	checkpoints      prometheus.Counter
@@ -87,6 +88,10 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 			Name: "herald_unit_final_write_retries_total",
 			Help: "Retries of a unit's last write (finish, hand-back or release) after etcd failed to answer.",
 		}),
+		invalidTokens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_invalid_tokens_total",
+			Help: "Failed deliveries whose device token or push subscription the provider declared dead (also counted failed); each is produced to herald.invalid-tokens.",
+		}),
 		releases: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_unit_releases_total",
 			Help: "Units given up because their finish or hand-back could not be written; they resume from their last checkpoint.",
@@ -95,6 +100,7 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 	for o, name := range map[outcome]string{delivered: "delivered", failed: "failed", unreachable: "unreachable", invalid: "invalid", expired: "expired"} {
 		m.byOutcome[o] = m.deliveries.WithLabelValues(name)
 	}
+	m.byOutcome[tokenGone] = m.byOutcome[failed]
 	if reg != nil {
 		slack := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_lease_deadline_slack_seconds",
@@ -107,12 +113,17 @@ func newMetrics(reg prometheus.Registerer, leaseDeadline func() time.Time) *metr
 			return time.Until(d).Seconds()
 		})
 		reg.MustRegister(m.deliveries, m.scanned, m.unitsHeld, m.checkpoints, m.handoffs, m.deadLetterErrors, m.triggers, m.streamErrors,
-			m.readWaits, m.startErrors, m.sendSeconds, m.retries, m.settleRetries, m.releases, slack)
+			m.readWaits, m.startErrors, m.sendSeconds, m.retries, m.settleRetries, m.releases, m.invalidTokens, slack)
 	}
 	return m
 }
 
-func (m *metrics) outcome(o outcome) { m.byOutcome[o].Inc() }
+func (m *metrics) outcome(o outcome) {
+	m.byOutcome[o].Inc()
+	if o == tokenGone {
+		m.invalidTokens.Inc()
+	}
+}
 
 // sent records one finished Send.
 func (m *metrics) sent(r delivery.Result) {

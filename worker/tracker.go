@@ -23,6 +23,9 @@ const (
 	unreachable
 	invalid
 	expired
+	// tokenGone is failed, the provider having declared the subscriber's
+	// device token dead: counted in Failed and in InvalidTokens.
+	tokenGone
 )
 
 // slotState is where a held slot is in its life on this worker.
@@ -338,6 +341,9 @@ func (t *tracker) countLocked(sr *slotRun, out outcome, line int64, why string) 
 		}
 	case expired:
 		c.Expired++
+	case tokenGone:
+		c.Failed++
+		c.InvalidTokens++
 	}
 	t.finished++
 	// Due at half a window, so the write is acknowledged before reading

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,6 +99,15 @@ type Config struct {
 	// absolute against the working directory and cleaned, is not under it.
 	// "" allows any file the worker can read (docs/SECURITY.md).
 	AudienceDir string
+	// PushTLS configures TLS to push providers (APNs, FCM and its token
+	// endpoint, Web Push services); nil means the system's roots. Tests
+	// and `herald dev` trust their fake providers' certificates here.
+	PushTLS *tls.Config
+	// InvalidTokens receives the device tokens and push subscriptions a
+	// provider declared dead (delivery.NewInvalidTokenWriter, topic
+	// herald.invalid-tokens), written with their records' dead letters,
+	// from the same queue. Nil means they go to the dead-letter topic only.
+	InvalidTokens delivery.InvalidTokenBatchWriter
 	// FetchMaxBytes bounds what one fetch from the trigger topic may
 	// return (0: 4 MiB). A trigger is at most SpecLimits.MaxBytes; the
 	// broker still returns a single larger message, which intake rejects.
@@ -173,6 +183,8 @@ type Worker struct {
 	reg     prometheus.Registerer // nil: no metrics
 	// conns is the connection pool every broadcast's Sender sends over.
 	conns *delivery.Pool
+	// pushClient is the HTTP client every push broadcast sends over.
+	pushClient *http.Client
 	// empty carries runs that hold no slot any more to the claim loop.
 	empty chan *broadcastRun
 
@@ -217,6 +229,7 @@ func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWr
 	if w.conns == nil {
 		w.conns = delivery.NewPool(cfg.MaxInFlight, cfg.Delivery.MaxResponseHeaderBytes)
 	}
+	w.pushClient = newPushClient(cfg.PushTLS, cfg.MaxInFlight)
 	w.runDeps = broadcastDeps{
 		metrics:        w.metrics,
 		admit:          w.admit,
@@ -242,7 +255,11 @@ func New(cfg Config, c *coordinator.Coordinator, dead delivery.DeadLetterBatchWr
 func (w *Worker) Run(ctx context.Context) error {
 	// Failed deliveries go to Kafka from a bounded queue, written after
 	// every unit has stopped: the queue outlives the claim loop.
-	dlq, err := delivery.NewDeadLetterQueue(w.dead, w.cfg.DeadLetters, w.log.With("component", "deadletters"), w.reg)
+	var dead delivery.DeadLetterBatchWriter = w.dead
+	if w.cfg.InvalidTokens != nil {
+		dead = delivery.WithInvalidTokens(w.dead, w.cfg.InvalidTokens)
+	}
+	dlq, err := delivery.NewDeadLetterQueue(dead, w.cfg.DeadLetters, w.log.With("component", "deadletters"), w.reg)
 	if err != nil {
 		return fmt.Errorf("worker: dead-letter queue: %w", err)
 	}
@@ -271,6 +288,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.setReady(false)
 	snd.close()
 	w.conns.CloseIdle()
+	w.pushClient.CloseIdleConnections()
 	return err
 }
 
@@ -341,6 +359,7 @@ func (w *Worker) stopIfEmpty(b *broadcastRun) {
 	// here, its idle connections are let go rather than kept for the next.
 	if len(w.broadcasts) == 0 {
 		w.conns.CloseIdle()
+		w.pushClient.CloseIdleConnections()
 	}
 }
 
@@ -453,7 +472,12 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 	if err != nil {
 		return nil, fmt.Errorf("worker: sender for %s: %w", id, err)
 	}
-	b := newBroadcastRun(id, sp, set, s, cl.Slots(), w.runCfg, w.runDeps)
+	p, err := w.newPusher(id, sp.Endpoint, dc.Fence)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("worker: push sender for %s: %w", id, err)
+	}
+	b := newBroadcastRun(id, sp, set, s, p, cl.Slots(), w.runCfg, w.runDeps)
 	w.broadcasts[id] = b
 	return b, nil
 }

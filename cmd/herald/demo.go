@@ -15,8 +15,8 @@ func demoCommand() command {
 	return command{
 		name:    "demo",
 		summary: "Run a whole broadcast on this machine: etcd, Kafka, an endpoint and workers.",
-		usage:   "herald demo [--workers N] [--subscribers N] [--kill-after DUR] [--json]",
-		example: "herald demo\nherald demo --subscribers 1000000 --workers 4 --kill-after 3s --json",
+		usage:   "herald demo [--channel webhook|apns|fcm|webpush] [--workers N] [--subscribers N] [--kill-after DUR] [--json]",
+		example: "herald demo\nherald demo --subscribers 1000000 --workers 4 --kill-after 3s --json\nherald demo --channel apns --subscribers 50000 --kill-after 2s",
 		details: `Starts an embedded etcd server, an embedded Kafka-protocol broker and a
 reference endpoint on loopback, starts --workers real worker processes,
 triggers a broadcast of --subscribers synthetic subscribers through Kafka,
@@ -26,9 +26,17 @@ hand-back, no lease revoke) and the time until the survivors claimed its
 remaining work is reported. --json makes the last line one JSON object.
 While it runs, the web console (herald console) shows the broadcast at the
 printed URL; sign in with the printed token to pause or resume it.
-Exits 0 only if the broadcast finished with nothing lost.`,
+Exits 0 only if the broadcast finished with nothing lost.
+
+--channel apns, fcm or webpush sends to devices through a fake of that
+provider on loopback instead (docs/PROVIDERS.md): the fake checks what the
+real service checks (APNs: the ES256 provider token and HTTP/2; FCM: the
+OAuth2 assertion, the bearer token and the message; Web Push: the VAPID JWT,
+and it decrypts every payload), and the audience is a file of --subscribers
+devices. Counts are the fake's: distinct notifications received.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cfg demo.Config
+			fs.StringVar(&cfg.Channel, "channel", "webhook", "where to deliver: `webhook` (the reference sink), apns, fcm or webpush (a fake of that provider)")
 			fs.IntVar(&cfg.Workers, "workers", 3, "worker `processes` to run")
 			fs.Int64Var(&cfg.Subscribers, "subscribers", 200_000, "synthetic `subscribers` in the audience")
 			fs.DurationVar(&cfg.KillAfter, "kill-after", 0, "SIGKILL one worker after this `time` (0: none)")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -33,7 +34,13 @@ console (herald console), prints their addresses and how to reach them with
 etcdctl, kcat and curl, and runs until SIGINT or SIGTERM. The console's
 access token is --console-token, or a random one printed at the start. Kafka data lives in memory and etcd data in a temporary
 directory; both are gone when it stops. On the default addresses the other
-herald commands need no flags. Port 0 picks a free port.`,
+herald commands need no flags. Port 0 picks a free port.
+
+It also runs a fake APNs, FCM and Web Push service on free loopback ports
+(docs/PROVIDERS.md; herald sink --mode runs one on a port of your choice),
+writes the secrets their triggers name and their certificate to a temporary
+directory, and prints the worker flags, trigger endpoint and audience line
+that reach each, and the topic herald.invalid-tokens that dead tokens go to.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
@@ -55,6 +62,7 @@ herald commands need no flags. Port 0 picks a free port.`,
 }
 
 func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, consoleAddr, token string) (err error) {
+	var fakes []*pushFake
 	// The sink's port is taken first: it is the quickest to fail and
 	// nothing needs undoing if it does.
 	ln, err := net.Listen("tcp", sinkAddr)
@@ -82,7 +90,20 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, conso
 		return err
 	}
 	defer func() { err = errors.Join(err, stopConsole()) }()
-	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String(), consoleURL, token)
+	pushDir, err := os.MkdirTemp("", "herald-dev-push-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(pushDir)
+	for _, mode := range []string{modeAPNs, modeFCM, modeWebPush} {
+		f, err := startPushFake(mode, nil, pushDir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fakes = append(fakes, f)
+	}
+	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String(), consoleURL, token, fakes, pushDir)
 	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String(), "console", consoleURL)
 	if err := snk.Run(ctx, ln); err != nil {
 		return err
@@ -121,7 +142,7 @@ func devConsole(ctx context.Context, c *common, stack *devstack.Stack, addr, tok
 
 // printDev tells the user where everything is and how to poke at it. The
 // address lines start with a fixed word so scripts can read them.
-func printDev(w io.Writer, etcd, kafka, sinkURL, consoleURL, token string) {
+func printDev(w io.Writer, etcd, kafka, sinkURL, consoleURL, token string, fakes []*pushFake, pushDir string) {
 	consoleLine, consoleNote := "", ""
 	if consoleURL != "" {
 		consoleLine = "  console " + consoleURL + "\n"
@@ -150,6 +171,14 @@ Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
 trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
-%[8]sReady. Press Ctrl-C to stop.
-`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic, consoleLine, consoleNote)
+`, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic, consoleLine)
+	fmt.Fprintf(w, "Push providers (fakes checking what the real ones check; dead tokens go to %s):\n", devstack.InvalidTokensTopic)
+	for _, f := range fakes {
+		fmt.Fprint(w, f.howTo(pushDir))
+	}
+	fmt.Fprintf(w, `Workers reach them with:
+  herald worker %s
+
+%sReady. Press Ctrl-C to stop.
+`, pushWorkerFlags(pushDir), consoleNote)
 }

@@ -66,6 +66,7 @@ func TestDevPrintsWorkingAddresses(t *testing.T) {
 		t.Fatalf("no console token in:\n%s", out)
 	}
 	checkConsole(t, consoleURL, token[1])
+	checkPushFakes(t, out)
 
 	cancel()
 	select {
@@ -190,6 +191,38 @@ func checkConsole(t *testing.T, base, token string) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("pause with token %q: %s, want %d", tok, resp.Status, want)
+		}
+	}
+}
+
+// checkPushFakes asks each fake provider dev printed for its stats, over
+// TLS verified with the certificate file dev printed for workers.
+func checkPushFakes(t *testing.T, out string) {
+	t.Helper()
+	ca := regexp.MustCompile(`--push-ca-file (\S+)`).FindStringSubmatch(out)
+	if ca == nil {
+		t.Fatalf("no --push-ca-file in:\n%s", out)
+	}
+	tc, err := pushTLSConfig(ca[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for _, mode := range []string{"apns", "fcm", "webpush"} {
+		m := regexp.MustCompile(`(?m)^  ` + mode + ` +(https://\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %s line in:\n%s", mode, out)
+		}
+		resp, err := cl.Get(m[1] + "/stats")
+		if err != nil {
+			t.Fatalf("%s stats: %v", mode, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(body), `"accepted":0`) {
+			t.Errorf("%s stats: %s %s %s", mode, resp.Proto, resp.Status, body)
 		}
 	}
 }

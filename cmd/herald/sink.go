@@ -36,9 +36,10 @@ func sinkCommand() command {
 	return command{
 		name:    "sink",
 		summary: "Run the reference receiving endpoint that counts deliveries and duplicates.",
-		usage:   "herald sink [flags]",
+		usage:   "herald sink [--mode webhook|apns|fcm|webpush] [flags]",
 		example: "herald sink --listen 127.0.0.1:8080 --rate-429 0.05 --latency 20ms\n" +
-			"curl -s http://127.0.0.1:8080/stats",
+			"curl -s http://127.0.0.1:8080/stats\n" +
+			"herald sink --mode apns --listen 127.0.0.1:8443 --dir /tmp/herald-apns",
 		details: `Every POST (to any path but /reset) is a delivery: it needs an
 Idempotency-Key header and is answered 200 for a new key, 409 for a key
 already delivered. GET /stats serves the counts as JSON (requests, delivered,
@@ -58,10 +59,19 @@ With --verify-secret or --verify-secret-file it checks every delivery's
 Herald-Signature against the key(s), one per line (two while a key is
 rotated), and answers 401 to a missing, stale or forged signature, counted
 as unauthorized. Give the key through HERALD_VERIFY_SECRET or a file rather
-than on the command line, which other users of the machine can read.`,
+than on the command line, which other users of the machine can read.
+
+--mode apns, fcm or webpush runs a fake of that push provider instead
+(docs/PROVIDERS.md), over HTTPS with HTTP/2, checking what the real service
+checks. It writes the secret a trigger names to --dir/secrets and its
+certificate to --dir/push-ca.pem, and prints the worker flags and the
+trigger's endpoint that reach it; GET /stats serves its counts (accepted,
+distinct, refused by reason). The fault flags are the webhook's only.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			var cfg sink.Config
 			listen := fs.String("listen", defaultSinkListen, "`address` to listen on")
+			mode := fs.String("mode", modeWebhook, "what to be: `webhook` (the reference endpoint), or a fake apns, fcm or webpush provider")
+			dir := fs.String("dir", "", "`directory` a fake provider writes its secret and certificate to (default: a new temporary one)")
 			sinkFlags(fs, &cfg)
 			secret := fs.String("verify-secret", "", "signing `keys` to verify deliveries with, one per line (prefer the environment twin or the file)")
 			secretFile := fs.String("verify-secret-file", "", "`file` holding the signing keys to verify deliveries with, one per line")
@@ -69,6 +79,9 @@ than on the command line, which other users of the machine can read.`,
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
+				}
+				if *mode != modeWebhook {
+					return runPushSink(ctx, c, *mode, *listen, *dir)
 				}
 				keys, err := verifyKeys(*secret, *secretFile)
 				if err != nil {
@@ -126,4 +139,29 @@ func logStats(c *common, st sink.Stats) {
 	c.log.Info("sink stopped", "requests", st.Requests, "delivered", st.Delivered,
 		"duplicates", st.Duplicates, "bad_requests", st.BadRequests, "unauthorized", st.Unauthorized,
 		"injected_429", st.Injected429, "injected_5xx", st.Injected500+st.Injected503)
+}
+
+// runPushSink runs a fake push provider on listen until ctx ends.
+func runPushSink(ctx context.Context, c *common, mode, listen, dir string) error {
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "herald-"+mode+"-"); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	f, err := startPushFake(mode, ln, dir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(c.stdout, "fake %s listening on %s\n%sWorkers reach it with: herald worker %s\n",
+		mode, f.url, f.howTo(dir), pushWorkerFlags(dir))
+	c.log.Info("push sink started", "mode", mode, "addr", ln.Addr().String(), "dir", dir)
+	<-ctx.Done()
+	return nil
 }

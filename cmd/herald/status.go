@@ -160,6 +160,9 @@ func (s *statusPrinter) details(w io.Writer, st coordinator.Status) {
 	fmt.Fprintf(w, "  scanned %s: delivered %s, failed %s, unreachable %s, invalid %s, expired %s\n",
 		statusview.Count(c.Scanned), statusview.Count(c.Delivered), statusview.Count(c.Failed),
 		statusview.Count(c.Unreachable), statusview.Count(c.Invalid), statusview.Count(c.Expired))
+	if c.InvalidTokens > 0 {
+		fmt.Fprintf(w, "  of the failed, %s had a device token the provider declared dead (on herald.invalid-tokens)\n", statusview.Count(c.InvalidTokens))
+	}
 	fmt.Fprintf(w, "  units %d done of %d\n", st.Units.Done, st.Units.Total)
 	statusview.Workers(w, st)
 	for _, inv := range st.InvalidSamples {

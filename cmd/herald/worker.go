@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,10 +44,16 @@ rejoins with a new lease when etcd is back.
 Security (docs/SECURITY.md): a worker sends only to endpoint origins on its
 allowlist (--allow-endpoint, --allow-endpoint-file); with none configured it
 rejects every trigger. Secrets that triggers name (endpoint.signing_secret,
-endpoint.auth_secret) are read from --secrets-dir (a file per secret) or
-HERALD_SECRET_<NAME>. --audience-dir confines file audiences to one
+endpoint.auth_secret, and a push endpoint's endpoint.apns.key_secret,
+endpoint.fcm.credentials_secret or endpoint.webpush.vapid_secret) are read
+from --secrets-dir (a file per secret) or HERALD_SECRET_<NAME>. --audience-dir confines file audiences to one
 directory. The --etcd-* and --kafka-* flags set TLS, client certificates
 and authentication.
+
+Push endpoints (docs/PROVIDERS.md): device tokens and push subscriptions
+a provider declares dead are produced to --invalid-token-topic (key the
+subscriber id) with their dead letters. Providers' certificates are
+verified with the system's roots, or --push-ca-file's.
 
 History: a finished broadcast (done, expired, cancelled, rejected) is
 reduced to a summary in etcd a few seconds after it ends, and the summary is
@@ -63,6 +72,8 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 			withPprof := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ on --http-addr: it exposes the process's internals (stacks, command line), so use it only on a private address")
 			group := fs.String("group", worker.DefaultGroupID, "Kafka consumer `group` of the fleet")
 			deadTopic := fs.String("dead-letter-topic", delivery.DefaultDeadLetterTopic, "Kafka `topic` receiving failed deliveries")
+			tokenTopic := fs.String("invalid-token-topic", delivery.DefaultInvalidTokenTopic, "Kafka `topic` receiving the device tokens and push subscriptions providers declared dead (key the subscriber id)")
+			pushCA := fs.String("push-ca-file", "", "PEM `file` of the certificate authorities push providers (APNs, FCM, Web Push services) are verified with, instead of the system's (for herald dev's fakes)")
 			reportTopic := fs.String("report-topic", worker.DefaultReportTopic, "Kafka `topic` receiving the summary of every finished broadcast (none: no reports)")
 			fs.DurationVar(&cc.Retention, "retention", coordinator.DefaultRetention, "`time` etcd keeps a finished broadcast's summary, from its end; then its id is free again")
 			noIntake := fs.Bool("no-intake", false, "do not consume triggers (leave intake to other workers)")
@@ -88,7 +99,12 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 					return err
 				}
 				cc.Prefix, cc.Version = c.prefix, version
-				return runWorker(ctx, c, cc, worker.Config{
+				pushTLS, err := pushTLSConfig(*pushCA)
+				if err != nil {
+					return err
+				}
+				return runWorker(ctx, c, cc, *tokenTopic, worker.Config{
+					PushTLS: pushTLS,
 					Brokers: c.kafkaBrokers(), Topic: c.topic, DeadLetterTopic: *deadTopic,
 					GroupID: *group, NoIntake: *noIntake,
 					Allow: allow, Secrets: connect.Secrets{Dir: *secretsDir, Getenv: c.getenv}, KafkaDialer: dialer,
@@ -99,8 +115,12 @@ space of deleted keys is reused (docs/OPERATIONS.md).`,
 	}
 }
 
-func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.Config, kc connect.Kafka, httpAddr, reportTopic string, withPprof bool) error {
+func runWorker(ctx context.Context, c *common, cc coordinator.Config, tokenTopic string, wc worker.Config, kc connect.Kafka, httpAddr, reportTopic string, withPprof bool) error {
 	deadTransport, err := kc.Transport()
+	if err != nil {
+		return err
+	}
+	tokenTransport, err := kc.Transport()
 	if err != nil {
 		return err
 	}
@@ -133,6 +153,9 @@ func runWorker(ctx context.Context, c *common, cc coordinator.Config, wc worker.
 	}
 	dead := delivery.NewDeadLetterWriter(c.kafkaBrokers(), wc.DeadLetterTopic, deadTransport, c.log.With("component", "deadletters"))
 	defer dead.Close()
+	tokens := delivery.NewInvalidTokenWriter(c.kafkaBrokers(), tokenTopic, tokenTransport, c.log.With("component", "invalid-tokens"))
+	defer tokens.Close()
+	wc.InvalidTokens = tokens
 	w, err := worker.New(wc, co, dead, c.log, reg)
 	if err != nil {
 		ln.Close()
@@ -180,4 +203,21 @@ func pprofHandler(h http.Handler) http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// pushTLSConfig trusts the certificate authorities in the PEM file at
+// path for push providers; "" means the system's roots (nil).
+func pushTLSConfig(path string) (*tls.Config, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("push CA file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("push CA file %s: no PEM certificate in it", path)
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/herald-dev/herald/internal/fleet"
 	"github.com/herald-dev/herald/internal/statusview"
 	"github.com/herald-dev/herald/sharding"
-	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/trigger"
 	"github.com/herald-dev/herald/worker/audience"
@@ -45,7 +44,12 @@ type Config struct {
 	// broadcast (and a failover) on a small audience.
 	EndpointLatency time.Duration
 	Seed            int64
-	Timeout         time.Duration // 0: 10 minutes
+	// Channel is where the broadcast goes: "webhook" ("" too: the
+	// reference sink), or "apns", "fcm" or "webpush": a fake of that
+	// provider, checking what the real one checks, and an audience of
+	// Subscribers devices written to a file.
+	Channel string
+	Timeout time.Duration // 0: 10 minutes
 	// Binary is the herald executable the workers run; "" means this one.
 	Binary string
 	// Progress receives the live progress and the summary; nil discards it.
@@ -127,33 +131,21 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer stack.Close()
 
-	snk, err := sink.New(sink.Config{Logger: cfg.Log, Latency: cfg.EndpointLatency})
-	if err != nil {
-		return Summary{}, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return Summary{}, fmt.Errorf("demo: endpoint listener: %w", err)
-	}
-	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
-	var sinkDone sync.WaitGroup
-	sinkDone.Add(1)
-	go func() {
-		defer sinkDone.Done()
-		_ = snk.Run(sinkCtx, ln)
-	}()
-	defer func() { stopSink(); sinkDone.Wait() }()
-	endpoint := "http://" + ln.Addr().String() + "/push"
-
 	logDir, err := os.MkdirTemp("", "herald-demo-")
 	if err != nil {
 		return Summary{}, fmt.Errorf("demo: log dir: %w", err)
 	}
+	tg, err := newTarget(ctx, cfg, logDir)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer tg.close()
+	endpoint := tg.url
 	fl, err := fleet.New(fleet.Config{
 		Binary: cfg.Binary, Etcd: stack.EtcdEndpoint(), Kafka: stack.KafkaBrokers()[0], LogDir: logDir,
-		Args: []string{"--lease-ttl", cfg.LeaseTTL.String(), "--allow-endpoint", "http://127.0.0.1:*",
+		Args: append([]string{"--lease-ttl", cfg.LeaseTTL.String(),
 			// Summaries of finished broadcasts go to the stack's topic.
-			"--report-topic", devstack.ReportsTopic},
+			"--report-topic", devstack.ReportsTopic}, tg.workerArgs...),
 	})
 	if err != nil {
 		return Summary{}, err
@@ -181,6 +173,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 
 	id := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
 	raw := SpecJSON(id, cfg.Subscribers, cfg.Seed, endpoint, cfg.MaxInFlight)
+	if tg.endpoint != nil {
+		raw = channelSpecJSON(id, tg, cfg.MaxInFlight)
+	}
 	start := time.Now()
 	if _, err := trigger.Trigger(ctx, stack.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{}); err != nil {
 		return Summary{}, err
@@ -194,14 +189,16 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	elapsed := time.Since(start)
 
-	eligible, err := CountEligible(cfg.Subscribers, cfg.Seed)
-	if err != nil {
-		return Summary{}, err
+	eligible := tg.eligible
+	if eligible < 0 {
+		if eligible, err = CountEligible(cfg.Subscribers, cfg.Seed); err != nil {
+			return Summary{}, err
+		}
 	}
-	got := snk.Stats().Broadcasts[id]
+	delivered, duplicates := tg.received(id)
 	sum := Summary{
 		BroadcastID: id, Subscribers: cfg.Subscribers, Eligible: eligible,
-		Delivered: got.Delivered, Duplicates: got.Duplicates, Failed: st.Counters.Failed,
+		Delivered: delivered, Duplicates: duplicates, Failed: st.Counters.Failed,
 		ElapsedS: elapsed.Seconds(), FailoverS: w.failover,
 		State: st.State, Workers: cfg.Workers, KilledID: w.killed, LogDir: logDir, HeraldSeen: st.Counters,
 	}

@@ -64,3 +64,29 @@ func TestDemoWithKill(t *testing.T) {
 		t.Errorf("progress does not report the kill")
 	}
 }
+
+// TestDemoChannels runs the quick start to each fake push provider, with
+// a worker killed mid-broadcast: nothing lost, counted at the fake.
+func TestDemoChannels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs worker processes")
+	}
+	bin := buildHerald(t)
+	for _, ch := range []string{ChannelAPNs, ChannelFCM, ChannelWebPush} {
+		t.Run(ch, func(t *testing.T) {
+			var out bytes.Buffer
+			sum, err := Run(context.Background(), Config{
+				Channel: ch, Workers: 2, Subscribers: 5000, KillAfter: 700 * time.Millisecond, LeaseTTL: 2 * time.Second,
+				MaxInFlight: 8, Timeout: 2 * time.Minute, Binary: bin, Progress: &out,
+			})
+			t.Log("\n" + out.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(sum.LogDir)
+			if !sum.OK() || sum.Delivered != sum.Eligible || sum.Eligible != 5000 {
+				t.Fatalf("summary %+v: want done, all 5000 devices reached", sum)
+			}
+		})
+	}
+}

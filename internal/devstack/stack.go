@@ -19,6 +19,9 @@ const (
 	DeadLettersTopic = "herald.deadletters"
 	// ReportsTopic receives the summary of every finished broadcast.
 	ReportsTopic = "herald.reports"
+	// InvalidTokensTopic receives the device tokens and push
+	// subscriptions providers declared dead (delivery.DefaultInvalidTokenTopic).
+	InvalidTokensTopic = "herald.invalid-tokens"
 )
 
 // Config configures a Stack. The zero value starts everything on free
@@ -35,8 +38,8 @@ type Config struct {
 	RestartableKafka bool
 	// Partitions per topic. Zero means 4.
 	Partitions int
-	// ExtraTopics are created besides BroadcastsTopic, DeadLettersTopic and
-	// ReportsTopic.
+	// ExtraTopics are created besides BroadcastsTopic, DeadLettersTopic,
+	// ReportsTopic and InvalidTokensTopic.
 	ExtraTopics []string
 }
 
@@ -51,7 +54,7 @@ type Stack struct {
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	// Kafka starts in milliseconds and fails fast on a taken port, so it
 	// goes first: a bad address is reported before etcd's slower start.
-	topics := append([]string{BroadcastsTopic, DeadLettersTopic, ReportsTopic}, cfg.ExtraTopics...)
+	topics := append([]string{BroadcastsTopic, DeadLettersTopic, ReportsTopic, InvalidTokensTopic}, cfg.ExtraTopics...)
 	k, err := StartKafka(ctx, KafkaConfig{Addr: cfg.KafkaAddr, Topics: topics, Partitions: cfg.Partitions,
 		Restartable: cfg.RestartableKafka})
 	if err != nil {

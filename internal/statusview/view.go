@@ -68,6 +68,9 @@ func (m *Meter) Line(st coordinator.Status, width int) string {
 	}
 	c := st.Counters
 	fmt.Fprintf(&b, "  delivered %s failed %s", Count(c.Delivered), Count(c.Failed))
+	if c.InvalidTokens > 0 {
+		fmt.Fprintf(&b, " (%s invalid tokens)", Count(c.InvalidTokens))
+	}
 	if e := st.Endpoint; e != nil && e.Waiting && !st.State.Terminal() {
 		fmt.Fprintf(&b, "  waiting on endpoint since %s", e.Since.Local().Format(time.TimeOnly))
 	}

@@ -32,3 +32,18 @@ func TestMeterLine(t *testing.T) {
 		}
 	}
 }
+
+// A push broadcast's line says how many failures were dead tokens; a
+// webhook's line is as it was.
+func TestMeterLineInvalidTokens(t *testing.T) {
+	m := &Meter{Total: 10}
+	st := coordinator.Status{ID: "b", State: coordinator.StateDone}
+	st.Counters = coordinator.Counters{Scanned: 10, Delivered: 7, Failed: 3}
+	if line := m.Line(st, 10); strings.Contains(line, "invalid tokens") {
+		t.Errorf("line %q names invalid tokens of a webhook broadcast", line)
+	}
+	st.Counters.InvalidTokens = 2
+	if line := m.Line(st, 10); !strings.Contains(line, "failed 3 (2 invalid tokens)") {
+		t.Errorf("line %q lacks the invalid tokens", line)
+	}
+}

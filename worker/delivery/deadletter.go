@@ -28,6 +28,10 @@ type DeadLetter struct {
 	Reason   string    `json:"reason"`
 	Attempts int       `json:"attempts"`
 	At       time.Time `json:"at"`
+	// InvalidToken, when set, is the device token the provider declared
+	// dead: WithInvalidTokens writes it to the invalid-token topic too. It
+	// is not part of the letter's JSON.
+	InvalidToken *InvalidToken `json:"-"`
 }
 
 // NewDeadLetter records a Failed Result of the delivery of key to

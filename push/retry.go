@@ -385,37 +385,10 @@ func (r *Retrier) endProbe() {
 // Retry-After when it sent one (at least BackoffMin, at most
 // MaxRetryAfter), else exponential backoff with jitter.
 func (r *Retrier) retryWait(a Answer, n int) time.Duration {
-	if d, ok := parseRetryAfter(a.RetryAfter, r.now()); ok {
+	if d, ok := delivery.ParseRetryAfter(a.RetryAfter, r.now()); ok {
 		return min(max(d, r.p.BackoffMin), r.p.MaxRetryAfter)
 	}
-	lo, hi := r.p.BackoffMin, r.p.BackoffMax
-	ceil := lo
-	for i := 0; i < n && ceil < hi; i++ {
-		ceil = min(ceil*2, hi)
-	}
-	if ceil <= lo {
-		return lo
-	}
-	return lo + time.Duration(r.randN(int64(ceil-lo)+1))
-}
-
-// parseRetryAfter reads delta seconds or an HTTP date (0 once past).
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		return time.Duration(min(secs, 1<<32)) * time.Second, true
-	}
-	at, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(at.Sub(now), 0), true
+	return delivery.Backoff(r.p.BackoffMin, r.p.BackoffMax, n, r.randN)
 }
 
 // TransportAnswer is the answer of an attempt that got no response: a

@@ -154,7 +154,7 @@ func (c *call) report(ctx context.Context, err error, retryAfter string) (open b
 	}
 	wait := time.Duration(-1)
 	if c.verdict == verdictRetryAfter {
-		if d, ok := parseRetryAfter(retryAfter, c.s.now()); ok {
+		if d, ok := ParseRetryAfter(retryAfter, c.s.now()); ok {
 			wait = d
 		}
 	}

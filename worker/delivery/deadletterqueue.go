@@ -285,7 +285,7 @@ func (q *DeadLetterQueue) run() {
 			continue
 		}
 		failures++
-		wait := backoff(q.cfg.RetryMin, q.cfg.RetryMax, failures, q.randN)
+		wait := Backoff(q.cfg.RetryMin, q.cfg.RetryMax, failures, q.randN)
 		timer := time.NewTimer(wait)
 		select {
 		case <-timer.C:
@@ -325,7 +325,7 @@ func (q *DeadLetterQueue) shutdown(batch []queued) {
 			continue
 		}
 		failures++
-		timer := time.NewTimer(backoff(q.cfg.RetryMin, q.cfg.RetryMax, failures, q.randN))
+		timer := time.NewTimer(Backoff(q.cfg.RetryMin, q.cfg.RetryMax, failures, q.randN))
 		select {
 		case <-timer.C:
 		case <-q.ctx.Done():

@@ -64,18 +64,18 @@ func classify(status int, err error) verdict {
 // otherwise the wait is exponential backoff with jitter.
 func retryWait(cfg Config, v verdict, retryAfter string, n int, now time.Time, randN func(int64) int64) time.Duration {
 	if v == verdictRetryAfter {
-		if d, ok := parseRetryAfter(retryAfter, now); ok {
+		if d, ok := ParseRetryAfter(retryAfter, now); ok {
 			return min(max(d, cfg.BackoffMin), cfg.MaxRetryAfter)
 		}
 	}
-	return backoff(cfg.BackoffMin, cfg.BackoffMax, n, randN)
+	return Backoff(cfg.BackoffMin, cfg.BackoffMax, n, randN)
 }
 
-// backoff returns a wait drawn uniformly from [lo, min(hi, lo·2^n)]: the
+// Backoff returns a wait drawn uniformly from [lo, min(hi, lo·2^n)]: the
 // ceiling doubles with each attempt, and the draw spreads the retries of
 // many senders hit by the same outage instead of sending them back in
 // step. lo stays a floor so a retry never hammers the endpoint at once.
-func backoff(lo, hi time.Duration, n int, randN func(int64) int64) time.Duration {
+func Backoff(lo, hi time.Duration, n int, randN func(int64) int64) time.Duration {
 	ceil := lo
 	for i := 0; i < n && ceil < hi; i++ {
 		if ceil > hi/2 {
@@ -95,9 +95,9 @@ func backoff(lo, hi time.Duration, n int, randN func(int64) int64) time.Duration
 // anything this long is capped by MaxRetryAfter anyway.
 const maxRetryAfterSeconds = 1 << 32
 
-// parseRetryAfter reads a Retry-After value: delta seconds ("120") or an
+// ParseRetryAfter reads a Retry-After value: delta seconds ("120") or an
 // HTTP date, which counts from now and means 0 once past.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false

@@ -83,9 +83,9 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, ok := parseRetryAfter(tt.in, now)
+			got, ok := ParseRetryAfter(tt.in, now)
 			if got != tt.want || ok != tt.wantOK {
-				t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
+				t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}
@@ -108,15 +108,15 @@ func TestBackoffStaysInItsRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%v..%v n=%d", tt.lo, tt.hi, tt.n), func(t *testing.T) {
-			if got := backoff(tt.lo, tt.hi, tt.n, func(int64) int64 { return 0 }); got != tt.lo {
+			if got := Backoff(tt.lo, tt.hi, tt.n, func(int64) int64 { return 0 }); got != tt.lo {
 				t.Errorf("smallest draw gives %v, want %v", got, tt.lo)
 			}
-			if got := backoff(tt.lo, tt.hi, tt.n, func(n int64) int64 { return n - 1 }); got != tt.ceil {
+			if got := Backoff(tt.lo, tt.hi, tt.n, func(n int64) int64 { return n - 1 }); got != tt.ceil {
 				t.Errorf("largest draw gives %v, want %v", got, tt.ceil)
 			}
 			seen := map[time.Duration]bool{}
 			for range 200 {
-				d := backoff(tt.lo, tt.hi, tt.n, rand.Int64N)
+				d := Backoff(tt.lo, tt.hi, tt.n, rand.Int64N)
 				if d < tt.lo || d > tt.ceil {
 					t.Fatalf("wait %v outside [%v, %v]", d, tt.lo, tt.ceil)
 				}

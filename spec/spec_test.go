@@ -194,7 +194,7 @@ func TestParseAccepts(t *testing.T) {
 			name:  "file audience",
 			edits: map[string]any{"audience": map[string]any{"source": "file", "path": "followers.jsonl"}},
 			check: func(t *testing.T, s Spec) {
-				if s.Audience != (audience.Spec{Source: "file", Path: "followers.jsonl"}) {
+				if !reflect.DeepEqual(s.Audience, audience.Spec{Source: "file", Path: "followers.jsonl"}) {
 					t.Fatalf("got %+v", s.Audience)
 				}
 			},

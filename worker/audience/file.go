@@ -20,18 +20,31 @@ var ErrNotRegular = errors.New("audience: not a regular file")
 // describe the same place however the stream was reached. Blank lines
 // (nothing but spaces, tabs and a line ending) are not returned.
 type fileSource struct {
+	lineReader
 	path    string
 	f       *os.File
-	br      *bufio.Reader
-	max     int
 	tooLong string // the reason given for over-long lines
 
 	seq      uint64 // Seq of the next line
 	off      int64  // offset of the next line
 	afterOff int64  // offset after the last line returned
 
-	idBuf   []byte // unescaped ids
+	idBuf []byte // unescaped ids
+}
+
+// lineReader reads lines of at most max bytes; the file source and the
+// prepared source share it.
+type lineReader struct {
+	br      *bufio.Reader
+	max     int
 	longBuf []byte // the kept prefix of an over-long line
+}
+
+// newLineReader reads r with lines of at most max bytes.
+func newLineReader(r io.Reader, max int) lineReader {
+	// Two bytes beyond the limit hold a line of exactly the limit and
+	// its "\r\n", so ReadSlice fills the buffer only for longer lines.
+	return lineReader{br: bufio.NewReaderSize(r, max+2), max: max}
 }
 
 func openFile(path string, from sharding.Cursor, lim Limits) (*fileSource, error) {
@@ -63,16 +76,13 @@ func newFileSource(f *os.File, path string, from sharding.Cursor, lim Limits) (*
 	}
 	maxLine := lim.maxLine()
 	return &fileSource{
-		path: path,
-		f:    f,
-		// Two bytes beyond the limit hold a line of exactly the limit and
-		// its "\r\n", so ReadSlice fills the buffer only for longer lines.
-		br:       bufio.NewReaderSize(f, maxLine+2),
-		max:      maxLine,
-		tooLong:  fmt.Sprintf("line longer than %d bytes", maxLine),
-		seq:      from.Seq,
-		off:      from.Offset,
-		afterOff: from.Offset,
+		lineReader: newLineReader(f, maxLine),
+		path:       path,
+		f:          f,
+		tooLong:    fmt.Sprintf("line longer than %d bytes", maxLine),
+		seq:        from.Seq,
+		off:        from.Offset,
+		afterOff:   from.Offset,
 	}, nil
 }
 
@@ -133,7 +143,7 @@ func (s *fileSource) next(r *Record) (bool, error) {
 // readLine returns the next line without its line ending and the number of
 // bytes it took in the file (0 at the end). A line longer than the limit is
 // consumed in buffer-sized pieces; only its first max bytes are kept.
-func (s *fileSource) readLine() (line []byte, n int64, long bool, err error) {
+func (s *lineReader) readLine() (line []byte, n int64, long bool, err error) {
 	b, err := s.br.ReadSlice('\n')
 	n = int64(len(b))
 	if errors.Is(err, bufio.ErrBufferFull) {

@@ -33,7 +33,8 @@ type Record struct {
 	Offset int64
 	// Line is the 1-based line number in a file, Seq+1.
 	Line int64
-	// ID is the subscriber id, nil when the record is invalid.
+	// ID is the subscriber id, nil when the record is invalid; a postgres
+	// row keeps the id that names it even when invalid.
 	ID []byte
 	// Raw is the line without its line ending (only its first
 	// Limits.MaxLineBytes bytes for an over-long line); nil for synthetic.
@@ -161,7 +162,15 @@ func (r *Record) Attributes() (map[string]any, error) {
 }
 
 func (r *Record) invalidError() error {
-	return fmt.Errorf("%w: line %d: %s", ErrInvalid, r.Line, r.Invalid)
+	switch {
+	case r.Line > 0:
+		return fmt.Errorf("%w: line %d: %s", ErrInvalid, r.Line, r.Invalid)
+	case r.ID != nil:
+		// A row of a table has no line; its id names it.
+		return fmt.Errorf("%w: id %q: %s", ErrInvalid, r.ID, r.Invalid)
+	}
+	// A line of a prepared audience's segment.
+	return fmt.Errorf("%w: record at offset %d: %s", ErrInvalid, r.Offset, r.Invalid)
 }
 
 // decodeReason keeps the parser's message short: it ends up in status

@@ -1,0 +1,206 @@
+package audience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// ErrNotFound is returned, wrapped with the object's name, for a prepared
+// audience object that does not exist.
+var ErrNotFound = errors.New("audience: prepared object not found")
+
+// Location is where a prepared audience lives: a directory, or a bucket
+// and key prefix of S3-compatible object storage.
+type Location struct {
+	Dir    string // a directory, when Bucket is ""
+	Bucket string
+	Prefix string // without leading or trailing '/'
+}
+
+// ParseLocation reads a prepared audience's path: s3://bucket/prefix for
+// object storage, anything else a directory.
+func ParseLocation(s string) (Location, error) {
+	if !strings.HasPrefix(s, "s3://") {
+		if strings.Contains(s, "://") {
+			return Location{}, fmt.Errorf("%q: want a directory or s3://bucket/prefix", s)
+		}
+		return Location{Dir: s}, nil
+	}
+	rest := strings.TrimPrefix(s, "s3://")
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if bucket == "" {
+		return Location{}, fmt.Errorf("%q: no bucket (want s3://bucket/prefix)", s)
+	}
+	prefix = strings.Trim(prefix, "/")
+	return Location{Bucket: bucket, Prefix: prefix}, nil
+}
+
+func (l Location) String() string {
+	if l.Bucket == "" {
+		return l.Dir
+	}
+	return "s3://" + path.Join(l.Bucket, l.Prefix)
+}
+
+// Store holds a prepared audience's objects: its index, the segments and
+// their checkpoint files.
+type Store interface {
+	// ReadRange reads n bytes of object name from offset off; n < 0 means
+	// to the end. A missing object is an error wrapping ErrNotFound.
+	ReadRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error)
+	// Put writes object name, size bytes from r, replacing it.
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
+}
+
+// DirStore keeps objects as files of a directory.
+type DirStore struct{ Dir string }
+
+var _ Store = DirStore{}
+
+// ReadRange opens the file and limits the read to the range.
+func (d DirStore) ReadRange(_ context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	f, err := os.Open(filepath.Join(d.Dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, filepath.Join(d.Dir, name))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audience: prepared: %w", err)
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audience: prepared: %w", err)
+	}
+	if n < 0 {
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, n), f}, nil
+}
+
+// Put writes a temporary file and renames it into place, so a reader
+// never sees half an object.
+func (d DirStore) Put(_ context.Context, name string, r io.Reader, _ int64) error {
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return fmt.Errorf("audience: prepared: %w", err)
+	}
+	f, err := os.CreateTemp(d.Dir, "."+name+".tmp-")
+	if err != nil {
+		return fmt.Errorf("audience: prepared: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(d.Dir, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("audience: prepared: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// S3Store keeps objects under a prefix of a bucket of S3-compatible
+// object storage.
+type S3Store struct {
+	Client *minio.Client
+	Bucket string
+	Prefix string
+}
+
+var _ Store = (*S3Store)(nil)
+
+// NewS3Store connects to the endpoint a connection secret holds:
+// http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=REGION]. Buckets are
+// addressed by path (http://host/bucket/key), which every S3-compatible
+// server understands. Errors never quote the secret.
+func NewS3Store(secret string, loc Location) (*S3Store, error) {
+	u, err := url.Parse(strings.TrimSpace(secret))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("audience: prepared: the connection secret is not http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=REGION]")
+	}
+	var access, key string
+	if u.User != nil {
+		access = u.User.Username()
+		key, _ = u.User.Password()
+	}
+	c, err := minio.New(u.Host, &minio.Options{
+		Creds:        credentials.NewStaticV4(access, key, ""),
+		Secure:       u.Scheme == "https",
+		Region:       u.Query().Get("region"),
+		BucketLookup: minio.BucketLookupPath,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audience: prepared: S3 client for %s: %w", u.Host, err)
+	}
+	return &S3Store{Client: c, Bucket: loc.Bucket, Prefix: loc.Prefix}, nil
+}
+
+func (s *S3Store) key(name string) string {
+	if s.Prefix == "" {
+		return name
+	}
+	return s.Prefix + "/" + name
+}
+
+// ReadRange gets the object with a Range header: only the bytes asked for
+// cross the network.
+func (s *S3Store) ReadRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	opts := minio.GetObjectOptions{}
+	var err error
+	switch {
+	case n == 0:
+		return io.NopCloser(strings.NewReader("")), nil
+	case n < 0 && off > 0:
+		err = opts.SetRange(off, 0)
+	case n > 0:
+		err = opts.SetRange(off, off+n-1)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audience: prepared: %w", err)
+	}
+	obj, err := s.Client.GetObject(ctx, s.Bucket, s.key(name), opts)
+	if err != nil {
+		return nil, s.err(name, err)
+	}
+	// GetObject is lazy: the first read reports a missing object. Stat
+	// makes that error appear here, named.
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		return nil, s.err(name, err)
+	}
+	return obj, nil
+}
+
+func (s *S3Store) err(name string, err error) error {
+	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+		return fmt.Errorf("%w: s3://%s/%s", ErrNotFound, s.Bucket, s.key(name))
+	}
+	return fmt.Errorf("audience: prepared: s3://%s/%s: %w", s.Bucket, s.key(name), err)
+}
+
+// Put uploads the object.
+func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	_, err := s.Client.PutObject(ctx, s.Bucket, s.key(name), r, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		return s.err(name, err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package audience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/herald-dev/herald/sharding"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7"
+)
+
+// preparedInput writes n synthetic subscribers as JSON Lines with invalid,
+// blank and over-long lines among them.
+func preparedInput(t *testing.T, n int64) string {
+	t.Helper()
+	path := writeSyntheticFile(t, n)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := []string{"", "   ", `[1,2]`, `{"name":"no id"}`, `{"id":"x","id":"y"}`,
+		`{"id":"long","pad":"` + strings.Repeat("p", 300) + `"}`, `{"id":"u-last"}`}
+	if _, err := f.WriteString(strings.Join(extra, "\n") + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fileRecords is what the file source reads of path: (position, raw) of
+// every record, sorted.
+func fileRecords(t *testing.T, path string, lim Limits) []string {
+	t.Helper()
+	var out []string
+	for _, r := range readAll(t, mustOpen(t, Spec{Source: SourceFile, Path: path}, zeroCursor, lim)) {
+		out = append(out, fmt.Sprintf("%016x %s", r.Pos, r.Raw))
+	}
+	sort.Strings(out)
+	return out
+}
+
+var testImport = ImportConfig{SegmentBytes: 4 << 10, CheckpointEvery: 8, SortBytes: 16 << 10, Limits: Limits{MaxLineBytes: 200}}
+
+// Every record of the file is read by exactly the range of the slot its
+// position falls in, through segments and checkpoints, in position order;
+// a range scans at most a checkpoint interval outside itself per end.
+func TestPreparedRangesCoverEveryRecordOnce(t *testing.T) {
+	path := preparedInput(t, 2000)
+	want := fileRecords(t, path, testImport.Limits)
+	store := DirStore{Dir: t.TempDir()}
+	st, err := Import(context.Background(), path, store, testImport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records != int64(len(want)) || st.Invalid != 4 || st.Runs < 2 || st.Segments < 10 {
+		t.Fatalf("import %+v: want %d records, 4 invalid, several runs and segments", st, len(want))
+	}
+	checkRanges(t, store, want, testImport.CheckpointEvery)
+}
+
+func checkRanges(t *testing.T, store Store, want []string, every int) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, slots := range []int{1, 4, 16} {
+		var got []string
+		var read int64
+		for s := 0; s < slots; s++ {
+			pr := p.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			in := 0
+			var last uint64
+			for pr.Next() {
+				r := pr.Record()
+				if k := sharding.SlotOf(r.Position(), slots); k != s {
+					t.Errorf("%d slots: record at %#x read by slot %d, belongs to %d", slots, r.Position(), s, k)
+				}
+				if r.Position() < last {
+					t.Errorf("%d slots: slot %d out of order", slots, s)
+				}
+				last = r.Position()
+				got = append(got, fmt.Sprintf("%016x %s", r.Position(), r.Raw))
+				in++
+			}
+			if err := pr.Err(); err != nil {
+				t.Fatal(err)
+			}
+			pr.Close()
+			// Each end of the range costs at most a checkpoint interval,
+			// per segment boundary it meets twice that.
+			if extra := pr.Read() - int64(in); extra > int64(4*every) {
+				t.Errorf("%d slots: slot %d scanned %d records for %d in range", slots, s, pr.Read(), in)
+			}
+			read += pr.Read()
+		}
+		sort.Strings(got)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("%d slots: %d records read, want the file's %d", slots, len(got), len(want))
+		}
+		t.Logf("%d slots: %d records scanned for %d", slots, read, len(want))
+	}
+}
+
+// A read resumed from its cursor continues with the next record, from any
+// point: inside a segment, at a segment's end, at the range's end.
+func TestPreparedResumeByCursor(t *testing.T) {
+	path := preparedInput(t, 600)
+	store := DirStore{Dir: t.TempDir()}
+	if _, err := Import(context.Background(), path, store, testImport); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sharding.SlotRange(1, 3)
+	var all []string
+	pr := p.Range(ctx, r, PreparedCursor{})
+	for pr.Next() {
+		all = append(all, string(pr.Record().Raw))
+	}
+	for stop := 0; stop <= len(all); stop++ {
+		pr := p.Range(ctx, r, PreparedCursor{})
+		var got []string
+		for i := 0; i < stop && pr.Next(); i++ {
+			got = append(got, string(pr.Record().Raw))
+		}
+		pr.Close()
+		rest := p.Range(ctx, r, pr.Cursor())
+		for rest.Next() {
+			got = append(got, string(rest.Record().Raw))
+		}
+		if rest.Err() != nil || strings.Join(got, "\n") != strings.Join(all, "\n") {
+			t.Fatalf("stop at %d, cursor %+v: %d records (%v), want %d", stop, pr.Cursor(), len(got), rest.Err(), len(all))
+		}
+	}
+	if pr := p.Range(ctx, r, PreparedCursor{Segment: p.Segments() + 1}); pr.Next() || !errors.Is(pr.Err(), ErrCursor) {
+		t.Errorf("cursor past the end: %v, want ErrCursor", pr.Err())
+	}
+}
+
+// An import does not write over a prepared audience unless told to; a
+// store without an index is refused by name.
+func TestPreparedImportRefusals(t *testing.T) {
+	ctx := context.Background()
+	path := preparedInput(t, 10)
+	store := DirStore{Dir: t.TempDir()}
+	if _, err := OpenPrepared(ctx, store, Limits{}); !errors.Is(err, ErrPrepared) {
+		t.Errorf("open before import: %v, want ErrPrepared", err)
+	}
+	if _, err := Import(ctx, path, store, testImport); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(ctx, path, store, testImport); !errors.Is(err, ErrExists) {
+		t.Errorf("second import: %v, want ErrExists", err)
+	}
+	cfg := testImport
+	cfg.Replace = true
+	if _, err := Import(ctx, path, store, cfg); err != nil {
+		t.Errorf("import with Replace: %v", err)
+	}
+	if _, err := Import(ctx, path+".missing", DirStore{Dir: t.TempDir()}, testImport); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("import of a missing file: %v", err)
+	}
+}
+
+// The same audience in S3-compatible object storage: segments read with
+// Range requests, only the byte ranges a range needs.
+func TestPreparedS3(t *testing.T) {
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	secret := "http://AKID:SECRET@" + u.Host + "?region=us-east-1"
+	loc, err := ParseLocation("s3://audiences/spring/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewS3Store(secret, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Client.MakeBucket(ctx, "audiences", minioMakeBucketOptions()); err != nil {
+		t.Fatal(err)
+	}
+	path := preparedInput(t, 1500)
+	want := fileRecords(t, path, testImport.Limits)
+	if _, err := Import(ctx, path, store, testImport); err != nil {
+		t.Fatal(err)
+	}
+	checkRanges(t, store, want, testImport.CheckpointEvery)
+	if _, err := OpenPrepared(ctx, &S3Store{Client: store.Client, Bucket: "audiences", Prefix: "other"}, Limits{}); !errors.Is(err, ErrPrepared) || !errors.Is(err, ErrNotFound) {
+		t.Errorf("open of an empty prefix: %v, want ErrPrepared and ErrNotFound", err)
+	}
+	if _, err := NewS3Store("AKID:hunter2@host", loc); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad secret: %v, want an error without the secret", err)
+	}
+}
+
+func TestParseLocation(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Location
+		err  bool
+	}{
+		{"/data/aud", Location{Dir: "/data/aud"}, false},
+		{"rel/dir", Location{Dir: "rel/dir"}, false},
+		{"s3://b", Location{Bucket: "b"}, false},
+		{"s3://b/p/q/", Location{Bucket: "b", Prefix: "p/q"}, false},
+		{"s3:///p", Location{}, true},
+		{"gs://b/p", Location{}, true},
+	} {
+		got, err := ParseLocation(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("ParseLocation(%q) = %+v, %v", c.in, got, err)
+		}
+	}
+}
+
+func minioMakeBucketOptions() minio.MakeBucketOptions {
+	return minio.MakeBucketOptions{Region: "us-east-1"}
+}

@@ -119,6 +119,11 @@ func OpenPostgres(ctx context.Context, db Querier, spec Spec) (*PostgresTable, e
 		return nil, unfit("position_column", "no index on (%s, %s): a range read would scan the whole table; "+
 			"herald audience prepare creates it (CREATE INDEX CONCURRENTLY ON %s (%s, %s))", posCol, idCol, spec.Table, posCol, idCol)
 	}
+	if rel.isTable && !rel.findsNulls(posCol, idC.num) {
+		return nil, unfit("position_column", "rows with a NULL %s cannot be found without a scan: make it NOT NULL, or "+
+			"create the partial index herald audience prepare creates (CREATE INDEX CONCURRENTLY ON %s (%s) WHERE %s IS NULL)",
+			posCol, spec.Table, idCol, posCol)
+	}
 	q := pgx.Identifier{"t", idCol}.Sanitize()
 	overlay := []string{"'id'", q}
 	if spec.LocaleColumn != "" {

@@ -27,6 +27,7 @@ func pgAudience(t *testing.T, n int) *pgxpool.Pool {
 	mustExec(t, pool, `CREATE TABLE subs (id text PRIMARY KEY, locale text, reachable boolean,
 		name text, plan jsonb, herald_position bigint)`)
 	mustExec(t, pool, `CREATE INDEX subs_position ON subs (herald_position, id)`)
+	mustExec(t, pool, `CREATE INDEX subs_unpositioned ON subs (id) WHERE herald_position IS NULL`)
 	rows := make([][]any, n)
 	for i := range rows {
 		id := fmt.Sprintf("user-%d", i)
@@ -247,6 +248,10 @@ func TestPostgresOpenErrors(t *testing.T) {
 	mustExec(t, pool, `CREATE TABLE noindex (id text, herald_position bigint)`)
 	mustExec(t, pool, `CREATE TABLE textpos (id text, herald_position text)`)
 	mustExec(t, pool, `CREATE INDEX ON textpos (herald_position, id)`)
+	mustExec(t, pool, `CREATE TABLE nonull (id text, herald_position bigint)`)
+	mustExec(t, pool, `CREATE INDEX ON nonull (herald_position, id)`)
+	mustExec(t, pool, `CREATE TABLE filled (id text, herald_position bigint NOT NULL)`)
+	mustExec(t, pool, `CREATE INDEX ON filled (herald_position, id)`)
 	mustExec(t, pool, `CREATE TABLE posonly (id text, herald_position bigint)`)
 	mustExec(t, pool, `CREATE INDEX ON posonly (herald_position)`)
 	mustExec(t, pool, `CREATE VIEW subs_view AS SELECT * FROM subs`)
@@ -264,6 +269,8 @@ func TestPostgresOpenErrors(t *testing.T) {
 		{"no index", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "noindex", "", "", nil }, "no index on (herald_position, id)"},
 		{"index on position only", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "posonly", "", "", nil }, "no index on (herald_position, id)"},
 		{"position not bigint", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "textpos", "", "", nil }, `column "herald_position" is text, want bigint`},
+		{"no index for NULL positions", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "nonull", "", "", nil }, "rows with a NULL herald_position cannot be found without a scan"},
+		{"NOT NULL position", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "filled", "", "", nil }, ""},
 		{"view", func(s *Spec) { s.Table = "subs_view" }, ""},
 		{"not a table", func(s *Spec) { s.Table = "subs_position" }, "not a table or view"},
 	} {

@@ -33,6 +33,8 @@ func commands() []command {
 		stateCommand(coordinator.Resume, "Resume a paused broadcast.", "Workers continue from where they paused."),
 		stateCommand(coordinator.Cancel, "Cancel a broadcast for good: nothing more is sent.",
 			"Cancelling is final: workers stop within a second and the broadcast stays cancelled with the counts it reached."),
+		audiencePrepareCommand(),
+		audienceImportCommand(),
 		devCommand(),
 		sinkCommand(),
 	}

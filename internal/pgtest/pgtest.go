@@ -47,6 +47,16 @@ func Main(m *testing.M) int {
 	return code
 }
 
+// Wrap is Main for a TestMain that hands m to something else, such as
+// goleak.VerifyTestMain, which then sees the cluster stopped:
+//
+//	func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
+func Wrap(m *testing.M) interface{ Run() int } { return wrapped{m} }
+
+type wrapped struct{ m *testing.M }
+
+func (w wrapped) Run() int { return Main(w.m) }
+
 // New returns the connection string of a new, empty database in the
 // shared cluster, starting the cluster on first use. It skips t when
 // PostgreSQL is not installed (fails it under CI=true).

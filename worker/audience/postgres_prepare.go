@@ -133,7 +133,16 @@ func PreparePostgres(ctx context.Context, db Execer, cfg PrepareConfig) (int64, 
 	}
 	var filled int64
 	fill := func() error {
-		n, err := fillPositions(ctx, db, table, pos, id, cfg.BatchRows, func(n int64) {
+		// Without the partial index on unfilled rows, the planner knows
+		// nothing of a new column's NULLs and may answer "the next rows
+		// where it is NULL" with a sequential scan per batch; walking the
+		// id's index and skipping filled rows reads the table once.
+		rel, err := describeTable(ctx, db, cfg.Table)
+		if err != nil {
+			return err
+		}
+		walk := !rel.findsNulls(posCol, idC.num)
+		n, err := fillPositions(ctx, db, table, pos, id, cfg.BatchRows, walk, func(n int64) {
 			report(PrepareProgress{Step: "fill", Filled: filled + n, Estimate: estimate})
 		})
 		filled += n
@@ -179,8 +188,11 @@ func addColumn(ctx context.Context, db Execer, table, pos string, lockTimeout ti
 }
 
 // fillPositions sets the position of every row where it is NULL, in
-// batches taken by keyset on the id; done is told the running count.
-func fillPositions(ctx context.Context, db Execer, table, pos, id string, batch int, done func(int64)) (int64, error) {
+// batches taken by keyset on the id; done is told the running count. With
+// walk it takes every row in id order, through the id's index, and skips
+// the filled ones; without, only the unfilled rows, through the partial
+// index on them.
+func fillPositions(ctx context.Context, db Execer, table, pos, id string, batch int, walk bool, done func(int64)) (int64, error) {
 	var (
 		total int64
 		after string
@@ -190,38 +202,61 @@ func fillPositions(ctx context.Context, db Execer, table, pos, id string, batch 
 	)
 	for {
 		ids, ps = ids[:0], ps[:0]
-		sql := "SELECT " + id + "::text FROM " + table + " WHERE " + pos + " IS NULL"
+		var where []string
 		args := []any{batch}
-		if first {
-			sql += " ORDER BY " + id + " LIMIT $1"
-		} else {
-			sql += " AND " + id + " > $2 ORDER BY " + id + " LIMIT $1"
+		if !walk {
+			where = append(where, pos+" IS NULL")
+		}
+		if !first {
+			where = append(where, id+" > $2")
 			args = append(args, after)
 		}
+		sql := "SELECT " + id + "::text, " + pos + " IS NULL FROM " + table
+		if len(where) > 0 {
+			sql += " WHERE " + strings.Join(where, " AND ")
+		}
+		sql += " ORDER BY " + id + " LIMIT $1"
+		var seen int
+		var from string
 		err := queryRows(ctx, db, sql, args, func(rows pgx.Rows) error {
 			var s string
-			if err := rows.Scan(&s); err != nil {
+			var null bool
+			if err := rows.Scan(&s, &null); err != nil {
 				return err
 			}
-			ids = append(ids, s)
-			ps = append(ps, sharding.PositionColumn(s))
+			if seen == 0 {
+				from = s
+			}
+			seen++
+			after = s
+			if null {
+				ids = append(ids, s)
+				ps = append(ps, sharding.PositionColumn(s))
+			}
 			return nil
 		})
 		if err != nil {
 			return total, err
 		}
-		if len(ids) == 0 {
+		if seen == 0 {
 			return total, nil
 		}
-		first, after = false, ids[len(ids)-1]
+		first = false
+		if len(ids) == 0 {
+			continue
+		}
+		// The bounds on the id keep the join to the batch's stretch of the
+		// id's index: without them the planner, knowing nothing of the
+		// new column, may hash-join against a scan of the whole table,
+		// once per batch.
 		tag, err := db.Exec(ctx, "UPDATE "+table+" AS t SET "+pos+" = v.p FROM unnest($1::text[], $2::bigint[]) AS v(id, p)"+
-			" WHERE t."+id+" = v.id AND t."+pos+" IS NULL", ids, ps)
+			" WHERE t."+id+" = v.id AND t."+pos+" IS NULL AND t."+id+" >= $3 AND t."+id+" <= $4", ids, ps, from, after)
 		if err != nil {
 			return total, fmt.Errorf("%w: fill positions: %w", ErrTable, err)
 		}
 		total += tag.RowsAffected()
 		done(total)
-		if len(ids) < batch {
+		if seen < batch {
 			return total, nil
 		}
 	}

@@ -19,7 +19,7 @@ import (
 // Defaults of ImportConfig.
 const (
 	DefaultSegmentBytes    = 64 << 20
-	DefaultCheckpointEvery = 256
+	DefaultCheckpointEvery = 64
 	DefaultSortBytes       = 64 << 20
 )
 

@@ -1,0 +1,152 @@
+package audience
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/internal/pgtest"
+	"github.com/herald-dev/herald/sharding"
+)
+
+// TestAudienceReadFigures prints, for an audience of N subscribers split
+// among 1, 4 and 16 workers holding equal shares of the broadcast's slots
+// (sharding.SlotCount of them, 8 per worker), how many records the whole
+// fleet reads: the plain file source (each worker reads the whole file),
+// a prepared audience and a postgres table (each worker reads only its
+// slots' ranges). It asserts only that every record is read by exactly
+// one slot, never a time. docs/PERFORMANCE.md has the figures.
+//
+//	HERALD_AUDIENCE_FIGURES=2000000 go test -count=1 -run TestAudienceReadFigures -v -timeout 30m ./worker/audience/
+func TestAudienceReadFigures(t *testing.T) {
+	n, _ := strconv.ParseInt(os.Getenv("HERALD_AUDIENCE_FIGURES"), 10, 64)
+	if n <= 0 {
+		t.Skip("set HERALD_AUDIENCE_FIGURES to the audience size, such as 2000000, to print the figures")
+	}
+	ctx := context.Background()
+	start := time.Now()
+	path := writeSyntheticFile(t, n)
+	fi, _ := os.Stat(path)
+	t.Logf("audience: %d subscribers, %d MB of JSON Lines, written in %s", n, fi.Size()>>20, time.Since(start).Round(time.Millisecond))
+
+	// Prepared: one import, then range reads.
+	start = time.Now()
+	store := DirStore{Dir: t.TempDir()}
+	st, err := Import(ctx, path, store, ImportConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prepared: import %d records into %d segments (%d sorted runs) in %s", st.Records, st.Segments, st.Runs, time.Since(start).Round(time.Millisecond))
+	prep, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Postgres: rows inserted without positions, then prepared as a user
+	// would, then range reads.
+	pool, err := DialPostgres(ctx, pgtest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	start = time.Now()
+	mustExec(t, pool, `CREATE TABLE subs (id text PRIMARY KEY, locale text, reachable boolean, name text)`)
+	mustExec(t, pool, `INSERT INTO subs SELECT 'user-' || g, (ARRAY['en','de','fr'])[g % 3 + 1], g % 10 <> 0, 'Name ' || g
+		FROM generate_series(1, $1::bigint) g`, n)
+	t.Logf("postgres: %d rows inserted in %s", n, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	filled, err := PreparePostgres(ctx, pool, PrepareConfig{Table: "subs", BatchRows: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, pool, "ANALYZE subs")
+	t.Logf("postgres: herald audience prepare filled %d rows and built the indexes in %s", filled, time.Since(start).Round(time.Millisecond))
+	tbl, err := OpenPostgres(ctx, pool, Spec{Source: SourcePostgres, Connection: "db", Table: "subs",
+		LocaleColumn: "locale", ReachableColumn: "reachable", AttributeColumns: []string{"name"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stats := func() (seqScans, idxFetched int64) {
+		time.Sleep(1500 * time.Millisecond) // the server publishes its statistics about every second
+		if err := pool.QueryRow(ctx, `SELECT seq_scan, idx_tup_fetch FROM pg_stat_user_tables WHERE relname = 'subs'`).Scan(&seqScans, &idxFetched); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	seq0, idx0 := stats()
+
+	t.Logf("%-8s %-9s %6s %14s %10s %10s %12s", "workers", "source", "slots", "records read", "× audience", "seconds", "records/s")
+	for _, workers := range []int{1, 4, 16} {
+		slots := sharding.SlotCount(workers)
+		per := slots / workers
+
+		// File: every worker reads the whole file and keeps its slots.
+		start := time.Now()
+		var read, kept int64
+		for w := 0; w < workers; w++ {
+			s := mustOpen(t, Spec{Source: SourceFile, Path: path}, zeroCursor, Limits{})
+			for s.Next() {
+				read++
+				if sharding.SlotOf(s.Record().Position(), slots)/per == w {
+					kept++
+				}
+			}
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}
+		report(t, workers, "file", slots, read, kept, n, time.Since(start))
+
+		// Prepared: every worker reads its slots' ranges.
+		start = time.Now()
+		read, kept = 0, 0
+		for s := 0; s < slots; s++ {
+			pr := prep.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			for pr.Next() {
+				kept++
+			}
+			if err := pr.Err(); err != nil {
+				t.Fatal(err)
+			}
+			read += pr.Read()
+		}
+		report(t, workers, "prepared", slots, read, kept, n, time.Since(start))
+
+		// Postgres: every worker reads its slots' ranges.
+		start = time.Now()
+		read, kept = 0, 0
+		for s := 0; s < slots; s++ {
+			pr := tbl.Range(ctx, sharding.SlotRange(s, slots), nil, DefaultPageRows)
+			for pr.Next() {
+				if pr.Record().Invalid == "" {
+					kept++
+				}
+			}
+			if err := pr.Err(); err != nil {
+				t.Fatal(err)
+			}
+			read += pr.Rows()
+		}
+		report(t, workers, "postgres", slots, read, kept, n, time.Since(start))
+	}
+	seq1, idx1 := stats()
+	t.Logf("postgres: the server's statistics for the table over the range reads (1, 4 and 16 workers): %d sequential scans, %d rows fetched by index (3 × %d = %d)",
+		seq1-seq0, idx1-idx0, n, 3*n)
+	if seq1 != seq0 {
+		t.Errorf("the range reads made %d sequential scans", seq1-seq0)
+	}
+}
+
+func report(t *testing.T, workers int, source string, slots int, read, kept, n int64, took time.Duration) {
+	t.Helper()
+	if kept != n {
+		t.Errorf("%s with %d workers: %d records kept, want %d", source, workers, kept, n)
+	}
+	t.Logf("%-8d %-9s %6d %14d %10.3f %10.2f %12.0f", workers, source, slots, read, float64(read)/float64(n),
+		took.Seconds(), float64(read)/took.Seconds())
+}
+

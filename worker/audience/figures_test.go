@@ -149,4 +149,3 @@ func report(t *testing.T, workers int, source string, slots int, read, kept, n i
 	t.Logf("%-8d %-9s %6d %14d %10.3f %10.2f %12.0f", workers, source, slots, read, float64(read)/float64(n),
 		took.Seconds(), float64(read)/took.Seconds())
 }
-

@@ -19,6 +19,7 @@ func devCommand() command {
 		summary: "Run an embedded etcd, Kafka broker and sink on loopback until interrupted.",
 		usage:   "herald dev [flags]",
 		example: "herald dev\n" +
+			"herald dev --postgres\n" +
 			"herald dev --etcd-listen 127.0.0.1:12379 --kafka-listen 127.0.0.1:19092 --sink-listen 127.0.0.1:18080",
 		details: `Starts a single-node etcd server (compacting its history every minute),
 a single-broker Kafka-protocol broker with the topics herald.broadcasts,
@@ -26,22 +27,45 @@ herald.deadletters and herald.reports, and the reference sink, prints their
 addresses and how to reach them with etcdctl, kcat and curl, and runs until
 SIGINT or SIGTERM. Kafka data lives in memory and etcd data in a temporary
 directory; both are gone when it stops. On the default addresses the other
-herald commands need no flags. Port 0 picks a free port.`,
+herald commands need no flags. Port 0 picks a free port.
+
+With --postgres it also starts a throw-away PostgreSQL cluster (initdb and
+postgres from Debian's postgresql package, run as the user nobody when
+herald runs as root) with a database "herald" holding a table
+"subscribers" of 10,000 sample subscribers prepared for range reads, and
+prints its URL and the audience spec that reads it (docs/AUDIENCES.md).
+The cluster is removed when dev stops.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
 			sinkAddr := fs.String("sink-listen", defaultSinkListen, "`address` of the sink")
+			pg := fs.Bool("postgres", false, "also start a throw-away PostgreSQL cluster with a sample audience table (needs PostgreSQL installed)")
+			pgAddr := fs.String("postgres-listen", defaultDevPostgres, "`address` of the PostgreSQL server started by --postgres")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
 				}
-				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr)
+				if !*pg {
+					*pgAddr = ""
+				}
+				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr, *pgAddr)
 			}
 		},
 	}
 }
 
-func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string) (err error) {
+// defaultDevPostgres is where `herald dev --postgres` listens: not 5432,
+// where Debian's postgresql package starts its own cluster.
+const defaultDevPostgres = "127.0.0.1:55432"
+
+// Where `herald dev --postgres` puts its sample audience.
+const (
+	devPostgresDB    = "herald"
+	devPostgresTable = "subscribers"
+	devPostgresRows  = 10000
+)
+
+func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, pgAddr string) (err error) {
 	// The sink's port is taken first: it is the quickest to fail and
 	// nothing needs undoing if it does.
 	ln, err := net.Listen("tcp", sinkAddr)
@@ -64,7 +88,28 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr string
 		}
 		c.log.Info("dev stack stopped")
 	}()
+	var pgURL string
+	if pgAddr != "" {
+		pg, err := devstack.StartPostgres(ctx, devstack.PostgresConfig{Addr: pgAddr})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer func() {
+			if cerr := pg.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+		if pgURL, err = pg.SampleAudience(ctx, devPostgresDB, devPostgresTable, devPostgresRows); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String())
+	if pgURL != "" {
+		printDevPostgres(c.stdout, pgURL)
+	}
+	fmt.Fprint(c.stdout, "Ready. Press Ctrl-C to stop.\n")
 	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String())
 	if err := snk.Run(ctx, ln); err != nil {
 		return err
@@ -98,6 +143,21 @@ Other herald commands reach etcd and Kafka with --etcd %[1]s --kafka %[2]s
 trigger send only to allowed endpoints; for this sink:
   export HERALD_ALLOW_ENDPOINT='http://127.0.0.1:*'
 
-Ready. Press Ctrl-C to stop.
 `, etcd, kafka, sinkURL, devstack.BroadcastsTopic, devstack.DeadLettersTopic, devstack.ReportsTopic)
+}
+
+// printDevPostgres tells the user about the PostgreSQL server and its
+// sample audience; its first line starts with a fixed word too.
+func printDevPostgres(w io.Writer, url string) {
+	fmt.Fprintf(w, `  postgres %[1]s
+
+Sample audience: table %[2]s, %[3]d subscribers, prepared for range reads.
+  psql '%[1]s' -c 'SELECT * FROM %[2]s LIMIT 3'
+Workers reach it through a secret, never a URL in the trigger:
+  export HERALD_SECRET_AUDIENCE_DB='%[1]s'
+and a spec names it:
+  "audience": {"source": "postgres", "connection": "audience-db", "table": "%[2]s",
+               "locale_column": "locale", "reachable_column": "reachable", "attribute_columns": ["name"]}
+
+`, url, devPostgresTable, devPostgresRows)
 }

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/herald-dev/herald/sharding"
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrNoPostgres is returned by StartPostgres when no PostgreSQL server
@@ -22,8 +25,8 @@ var ErrNoPostgres = errors.New("devstack: PostgreSQL not installed (no initdb fo
 
 // PostgresConfig configures a throw-away PostgreSQL cluster.
 type PostgresConfig struct {
-	// Addr is the loopback host:port the server listens on. Empty means
-	// 127.0.0.1 with a free port.
+	// Addr is the loopback host:port the server listens on. Empty, or
+	// port 0, means 127.0.0.1 with a free port.
 	Addr string
 	// BinDir holds initdb and postgres. Empty means found through
 	// pg_config --bindir, then /usr/lib/postgresql/<newest>/bin.
@@ -88,7 +91,8 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		}
 	}
 	addr := cfg.Addr
-	if addr == "" {
+	if addr == "" || strings.HasSuffix(addr, ":0") {
+		// PostgreSQL takes no port 0; a free one is found for it.
 		var err error
 		if addr, err = freeAddr(); err != nil {
 			return nil, err
@@ -239,4 +243,48 @@ func (p *Postgres) Close() error {
 		return fmt.Errorf("devstack: remove postgres dir: %w", err)
 	}
 	return nil
+}
+
+// SampleAudience creates database db with a table of n subscribers ready
+// to be a postgres audience: id, locale, reachable and name columns, the
+// position column filled (sharding.PositionColumn) and the two indexes
+// `herald audience prepare` creates. It returns the database's URL.
+func (p *Postgres) SampleAudience(ctx context.Context, db, table string, n int) (string, error) {
+	admin, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("devstack: postgres: %w", err)
+	}
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	admin.Close(ctx)
+	if err != nil {
+		return "", fmt.Errorf("devstack: postgres: create database: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, p.URL(db))
+	if err != nil {
+		return "", fmt.Errorf("devstack: postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	t := pgx.Identifier{table}.Sanitize()
+	for _, sql := range []string{
+		"CREATE TABLE " + t + " (id text PRIMARY KEY, locale text, reachable boolean NOT NULL DEFAULT true, name text, herald_position bigint)",
+		"CREATE INDEX ON " + t + " (herald_position, id)",
+		"CREATE INDEX ON " + t + " (id) WHERE herald_position IS NULL",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return "", fmt.Errorf("devstack: postgres: %s: %w", sql, err)
+		}
+	}
+	locales := []string{"en", "de", "fr", "ja"}
+	rows := make([][]any, n)
+	for i := range rows {
+		id := fmt.Sprintf("sub-%06d", i+1)
+		rows[i] = []any{id, locales[i%len(locales)], i%10 != 9, fmt.Sprintf("Subscriber %d", i+1), sharding.PositionColumn(id)}
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "locale", "reachable", "name", "herald_position"}, pgx.CopyFromRows(rows)); err != nil {
+		return "", fmt.Errorf("devstack: postgres: fill %s: %w", table, err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE "+t); err != nil {
+		return "", fmt.Errorf("devstack: postgres: %w", err)
+	}
+	return p.URL(db), nil
 }

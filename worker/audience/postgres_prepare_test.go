@@ -29,7 +29,7 @@ func TestPreparePostgres(t *testing.T) {
 		t.Fatalf("open before prepare: %v, want ErrTable", err)
 	}
 	var steps []string
-	cfg := PrepareConfig{Table: "Members", IDColumn: "member_id", BatchRows: 500,
+	cfg := PrepareConfig{Table: "Members", IDColumn: "member_id", BatchRows: 500, Include: []string{"lang"},
 		Progress: func(p PrepareProgress) { steps = append(steps, fmt.Sprintf("%s %d", p.Step, p.Filled)) }}
 	n, err := PreparePostgres(ctx, pool, cfg)
 	if err != nil || n != 2345 {
@@ -55,6 +55,10 @@ func TestPreparePostgres(t *testing.T) {
 	}
 	if rows, invalid := count(); rows != 2345 || invalid != 0 {
 		t.Fatalf("after prepare: %d rows, %d invalid", rows, invalid)
+	}
+	var def string
+	if err := pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = 'Members_herald_position'`).Scan(&def); err != nil || !strings.Contains(def, "INCLUDE (lang)") {
+		t.Fatalf("index %q (%v), want it to include lang", def, err)
 	}
 	if n, err := PreparePostgres(ctx, pool, cfg); err != nil || n != 0 {
 		t.Fatalf("prepare again: %d rows, %v; want 0", n, err)
@@ -104,6 +108,11 @@ func TestPreparePostgresRefusals(t *testing.T) {
 		"v":         "prepare works on a table",
 		"missing":   "no such table",
 	} {
+		if table == "intid" {
+			if _, err := PreparePostgres(ctx, pool, PrepareConfig{Table: "textpos", Include: []string{"nope"}}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), `no column "nope"`) {
+				t.Errorf("include a missing column: %v", err)
+			}
+		}
 		if _, err := PreparePostgres(ctx, pool, PrepareConfig{Table: table}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want ErrTable with %q", table, err, want)
 		}

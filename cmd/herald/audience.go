@@ -32,7 +32,10 @@ when already done, so it can be run again at any time:
   3. CREATE INDEX CONCURRENTLY on (herald_position, id), the index the
      range reads scan, and on (id) WHERE herald_position IS NULL, which
      finds rows not yet filled without a scan. Writes go on meanwhile.
-  4. Fill the rows inserted without a position while it ran.
+  4. With --trigger, define herald_position(text), the position computed
+     in SQL (XXH64 in PL/pgSQL), and a BEFORE INSERT OR UPDATE OF id
+     trigger that sets the column: then no writer needs to know.
+  5. Fill the rows inserted without a position while it ran.
 
 Rows lie in the table in insertion order and the index in position order,
 so a range read visits a table page per row. With --include naming every
@@ -41,10 +44,11 @@ carries them and range reads become index-only scans: a bigger index,
 faster reads. The index is only built if missing: to add columns later,
 drop it first (DROP INDEX CONCURRENTLY <table>_herald_position).
 
-Rows inserted afterwards need their position set by the writer:
-sharding.PositionColumn(id) in Go; in other languages, the XXH64 of the
-id's UTF-8 bytes with seed 0, top bit flipped, stored as a signed 64-bit
-integer (docs/AUDIENCES.md). A row left NULL is not lost: a broadcast
+Without --trigger, rows inserted afterwards need their position set by
+the writer: sharding.PositionColumn(id) in Go; in other languages, the
+XXH64 of the id's UTF-8 bytes with seed 0, top bit flipped, stored as a
+signed 64-bit integer (docs/AUDIENCES.md); or SELECT herald_position(id)
+once the function is installed. A row left NULL is not lost: a broadcast
 counts it as invalid, and running prepare again fills it.
 
 The connection string comes from --database or, better (it may hold a
@@ -56,6 +60,7 @@ password), from HERALD_DATABASE.`,
 			posCol := fs.String("position-column", audience.DefaultPositionColumn, "bigint `column` to add and fill with hash positions")
 			batch := fs.Int("batch-rows", 5000, "`rows` filled per UPDATE transaction")
 			lockTimeout := fs.Duration("lock-timeout", 5*time.Second, "longest `wait` for the brief lock ADD COLUMN takes, before retrying")
+			trigger := fs.Bool("trigger", false, "install herald_position(text) and a trigger that fills the column of every new row (about 100 µs a row)")
 			include := fs.String("include", "", "`columns`, comma-separated, the position index carries (INCLUDE) so range reads are index-only scans")
 			return func(ctx context.Context, args []string) error {
 				switch {
@@ -78,7 +83,7 @@ password), from HERALD_DATABASE.`,
 				var lastStep string
 				n, err := audience.PreparePostgres(ctx, pool, audience.PrepareConfig{
 					Table: *table, IDColumn: *idCol, PositionColumn: *posCol, Include: splitList(*include),
-					BatchRows: *batch, LockTimeout: *lockTimeout,
+					BatchRows: *batch, LockTimeout: *lockTimeout, Trigger: *trigger,
 					Progress: func(p audience.PrepareProgress) {
 						if p.Step == lastStep && time.Since(last) < time.Second {
 							return

@@ -42,6 +42,11 @@ type PrepareConfig struct {
 	// blocking everyone else behind it; it retries after a pause. Zero
 	// means 5 seconds.
 	LockTimeout time.Duration
+	// Trigger installs herald_position(text) and a trigger that fills
+	// the column of every row inserted (or whose id changes) from then on
+	// (InstallPositionTrigger), before the last fill, so no row is left
+	// without a position whatever writes the table.
+	Trigger bool
 	// Progress, when set, is told of each step and of filled rows.
 	Progress func(PrepareProgress)
 }
@@ -83,7 +88,8 @@ func indexName(table, suffix string) string {
 //     scan, and on (id) WHERE position IS NULL, which lets the range at 0
 //     find rows still unfilled without a scan (it stays empty once
 //     writers fill the column);
-//  4. fill again the rows inserted without a position meanwhile.
+//  4. with Trigger, install the trigger that fills the column of new rows;
+//  5. fill again the rows inserted without a position meanwhile.
 //
 // The id column must be text and have an index that leads with it (a
 // primary key or unique constraint). It returns the rows filled.
@@ -177,6 +183,12 @@ func PreparePostgres(ctx context.Context, db Execer, cfg PrepareConfig) (int64, 
 	} {
 		report(PrepareProgress{Step: "index " + ix.name, Filled: filled, Estimate: estimate})
 		if err := createIndex(ctx, db, rel, ix.name, ix.def); err != nil {
+			return filled, err
+		}
+	}
+	if cfg.Trigger {
+		report(PrepareProgress{Step: "trigger", Filled: filled, Estimate: estimate})
+		if err := InstallPositionTrigger(ctx, db, cfg.Table, idCol, posCol); err != nil {
 			return filled, err
 		}
 	}

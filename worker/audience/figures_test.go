@@ -91,7 +91,7 @@ func TestAudienceReadFigures(t *testing.T) {
 	}
 	seq0, read0, fetch0 := stats()
 
-	t.Logf("%-8s %-9s %6s %14s %10s %10s %12s", "workers", "source", "slots", "records read", "× audience", "seconds", "records/s")
+	t.Logf("%-8s %-9s %6s %14s %10s %10s %10s %12s", "workers", "source", "slots", "records read", "× audience", "MB read", "seconds", "records/s")
 	for _, workers := range []int{1, 4, 16} {
 		slots := sharding.SlotCount(workers)
 		per := slots / workers
@@ -112,11 +112,12 @@ func TestAudienceReadFigures(t *testing.T) {
 			}
 			s.Close()
 		}
-		report(t, workers, "file", slots, read, kept, n, time.Since(start))
+		report(t, workers, "file", slots, read, kept, n, int64(workers)*fi.Size(), time.Since(start))
 
 		// Prepared: every worker reads its slots' ranges.
 		start = time.Now()
 		read, kept = 0, 0
+		var bytes int64
 		for s := 0; s < slots; s++ {
 			pr := prep.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
 			for pr.Next() {
@@ -126,8 +127,9 @@ func TestAudienceReadFigures(t *testing.T) {
 				t.Fatal(err)
 			}
 			read += pr.Read()
+			bytes += pr.BytesRead()
 		}
-		report(t, workers, "prepared", slots, read, kept, n, time.Since(start))
+		report(t, workers, "prepared", slots, read, kept, n, bytes, time.Since(start))
 
 		// Postgres: every worker reads its slots' ranges.
 		start = time.Now()
@@ -144,7 +146,7 @@ func TestAudienceReadFigures(t *testing.T) {
 			}
 			read += pr.Rows()
 		}
-		report(t, workers, "postgres", slots, read, kept, n, time.Since(start))
+		report(t, workers, "postgres", slots, read, kept, n, -1, time.Since(start))
 	}
 	seq1, read1, fetch1 := stats()
 	t.Logf("postgres: the server's statistics over the range reads of 1, 4 and 16 workers (3 × %d rows = %d): "+
@@ -155,11 +157,15 @@ func TestAudienceReadFigures(t *testing.T) {
 	}
 }
 
-func report(t *testing.T, workers int, source string, slots int, read, kept, n int64, took time.Duration) {
+func report(t *testing.T, workers int, source string, slots int, read, kept, n, bytes int64, took time.Duration) {
 	t.Helper()
 	if kept != n {
 		t.Errorf("%s with %d workers: %d records kept, want %d", source, workers, kept, n)
 	}
-	t.Logf("%-8d %-9s %6d %14d %10.3f %10.2f %12.0f", workers, source, slots, read, float64(read)/float64(n),
-		took.Seconds(), float64(read)/took.Seconds())
+	mb := "-"
+	if bytes >= 0 {
+		mb = strconv.FormatInt(bytes>>20, 10)
+	}
+	t.Logf("%-8d %-9s %6d %14d %10.3f %10s %10.2f %12.0f", workers, source, slots, read, float64(read)/float64(n),
+		mb, took.Seconds(), float64(read)/took.Seconds())
 }

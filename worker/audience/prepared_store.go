@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -50,7 +49,12 @@ func (l Location) String() string {
 	if l.Bucket == "" {
 		return l.Dir
 	}
-	return "s3://" + path.Join(l.Bucket, l.Prefix)
+	if l.Prefix == "" {
+		return "s3://" + l.Bucket
+	}
+	// Not path.Join: keys are not paths, and "a//b" is another prefix
+	// than "a/b".
+	return "s3://" + l.Bucket + "/" + l.Prefix
 }
 
 // Store holds a prepared audience's objects: its index, the segments and

@@ -2,21 +2,26 @@ package audience
 
 import (
 	"context"
+	"io"
+	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // TestAudienceReadFigures prints, for an audience of N subscribers split
 // among 1, 4 and 16 workers holding equal shares of the broadcast's slots
 // (sharding.SlotCount of them, 8 per worker), how many records the whole
 // fleet reads: the plain file source (each worker reads the whole file),
-// a prepared audience and a postgres table (each worker reads only its
-// slots' ranges). It asserts only that every record is read by exactly
+// a prepared audience in a directory and in S3-compatible storage, and a
+// postgres table (each worker reads only its slots' ranges). It asserts only that every record is read by exactly
 // one slot, never a time. docs/PERFORMANCE.md has the figures.
 //
 //	HERALD_AUDIENCE_FIGURES=2000000 go test -count=1 -run TestAudienceReadFigures -v -timeout 30m ./worker/audience/
@@ -43,6 +48,28 @@ func TestAudienceReadFigures(t *testing.T) {
 	}
 	t.Logf("prepared: import %d records into %d segments (%d sorted runs) in %s", st.Records, st.Segments, st.Runs, time.Since(start).Round(time.Millisecond))
 	prep, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The same prepared audience in S3-compatible storage (in process),
+	// counting the bytes of the ranges asked for.
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	defer srv.Close()
+	s3, err := NewS3Store("http://AKID:SECRET@"+strings.TrimPrefix(srv.URL, "http://")+"?region=us-east-1", Location{Bucket: "audiences", Prefix: "figures"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Client.MakeBucket(ctx, "audiences", minioMakeBucketOptions()); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if _, err := Import(ctx, path, s3, ImportConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prepared in S3 (gofakes3): import in %s", time.Since(start).Round(time.Millisecond))
+	counted := &countingStore{Store: s3}
+	prepS3, err := OpenPrepared(ctx, counted, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +158,21 @@ func TestAudienceReadFigures(t *testing.T) {
 		}
 		report(t, workers, "prepared", slots, read, kept, n, bytes, time.Since(start))
 
+		// Prepared in S3: the bytes are those of the ranged GETs.
+		start = time.Now()
+		read, kept, counted.asked = 0, 0, 0
+		for s := 0; s < slots; s++ {
+			pr := prepS3.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			for pr.Next() {
+				kept++
+			}
+			if err := pr.Err(); err != nil {
+				t.Fatal(err)
+			}
+			read += pr.Read()
+		}
+		report(t, workers, "s3", slots, read, kept, n, counted.asked, time.Since(start))
+
 		// Postgres: every worker reads its slots' ranges.
 		start = time.Now()
 		read, kept = 0, 0
@@ -168,4 +210,18 @@ func report(t *testing.T, workers int, source string, slots int, read, kept, n, 
 	}
 	t.Logf("%-8d %-9s %6d %14d %10.3f %10s %10.2f %12.0f", workers, source, slots, read, float64(read)/float64(n),
 		mb, took.Seconds(), float64(read)/took.Seconds())
+}
+
+// countingStore adds up the bytes of the ranges read from its Store (a
+// read to the end counts nothing: only the index and checkpoints are).
+type countingStore struct {
+	Store
+	asked int64
+}
+
+func (c *countingStore) ReadRange(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	if n > 0 {
+		c.asked += n
+	}
+	return c.Store.ReadRange(ctx, name, off, n)
 }

@@ -319,6 +319,9 @@ func (p *PostgresRange) fetch() error {
 	}
 	rows, err := p.t.db.Query(p.ctx, sql, args...)
 	if err != nil {
+		if p.ctx.Err() != nil {
+			return fmt.Errorf("audience: postgres range read: %w", p.ctx.Err())
+		}
 		return queryError(err)
 	}
 	defer rows.Close()

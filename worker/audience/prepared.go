@@ -136,11 +136,17 @@ type PreparedRange struct {
 	ctx context.Context
 	r   sharding.Range
 
-	seg    int   // the segment being read, or the next to open
-	off    int64 // offset of the next line in seg
-	rc     io.ReadCloser
-	lines  lineReader
-	opened bool
+	seg int   // the segment being read, or the next to open
+	off int64 // offset of the next line in seg
+	end int64 // where the byte range read of seg ends
+	// The position the first line read must have, when the range starts
+	// at a checkpoint: a segment that does not match its checkpoints (a
+	// damaged or replaced object) is an error, not a silent short read.
+	expect    uint64
+	checkNext bool
+	rc        io.ReadCloser
+	lines     lineReader
+	opened    bool
 
 	cur   PreparedCursor
 	rec   Record
@@ -181,6 +187,10 @@ func (pr *PreparedRange) Next() bool {
 			continue
 		}
 		if n == 0 {
+			if pr.off != pr.end {
+				pr.fail(fmt.Errorf("%w: %s ended at offset %d, want %d", ErrPrepared, pr.segName(), pr.off, pr.end))
+				continue
+			}
 			pr.closeSegment()
 			pr.seg, pr.off = pr.seg+1, 0
 			continue
@@ -199,6 +209,14 @@ func (pr *PreparedRange) Next() bool {
 			rec.pos = xxhash.Sum64(line)
 		} else {
 			rec.pos = xxhash.Sum64(rec.ID)
+		}
+		if pr.checkNext {
+			pr.checkNext = false
+			if rec.pos != pr.expect {
+				pr.fail(fmt.Errorf("%w: %s at offset %d: a record at position %#x where the checkpoints say %#x",
+					ErrPrepared, pr.segName(), at, rec.pos, pr.expect))
+				continue
+			}
 		}
 		switch {
 		case rec.pos < pr.r.Lo:
@@ -243,13 +261,15 @@ func (pr *PreparedRange) openSegment() error {
 		// is below Lo too. The first checkpoint above Hi: it and every
 		// record after it are above Hi.
 		start, end := int64(0), s.Bytes
+		expect := s.First
 		i := sort.Search(len(cps), func(i int) bool { return cps[i].pos >= pr.r.Lo })
 		if i > 0 {
-			start = cps[i-1].off
+			start, expect = cps[i-1].off, cps[i-1].pos
 		}
 		if j := sort.Search(len(cps), func(j int) bool { return cps[j].pos > pr.r.Hi }); j < len(cps) {
 			end = cps[j].off
 		}
+		pr.checkNext = start >= pr.off
 		start = max(start, pr.off)
 		if start >= end {
 			continue
@@ -258,7 +278,7 @@ func (pr *PreparedRange) openSegment() error {
 		if err != nil {
 			return err
 		}
-		pr.rc, pr.off, pr.opened = rc, start, true
+		pr.rc, pr.off, pr.end, pr.expect, pr.opened = rc, start, end, expect, true
 		pr.lines = newLineReader(rc, pr.p.lim.maxLine())
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -260,4 +261,83 @@ func FuzzParseLocation(f *testing.F) {
 			t.Fatalf("%q: %+v printed %q parses to %+v, %v", s, loc, loc.String(), again, err)
 		}
 	})
+}
+
+// A segment that does not match its index and checkpoints (damaged,
+// truncated, or replaced by another import) fails the read with
+// ErrPrepared instead of ending it early and quietly.
+func TestPreparedDamagedSegment(t *testing.T) {
+	ctx := context.Background()
+	path := preparedInput(t, 300)
+	dir := t.TempDir()
+	if _, err := Import(ctx, path, DirStore{Dir: dir}, testImport); err != nil {
+		t.Fatal(err)
+	}
+	seg := dir + "/segment-000000.jsonl"
+	orig, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, damage := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
+		"shifted":   func(b []byte) []byte { return append([]byte(`{"id":"intruder"}`+"\n"), b...)[:len(b)] },
+	} {
+		if err := os.WriteFile(seg, damage(slices.Clone(orig)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := OpenPrepared(ctx, DirStore{Dir: dir}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, PreparedCursor{})
+		for pr.Next() {
+		}
+		if !errors.Is(pr.Err(), ErrPrepared) {
+			t.Errorf("%s segment: %v after %d records, want ErrPrepared", name, pr.Err(), pr.Read())
+		}
+	}
+}
+
+// A segment larger than minio-go's multipart threshold (16 MiB) is stored
+// intact: it goes up in one PUT.
+func TestPreparedS3LargeSegment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 20 MB segment")
+	}
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	store, err := NewS3Store("http://AKID:SECRET@"+u.Host, Location{Bucket: "audiences", Prefix: "large"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Client.MakeBucket(ctx, "audiences", minioMakeBucketOptions()); err != nil {
+		t.Fatal(err)
+	}
+	path := writeSyntheticFile(t, 170000)
+	st, err := Import(ctx, path, store, ImportConfig{SegmentBytes: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments != 1 || st.Bytes < 17<<20 {
+		t.Fatalf("import %+v: want one segment above 16 MiB", st)
+	}
+	p, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for s := 0; s < 4; s++ {
+		pr := p.Range(ctx, sharding.SlotRange(s, 4), PreparedCursor{})
+		for pr.Next() {
+			n++
+		}
+		if err := pr.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 170000 {
+		t.Fatalf("read %d records, want 170000", n)
+	}
 }

@@ -183,10 +183,22 @@ func audienceSize(ctx context.Context, reg *coordinator.Registry, id string) int
 	if err != nil {
 		return 0
 	}
-	if s.Audience.Source == audience.SourceSynthetic {
+	switch s.Audience.Source {
+	case audience.SourceSynthetic:
 		return s.Audience.Count
+	case audience.SourceFile:
+		return countLines(s.Audience.Path)
+	case audience.SourcePrepared:
+		// A prepared audience's index has its count; in object storage it
+		// would take the workers' secret to read, so only a directory.
+		if loc, err := audience.ParseLocation(s.Audience.Path); err == nil && loc.Bucket == "" {
+			if p, err := audience.OpenPrepared(ctx, audience.DirStore{Dir: loc.Dir}, audience.Limits{}); err == nil {
+				return p.Records()
+			}
+		}
 	}
-	return countLines(s.Audience.Path)
+	// A postgres table's count would take a query with the workers' secret.
+	return 0
 }
 
 // countLines counts a local audience file's lines (records), when it is

@@ -3,7 +3,6 @@ package audience
 import (
 	"context"
 	"io"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // TestAudienceReadFigures prints, for an audience of N subscribers split
@@ -54,7 +51,7 @@ func TestAudienceReadFigures(t *testing.T) {
 
 	// The same prepared audience in S3-compatible storage (in process),
 	// counting the bytes of the ranges asked for.
-	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	srv := fakeS3()
 	defer srv.Close()
 	s3, err := NewS3Store("http://AKID:SECRET@"+strings.TrimPrefix(srv.URL, "http://")+"?region=us-east-1", Location{Bucket: "audiences", Prefix: "figures"})
 	if err != nil {

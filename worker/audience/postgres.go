@@ -266,6 +266,10 @@ func (t *PostgresTable) Range(ctx context.Context, r sharding.Range, after *Key,
 	}
 	pr := &PostgresRange{t: t, ctx: ctx, r: r, limit: pageRows}
 	switch {
+	case after != nil && after.NullPosition && r.Lo != 0:
+		// Only the range at 0 reads NULL positions: a key from that
+		// phase resumes any other range at its start.
+		pr.key = Key{Pos: r.Lo}
 	case after != nil:
 		pr.key, pr.started, pr.nulls = *after, true, after.NullPosition
 	default:

@@ -160,6 +160,14 @@ func TestPostgresResumeByKey(t *testing.T) {
 			}
 		}
 	}
+	// A NULL-phase key given to a range not at 0 starts it at its start,
+	// without the NULL rows another slot counts.
+	r1 := sharding.SlotRange(1, 2)
+	want, _ := readRange(t, tbl, r1, nil, 50)
+	got, _ := readRange(t, tbl, r1, &Key{NullPosition: true, ID: "null-1"}, 50)
+	if len(got) != len(want) || len(got) == 0 || got[0] != want[0] {
+		t.Fatalf("NULL key on range 1: %d records, want %d", len(got), len(want))
+	}
 }
 
 // A row decodes as its file line would: id, locale and reachable from

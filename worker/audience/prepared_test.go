@@ -353,3 +353,21 @@ func fakeS3() *httptest.Server {
 	srv.Start()
 	return srv
 }
+
+// An empty or all-blank file imports as an audience of no records.
+func TestPreparedEmpty(t *testing.T) {
+	ctx := context.Background()
+	store := DirStore{Dir: t.TempDir()}
+	st, err := Import(ctx, writeFile(t, "\n  \n"), store, testImport)
+	if err != nil || st.Records != 0 || st.Segments != 0 {
+		t.Fatalf("import %+v, %v", st, err)
+	}
+	p, err := OpenPrepared(ctx, store, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, PreparedCursor{})
+	if pr.Next() || pr.Err() != nil || p.Records() != 0 {
+		t.Fatalf("read from an empty audience: %v", pr.Err())
+	}
+}

@@ -212,3 +212,27 @@ func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64)
 	}
 	return nil
 }
+
+// StoreFor is the Store a prepared audience's spec names: its directory,
+// or its bucket and prefix on the endpoint held by the secret
+// spec.Connection names, read with secret (a worker's secrets).
+func StoreFor(spec Spec, secret func(name string) ([]byte, error)) (Store, error) {
+	if spec.Source != SourcePrepared {
+		return nil, fmt.Errorf("%w: source %q is not prepared", ErrSpec, spec.Source)
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	loc, err := ParseLocation(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	if loc.Bucket == "" {
+		return DirStore{Dir: loc.Dir}, nil
+	}
+	v, err := secret(spec.Connection)
+	if err != nil {
+		return nil, fmt.Errorf("audience: prepared: secret %q: %w", spec.Connection, err)
+	}
+	return NewS3Store(string(v), loc)
+}

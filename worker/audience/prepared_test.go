@@ -206,6 +206,25 @@ func TestPreparedS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRanges(t, store, want, testImport.CheckpointEvery)
+	// The same, found from a spec and the workers' secrets.
+	fromSpec, err := StoreFor(Spec{Source: SourcePrepared, Path: "s3://audiences/spring/v1", Connection: "s3-audiences"},
+		func(name string) ([]byte, error) {
+			if name != "s3-audiences" {
+				return nil, errors.New("no such secret")
+			}
+			return []byte(secret), nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRanges(t, fromSpec, want, testImport.CheckpointEvery)
+	if _, err := StoreFor(Spec{Source: SourcePrepared, Path: "s3://audiences/x", Connection: "other"},
+		func(string) ([]byte, error) { return nil, errors.New("no such secret") }); err == nil || !strings.Contains(err.Error(), `"other"`) {
+		t.Errorf("missing secret: %v", err)
+	}
+	if s, err := StoreFor(Spec{Source: SourcePrepared, Path: "/data/aud"}, nil); err != nil || s != (DirStore{Dir: "/data/aud"}) {
+		t.Errorf("directory: %v, %v", s, err)
+	}
 	if _, err := OpenPrepared(ctx, &S3Store{Client: store.Client, Bucket: "audiences", Prefix: "other"}, Limits{}); !errors.Is(err, ErrPrepared) || !errors.Is(err, ErrNotFound) {
 		t.Errorf("open of an empty prefix: %v, want ErrPrepared and ErrNotFound", err)
 	}

@@ -109,7 +109,13 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 
-	dir, err := os.MkdirTemp("", "herald-pg-")
+	base := ""
+	if cred != nil && !traversable(os.TempDir()) {
+		// nobody must reach the cluster's directory: a private TMPDIR
+		// (under /root, say) would hide it.
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "herald-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("devstack: postgres dir: %w", err)
 	}
@@ -201,6 +207,26 @@ func unprivileged() (*syscall.Credential, error) {
 		return nil, fmt.Errorf("devstack: user nobody: %w", err)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// traversable reports whether every directory on dir's path lets others
+// through (o+x), as the unprivileged user needs.
+func traversable(dir string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir = parent
+	}
 }
 
 func lastLines(b []byte, n int) string {

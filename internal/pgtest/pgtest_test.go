@@ -2,14 +2,14 @@ package pgtest_test
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
 
 // Two databases of one cluster are separate and answer queries.
 func TestNew(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/audience/postgres"
+	"github.com/herald-dev/herald/worker/audience/prepared"
 )
 
 func audiencePrepareCommand() command {
@@ -73,7 +75,7 @@ password), from HERALD_DATABASE.`,
 				case *batch < 1:
 					return fmt.Errorf("%w: --batch-rows must be at least 1", errUsage)
 				}
-				pool, err := audience.DialPostgres(ctx, *db)
+				pool, err := postgres.Dial(ctx, *db)
 				if err != nil {
 					return err
 				}
@@ -81,10 +83,10 @@ password), from HERALD_DATABASE.`,
 				start := time.Now()
 				var last time.Time
 				var lastStep string
-				n, err := audience.PreparePostgres(ctx, pool, audience.PrepareConfig{
+				n, err := postgres.Prepare(ctx, pool, postgres.PrepareConfig{
 					Table: *table, IDColumn: *idCol, PositionColumn: *posCol, Include: splitList(*include),
 					BatchRows: *batch, LockTimeout: *lockTimeout, Trigger: *trigger,
-					Progress: func(p audience.PrepareProgress) {
+					Progress: func(p postgres.PrepareProgress) {
 						if p.Step == lastStep && time.Since(last) < time.Second {
 							return
 						}
@@ -141,9 +143,9 @@ audience.connection.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			to := fs.String("to", "", "`destination`: a directory or s3://bucket/prefix")
 			s3 := fs.String("s3", "", "S3 endpoint and keys, http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=R] (`URL`); prefer $HERALD_S3")
-			segMB := fs.Int("segment-mb", audience.DefaultSegmentBytes>>20, "segment size in `MiB`")
-			every := fs.Int("checkpoint-every", audience.DefaultCheckpointEvery, "`records` between checkpoints: a range reads at most this many outside itself at each end")
-			sortMB := fs.Int("sort-mb", audience.DefaultSortBytes>>20, "memory for sorting in `MiB`; more input is sorted in runs on disk")
+			segMB := fs.Int("segment-mb", prepared.DefaultSegmentBytes>>20, "segment size in `MiB`")
+			every := fs.Int("checkpoint-every", prepared.DefaultCheckpointEvery, "`records` between checkpoints: a range reads at most this many outside itself at each end")
+			sortMB := fs.Int("sort-mb", prepared.DefaultSortBytes>>20, "memory for sorting in `MiB`; more input is sorted in runs on disk")
 			maxLine := fs.Int("max-line-bytes", audience.DefaultMaxLineBytes, "longest line in `bytes`; a longer one is an invalid record")
 			tmp := fs.String("temp-dir", "", "`directory` for the sort's runs (default the system's)")
 			replace := fs.Bool("replace", false, "write over a prepared audience already at the destination")
@@ -160,24 +162,24 @@ audience.connection.`,
 				if err != nil {
 					return fmt.Errorf("%w: --to %v", errUsage, err)
 				}
-				var store audience.Store = audience.DirStore{Dir: loc.Dir}
+				var store prepared.Store = prepared.DirStore{Dir: loc.Dir}
 				if loc.Bucket != "" {
 					if *s3 == "" {
 						return fmt.Errorf("%w: an s3:// destination needs HERALD_S3 or --s3", errUsage)
 					}
-					if store, err = audience.NewS3Store(*s3, loc); err != nil {
+					if store, err = prepared.NewS3Store(*s3, loc); err != nil {
 						return err
 					}
 				}
 				start := time.Now()
-				st, err := audience.Import(ctx, args[0], store, audience.ImportConfig{
+				st, err := prepared.Import(ctx, args[0], store, prepared.ImportConfig{
 					SegmentBytes: int64(*segMB) << 20, CheckpointEvery: *every, SortBytes: int64(*sortMB) << 20,
 					TempDir: *tmp, Limits: audience.Limits{MaxLineBytes: *maxLine}, Replace: *replace,
-					Progress: func(st audience.ImportStats) {
+					Progress: func(st prepared.ImportStats) {
 						fmt.Fprintf(c.stdout, "segment %d stored, %d MiB so far\n", st.Segments, st.Bytes>>20)
 					},
 				})
-				if errors.Is(err, audience.ErrExists) {
+				if errors.Is(err, prepared.ErrExists) {
 					return fmt.Errorf("%s already holds a prepared audience (--replace to write over it)", loc)
 				}
 				if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-dev/herald/sharding"
 	"github.com/herald-dev/herald/sink"
 	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/audience/postgres"
 )
 
 // TestDevPrintsWorkingAddresses runs `herald dev` in process on free
@@ -189,11 +190,11 @@ func TestDevPostgres(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no postgres line in:\n%s", stdout.String())
 	}
-	pool, err := audience.DialPostgres(ctx, m[1])
+	pool, err := postgres.Dial(ctx, m[1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl, err := audience.OpenPostgres(ctx, pool, audience.Spec{Source: audience.SourcePostgres, Connection: "audience-db",
+	tbl, err := postgres.Open(ctx, pool, audience.Spec{Source: audience.SourcePostgres, Connection: "audience-db",
 		Table: devPostgresTable, LocaleColumn: "locale", ReachableColumn: "reachable", AttributeColumns: []string{"name"}})
 	if err != nil {
 		t.Fatal(err)

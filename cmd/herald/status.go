@@ -14,6 +14,7 @@ import (
 	"github.com/herald-dev/herald/internal/statusview"
 	"github.com/herald-dev/herald/spec"
 	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/audience/prepared"
 )
 
 func statusCommand() command {
@@ -192,7 +193,7 @@ func audienceSize(ctx context.Context, reg *coordinator.Registry, id string) int
 		// A prepared audience's index has its count; in object storage it
 		// would take the workers' secret to read, so only a directory.
 		if loc, err := audience.ParseLocation(s.Audience.Path); err == nil && loc.Bucket == "" {
-			if p, err := audience.OpenPrepared(ctx, audience.DirStore{Dir: loc.Dir}, audience.Limits{}); err == nil {
+			if p, err := prepared.Open(ctx, prepared.DirStore{Dir: loc.Dir}, audience.Limits{}); err == nil {
 				return p.Records()
 			}
 		}

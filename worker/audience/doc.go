@@ -15,15 +15,13 @@
 // resumes; it is cheap to resume either source anywhere.
 //
 // Two more are read by position range, so that a worker reads only the
-// records of the slots it holds, not the whole audience: "postgres", a
-// table whose bigint column holds each id's position (OpenPostgres,
-// PostgresTable.Range, resumed by Key; PreparePostgres makes a table
-// ready), and "prepared", a JSON Lines audience that Import rewrote as
-// position-sorted segments with checkpoints, in a directory or
-// S3-compatible storage (OpenPrepared, Prepared.Range, resumed by
-// PreparedCursor). Open refuses them (ErrRangeSource). Their records are
-// the same Record, decoded the same way. Memory is one page of rows or one
-// segment's checkpoints and one line, never the audience.
+// records of the slots it holds, not the whole audience; they live in
+// their own packages, which bring their libraries: postgres (a table whose
+// bigint column holds each id's position) and prepared (a JSON Lines
+// audience rewritten as position-sorted segments, in a directory or
+// S3-compatible storage). This package has what they share: the Spec with
+// their fields and its validation, Record (SetLine, SetPosition),
+// LineReader, and Location. Open refuses them (ErrRangeSource).
 //
 // The package does not decide ownership, render messages or count
 // anything; those are the worker's.

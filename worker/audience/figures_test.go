@@ -1,9 +1,14 @@
-package audience
+package audience_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"io"
+	"log"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +16,13 @@ import (
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/audience/postgres"
+	"github.com/herald-dev/herald/worker/audience/prepared"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7"
 )
 
 // TestAudienceReadFigures prints, for an audience of N subscribers split
@@ -38,13 +50,13 @@ func TestAudienceReadFigures(t *testing.T) {
 
 	// Prepared: one import, then range reads.
 	start = time.Now()
-	store := DirStore{Dir: t.TempDir()}
-	st, err := Import(ctx, path, store, ImportConfig{})
+	store := prepared.DirStore{Dir: t.TempDir()}
+	st, err := prepared.Import(ctx, path, store, prepared.ImportConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("prepared: import %d records into %d segments (%d sorted runs) in %s", st.Records, st.Segments, st.Runs, time.Since(start).Round(time.Millisecond))
-	prep, err := OpenPrepared(ctx, store, Limits{})
+	prep, err := prepared.Open(ctx, store, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,27 +65,27 @@ func TestAudienceReadFigures(t *testing.T) {
 	// counting the bytes of the ranges asked for.
 	srv := fakeS3()
 	defer srv.Close()
-	s3, err := NewS3Store("http://AKID:SECRET@"+strings.TrimPrefix(srv.URL, "http://")+"?region=us-east-1", Location{Bucket: "audiences", Prefix: "figures"})
+	s3, err := prepared.NewS3Store("http://AKID:SECRET@"+strings.TrimPrefix(srv.URL, "http://")+"?region=us-east-1", audience.Location{Bucket: "audiences", Prefix: "figures"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s3.Client.MakeBucket(ctx, "audiences", minioMakeBucketOptions()); err != nil {
+	if err := s3.Client.MakeBucket(ctx, "audiences", minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	if _, err := Import(ctx, path, s3, ImportConfig{}); err != nil {
+	if _, err := prepared.Import(ctx, path, s3, prepared.ImportConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("prepared in S3 (gofakes3): import in %s", time.Since(start).Round(time.Millisecond))
-	counted := &countingStore{Store: s3}
-	prepS3, err := OpenPrepared(ctx, counted, Limits{})
+	counted := &countingStore{store: s3}
+	prepS3, err := prepared.Open(ctx, counted, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Postgres: rows inserted without positions, then prepared as a user
 	// would, then range reads.
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := postgres.Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,18 +96,18 @@ func TestAudienceReadFigures(t *testing.T) {
 		FROM generate_series(1, $1::bigint) g`, n)
 	t.Logf("postgres: %d rows inserted in %s", n, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
-	cfg := PrepareConfig{Table: "subs", BatchRows: 10000}
+	cfg := postgres.PrepareConfig{Table: "subs", BatchRows: 10000}
 	if os.Getenv("HERALD_AUDIENCE_FIGURES_INCLUDE") != "" {
 		// The covering index: range reads are index-only scans.
 		cfg.Include = []string{"locale", "reachable", "name"}
 	}
-	filled, err := PreparePostgres(ctx, pool, cfg)
+	filled, err := postgres.Prepare(ctx, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, pool, "VACUUM ANALYZE subs") // index-only scans need the visibility map
 	t.Logf("postgres: herald audience prepare (include %v) filled %d rows and built the indexes in %s", cfg.Include, filled, time.Since(start).Round(time.Millisecond))
-	tbl, err := OpenPostgres(ctx, pool, Spec{Source: SourcePostgres, Connection: "db", Table: "subs",
+	tbl, err := postgres.Open(ctx, pool, audience.Spec{Source: audience.SourcePostgres, Connection: "db", Table: "subs",
 		LocaleColumn: "locale", ReachableColumn: "reachable", AttributeColumns: []string{"name"}})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +136,10 @@ func TestAudienceReadFigures(t *testing.T) {
 		start := time.Now()
 		var read, kept int64
 		for w := 0; w < workers; w++ {
-			s := mustOpen(t, Spec{Source: SourceFile, Path: path}, zeroCursor, Limits{})
+			s, err := audience.Open(audience.Spec{Source: audience.SourceFile, Path: path}, sharding.Cursor{}, audience.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			for s.Next() {
 				read++
 				if sharding.SlotOf(s.Record().Position(), slots)/per == w {
@@ -143,7 +158,7 @@ func TestAudienceReadFigures(t *testing.T) {
 		read, kept = 0, 0
 		var bytes int64
 		for s := 0; s < slots; s++ {
-			pr := prep.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			pr := prep.Range(ctx, sharding.SlotRange(s, slots), prepared.Cursor{})
 			for pr.Next() {
 				kept++
 			}
@@ -159,7 +174,7 @@ func TestAudienceReadFigures(t *testing.T) {
 		start = time.Now()
 		read, kept, counted.asked = 0, 0, 0
 		for s := 0; s < slots; s++ {
-			pr := prepS3.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			pr := prepS3.Range(ctx, sharding.SlotRange(s, slots), prepared.Cursor{})
 			for pr.Next() {
 				kept++
 			}
@@ -174,7 +189,7 @@ func TestAudienceReadFigures(t *testing.T) {
 		start = time.Now()
 		read, kept = 0, 0
 		for s := 0; s < slots; s++ {
-			pr := tbl.Range(ctx, sharding.SlotRange(s, slots), nil, DefaultPageRows)
+			pr := tbl.Range(ctx, sharding.SlotRange(s, slots), nil, postgres.DefaultPageRows)
 			for pr.Next() {
 				if pr.Record().Invalid == "" {
 					kept++
@@ -209,10 +224,10 @@ func report(t *testing.T, workers int, source string, slots int, read, kept, n, 
 		mb, took.Seconds(), float64(read)/took.Seconds())
 }
 
-// countingStore adds up the bytes of the ranges read from its Store (a
+// countingStore adds up the bytes of the ranges read from its store (a
 // read to the end counts nothing: only the index and checkpoints are).
 type countingStore struct {
-	Store
+	store prepared.Store
 	asked int64
 }
 
@@ -220,5 +235,58 @@ func (c *countingStore) ReadRange(ctx context.Context, name string, off, n int64
 	if n > 0 {
 		c.asked += n
 	}
-	return c.Store.ReadRange(ctx, name, off, n)
+	return c.store.ReadRange(ctx, name, off, n)
+}
+
+func (c *countingStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return c.store.Put(ctx, name, r, size)
+}
+
+// writeSyntheticFile writes n synthetic subscribers as JSON Lines.
+func writeSyntheticFile(tb testing.TB, n int64) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "audience.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: n, Seed: 1}, sharding.Cursor{}, audience.Limits{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	m := map[string]any{}
+	enc := json.NewEncoder(w)
+	for s.Next() {
+		if err := s.Record().Decode(m); err != nil {
+			tb.Fatal(err)
+		}
+		if err := enc.Encode(m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// fakeS3 is S3 in process, its log discarded (gofakes3 writes a second
+// header to a client that stops reading early, which net/http logs).
+func fakeS3() *httptest.Server {
+	srv := httptest.NewUnstartedServer(gofakes3.New(s3mem.New()).Server())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Start()
+	return srv
 }

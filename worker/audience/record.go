@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // ErrInvalid marks a record that cannot be delivered; the record's Invalid
@@ -59,6 +61,33 @@ type Record struct {
 // line, so that exactly one slot holds and counts it. A record Decode later
 // finds invalid keeps the position of its id.
 func (r *Record) Position() uint64 { return r.pos }
+
+// SetLine makes r the record of a JSON Lines line, as the file source
+// reads one: Raw is line, ID its id (found without decoding the rest) and
+// Position the id's hash; or, for a line the id scan refuses or one cut
+// at the length limit (tooLong, its reason, not ""), Invalid says why and
+// Position is the hash of the line, so exactly one slot counts it. idBuf
+// holds unescaped ids and is returned for reuse. Sources outside this
+// package (postgres, prepared) build their records with it; r's other
+// fields (Seq, Offset, Line) are the caller's.
+func (r *Record) SetLine(line []byte, tooLong string, idBuf []byte) []byte {
+	r.Raw, r.ID, r.Invalid = line, nil, tooLong
+	r.synthetic, r.decoded = false, false
+	if tooLong == "" {
+		r.ID, idBuf, r.Invalid = extractID(line, idBuf)
+	}
+	if r.Invalid != "" {
+		r.pos = xxhash.Sum64(line)
+	} else {
+		r.pos = xxhash.Sum64(r.ID)
+	}
+	return idBuf
+}
+
+// SetPosition overrides r's position, for a source whose records carry
+// one (a postgres row's position column): the slot reading it counts it,
+// whatever its id hashes to.
+func (r *Record) SetPosition(p uint64) { r.pos = p }
 
 // Locale is the record's "locale" field, "" if absent. Synthetic records
 // know it at once; file records after a successful Decode.

@@ -7,7 +7,10 @@ import (
 
 // maxIdentifier is PostgreSQL's NAMEDATALEN-1: longer names are truncated
 // by the server, so two different spec names could mean one column.
-const maxIdentifier = 63
+const maxIdentifier = MaxIdentifierBytes
+
+// MaxIdentifierBytes is the longest SQL name a spec may give.
+const MaxIdentifierBytes = 63
 
 // postgresFieldSet is the JSON name of the first postgres-only field set,
 // "" when none is.
@@ -56,7 +59,7 @@ func (s Spec) validatePostgres() error {
 		return bad("table", "must be table or schema.table")
 	}
 	for _, p := range parts {
-		if msg := checkIdentifier(p); msg != "" {
+		if msg := CheckIdentifier(p); msg != "" {
 			return bad("table", msg)
 		}
 	}
@@ -68,14 +71,14 @@ func (s Spec) validatePostgres() error {
 		if c.name == "" {
 			continue
 		}
-		if msg := checkIdentifier(c.name); msg != "" {
+		if msg := CheckIdentifier(c.name); msg != "" {
 			return bad(c.field, msg)
 		}
 	}
 	seen := make(map[string]bool, len(s.AttributeColumns))
 	for i, name := range s.AttributeColumns {
 		field := fmt.Sprintf("attribute_columns[%d]", i)
-		if msg := checkIdentifier(name); msg != "" {
+		if msg := CheckIdentifier(name); msg != "" {
 			return bad(field, msg)
 		}
 		if seen[name] {
@@ -114,11 +117,11 @@ func (s Spec) validatePrepared() error {
 	return nil
 }
 
-// checkIdentifier is why name cannot be a column or table name in a spec,
+// CheckIdentifier is why name cannot be a column or table name in a spec,
 // "" if it can: plain SQL identifiers only, which need no quoting rules
 // in the spec and name the same column in every tool. They are quoted
 // when used, so their case is kept.
-func checkIdentifier(name string) string {
+func CheckIdentifier(name string) string {
 	if name == "" {
 		return "empty name"
 	}

@@ -60,7 +60,7 @@ func Open(spec Spec, from sharding.Cursor, lim Limits) (*Stream, error) {
 	case SourceSynthetic:
 		src, err = openSynthetic(spec, from)
 	case SourcePostgres, SourcePrepared:
-		return nil, fmt.Errorf("%w: source %s is read by position range (OpenPostgres, OpenPrepared), not as one stream", ErrRangeSource, spec.Source)
+		return nil, fmt.Errorf("%w: source %s is read by position range (packages postgres and prepared), not as one stream", ErrRangeSource, spec.Source)
 	}
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package audience
+package prepared
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"slices"
 
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 )
 
 // Defaults of ImportConfig.
@@ -42,7 +43,7 @@ type ImportConfig struct {
 	TempDir string
 	// Limits are the file source's: a line longer than MaxLineBytes is an
 	// invalid record, kept (cut to the limit) so that one slot counts it.
-	Limits Limits
+	Limits audience.Limits
 	// Progress, when set, is called after each segment is stored.
 	Progress func(ImportStats)
 	// Replace lets Import write over a prepared audience already in the
@@ -54,7 +55,7 @@ type ImportConfig struct {
 
 // ErrExists is returned by Import for a store that already holds a
 // prepared audience, unless ImportConfig.Replace is set.
-var ErrExists = errors.New("audience: import: a prepared audience is already there")
+var ErrExists = errors.New("prepared: import: a prepared audience is already there")
 
 // ImportStats says what Import did.
 type ImportStats struct {
@@ -73,7 +74,7 @@ type ImportStats struct {
 // audience's size.
 func Import(ctx context.Context, path string, dst Store, cfg ImportConfig) (ImportStats, error) {
 	if !cfg.Replace {
-		rc, err := dst.ReadRange(ctx, preparedIndexName, 0, 1)
+		rc, err := dst.ReadRange(ctx, indexName, 0, 1)
 		switch {
 		case err == nil:
 			rc.Close()
@@ -91,38 +92,34 @@ func Import(ctx context.Context, path string, dst Store, cfg ImportConfig) (Impo
 	if cfg.SortBytes <= 0 {
 		cfg.SortBytes = DefaultSortBytes
 	}
-	src, err := openFile(path, sharding.Cursor{}, cfg.Limits)
+	src, err := audience.Open(audience.Spec{Source: audience.SourceFile, Path: path}, sharding.Cursor{}, cfg.Limits)
 	if err != nil {
 		return ImportStats{}, err
 	}
-	defer src.close()
+	defer src.Close()
 	tmp, err := os.MkdirTemp(cfg.TempDir, "herald-import-")
 	if err != nil {
-		return ImportStats{}, fmt.Errorf("audience: import: %w", err)
+		return ImportStats{}, fmt.Errorf("prepared: import: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
 	var st ImportStats
 	s := &sorter{dir: tmp, limit: cfg.SortBytes}
-	var rec Record
-	for {
+	for src.Next() {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		ok, err := src.next(&rec)
-		if err != nil {
-			return st, err
-		}
-		if !ok {
-			break
-		}
+		rec := src.Record()
 		st.Records++
 		if rec.Invalid != "" {
 			st.Invalid++
 		}
-		if err := s.add(rec.pos, rec.Raw); err != nil {
+		if err := s.add(rec.Position(), rec.Raw); err != nil {
 			return st, err
 		}
+	}
+	if err := src.Err(); err != nil {
+		return st, err
 	}
 	st.Runs = len(s.runs)
 	merged, err := s.merge()
@@ -147,16 +144,16 @@ func Import(ctx context.Context, path string, dst Store, cfg ImportConfig) (Impo
 	if err := w.finish(); err != nil {
 		return st, err
 	}
-	idx := preparedIndex{Format: PreparedFormat, Records: st.Records, Invalid: st.Invalid,
-		MaxLineBytes: cfg.Limits.maxLine(), Segments: w.segments}
+	idx := index{Format: Format, Records: st.Records, Invalid: st.Invalid,
+		MaxLineBytes: maxLine(cfg.Limits), Segments: w.segments}
 	if idx.Segments == nil {
 		idx.Segments = []segmentInfo{}
 	}
 	data, err := json.MarshalIndent(idx, "", "\t")
 	if err != nil {
-		return st, fmt.Errorf("audience: import: %w", err)
+		return st, fmt.Errorf("prepared: import: %w", err)
 	}
-	if err := dst.Put(ctx, preparedIndexName, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := dst.Put(ctx, indexName, bytes.NewReader(data), int64(len(data))); err != nil {
 		return st, err
 	}
 	return st, nil
@@ -208,7 +205,7 @@ func (s *sorter) spill() error {
 	s.sort()
 	f, err := os.CreateTemp(s.dir, "run-")
 	if err != nil {
-		return fmt.Errorf("audience: import: %w", err)
+		return fmt.Errorf("prepared: import: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	var hdr [12]byte
@@ -223,7 +220,7 @@ func (s *sorter) spill() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("audience: import: write run: %w", err)
+		return fmt.Errorf("prepared: import: write run: %w", err)
 	}
 	s.runs = append(s.runs, f.Name())
 	s.arena, s.ents = s.arena[:0], s.ents[:0]
@@ -254,7 +251,7 @@ func (s *sorter) merge() (pairSource, error) {
 		f, err := os.Open(name)
 		if err != nil {
 			m.close()
-			return nil, fmt.Errorf("audience: import: %w", err)
+			return nil, fmt.Errorf("prepared: import: %w", err)
 		}
 		r := &fileRun{f: f, br: bufio.NewReaderSize(f, 64<<10)}
 		m.all = append(m.all, r)
@@ -301,13 +298,13 @@ func (r *fileRun) advance() (bool, error) {
 		if errors.Is(err, io.EOF) {
 			return false, nil
 		}
-		return false, fmt.Errorf("audience: import: read run: %w", err)
+		return false, fmt.Errorf("prepared: import: read run: %w", err)
 	}
 	r.pos = binary.BigEndian.Uint64(hdr[:])
 	n := binary.BigEndian.Uint32(hdr[8:])
 	r.line = slices.Grow(r.line[:0], int(n))[:n]
 	if _, err := io.ReadFull(r.br, r.line); err != nil {
-		return false, fmt.Errorf("audience: import: read run: %w", err)
+		return false, fmt.Errorf("prepared: import: read run: %w", err)
 	}
 	return true, nil
 }
@@ -396,7 +393,7 @@ func (w *segmentWriter) add(pos uint64, line []byte) error {
 	}
 	w.bw.Write(line)
 	if err := w.bw.WriteByte('\n'); err != nil {
-		return fmt.Errorf("audience: import: write segment: %w", err)
+		return fmt.Errorf("prepared: import: write segment: %w", err)
 	}
 	w.nrec++
 	w.cur.Records++
@@ -411,7 +408,7 @@ func (w *segmentWriter) add(pos uint64, line []byte) error {
 func (w *segmentWriter) start() error {
 	f, err := os.CreateTemp(w.dir, "segment-")
 	if err != nil {
-		return fmt.Errorf("audience: import: %w", err)
+		return fmt.Errorf("prepared: import: %w", err)
 	}
 	n := len(w.segments)
 	w.f, w.bw = f, bufio.NewWriterSize(f, 1<<20)
@@ -429,10 +426,10 @@ func (w *segmentWriter) store() error {
 		os.Remove(f.Name())
 	}()
 	if err := w.bw.Flush(); err != nil {
-		return fmt.Errorf("audience: import: write segment: %w", err)
+		return fmt.Errorf("prepared: import: write segment: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("audience: import: %w", err)
+		return fmt.Errorf("prepared: import: %w", err)
 	}
 	if err := w.dst.Put(w.ctx, w.cur.Name, f, w.cur.Bytes); err != nil {
 		return err
@@ -454,4 +451,12 @@ func (w *segmentWriter) finish() error {
 		return nil
 	}
 	return w.store()
+}
+
+// maxLine is lim's line limit with its default.
+func maxLine(lim audience.Limits) int {
+	if lim.MaxLineBytes <= 0 {
+		return audience.DefaultMaxLineBytes
+	}
+	return lim.MaxLineBytes
 }

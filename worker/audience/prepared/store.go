@@ -1,4 +1,4 @@
-package audience
+package prepared
 
 import (
 	"context"
@@ -11,51 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // ErrNotFound is returned, wrapped with the object's name, for a prepared
 // audience object that does not exist.
-var ErrNotFound = errors.New("audience: prepared object not found")
-
-// Location is where a prepared audience lives: a directory, or a bucket
-// and key prefix of S3-compatible object storage.
-type Location struct {
-	Dir    string // a directory, when Bucket is ""
-	Bucket string
-	Prefix string // without leading or trailing '/'
-}
-
-// ParseLocation reads a prepared audience's path: s3://bucket/prefix for
-// object storage, anything else a directory.
-func ParseLocation(s string) (Location, error) {
-	if !strings.HasPrefix(s, "s3://") {
-		if strings.Contains(s, "://") {
-			return Location{}, fmt.Errorf("%q: want a directory or s3://bucket/prefix", s)
-		}
-		return Location{Dir: s}, nil
-	}
-	rest := strings.TrimPrefix(s, "s3://")
-	bucket, prefix, _ := strings.Cut(rest, "/")
-	if bucket == "" {
-		return Location{}, fmt.Errorf("%q: no bucket (want s3://bucket/prefix)", s)
-	}
-	prefix = strings.Trim(prefix, "/")
-	return Location{Bucket: bucket, Prefix: prefix}, nil
-}
-
-func (l Location) String() string {
-	if l.Bucket == "" {
-		return l.Dir
-	}
-	if l.Prefix == "" {
-		return "s3://" + l.Bucket
-	}
-	// Not path.Join: keys are not paths, and "a//b" is another prefix
-	// than "a/b".
-	return "s3://" + l.Bucket + "/" + l.Prefix
-}
+var ErrNotFound = errors.New("prepared: object not found")
 
 // Store holds a prepared audience's objects: its index, the segments and
 // their checkpoint files.
@@ -79,11 +42,11 @@ func (d DirStore) ReadRange(_ context.Context, name string, off, n int64) (io.Re
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, filepath.Join(d.Dir, name))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: %w", err)
+		return nil, fmt.Errorf("prepared: %w", err)
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("audience: prepared: %w", err)
+		return nil, fmt.Errorf("prepared: %w", err)
 	}
 	if n < 0 {
 		return f, nil
@@ -98,11 +61,11 @@ func (d DirStore) ReadRange(_ context.Context, name string, off, n int64) (io.Re
 // never sees half an object.
 func (d DirStore) Put(_ context.Context, name string, r io.Reader, _ int64) error {
 	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return fmt.Errorf("audience: prepared: %w", err)
+		return fmt.Errorf("prepared: %w", err)
 	}
 	f, err := os.CreateTemp(d.Dir, "."+name+".tmp-")
 	if err != nil {
-		return fmt.Errorf("audience: prepared: %w", err)
+		return fmt.Errorf("prepared: %w", err)
 	}
 	_, err = io.Copy(f, r)
 	if err == nil {
@@ -116,7 +79,7 @@ func (d DirStore) Put(_ context.Context, name string, r io.Reader, _ int64) erro
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("audience: prepared: write %s: %w", name, err)
+		return fmt.Errorf("prepared: write %s: %w", name, err)
 	}
 	return nil
 }
@@ -135,10 +98,10 @@ var _ Store = (*S3Store)(nil)
 // http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=REGION]. Buckets are
 // addressed by path (http://host/bucket/key), which every S3-compatible
 // server understands. Errors never quote the secret.
-func NewS3Store(secret string, loc Location) (*S3Store, error) {
+func NewS3Store(secret string, loc audience.Location) (*S3Store, error) {
 	u, err := url.Parse(strings.TrimSpace(secret))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("audience: prepared: the connection secret is not http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=REGION]")
+		return nil, errors.New("prepared: the connection secret is not http[s]://ACCESS_KEY:SECRET_KEY@host[:port][?region=REGION]")
 	}
 	var access, key string
 	if u.User != nil {
@@ -152,7 +115,7 @@ func NewS3Store(secret string, loc Location) (*S3Store, error) {
 		BucketLookup: minio.BucketLookupPath,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: S3 client for %s: %w", u.Host, err)
+		return nil, fmt.Errorf("prepared: S3 client for %s: %w", u.Host, err)
 	}
 	return &S3Store{Client: c, Bucket: loc.Bucket, Prefix: loc.Prefix}, nil
 }
@@ -178,7 +141,7 @@ func (s *S3Store) ReadRange(ctx context.Context, name string, off, n int64) (io.
 		err = opts.SetRange(off, off+n-1)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: %w", err)
+		return nil, fmt.Errorf("prepared: %w", err)
 	}
 	obj, err := s.Client.GetObject(ctx, s.Bucket, s.key(name), opts)
 	if err != nil {
@@ -197,7 +160,7 @@ func (s *S3Store) err(name string, err error) error {
 	if minio.ToErrorResponse(err).Code == "NoSuchKey" {
 		return fmt.Errorf("%w: s3://%s/%s", ErrNotFound, s.Bucket, s.key(name))
 	}
-	return fmt.Errorf("audience: prepared: s3://%s/%s: %w", s.Bucket, s.key(name), err)
+	return fmt.Errorf("prepared: s3://%s/%s: %w", s.Bucket, s.key(name), err)
 }
 
 // Put uploads the object in one PUT. Segments are tens of megabytes, far
@@ -216,14 +179,14 @@ func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64)
 // StoreFor is the Store a prepared audience's spec names: its directory,
 // or its bucket and prefix on the endpoint held by the secret
 // spec.Connection names, read with secret (a worker's secrets).
-func StoreFor(spec Spec, secret func(name string) ([]byte, error)) (Store, error) {
-	if spec.Source != SourcePrepared {
-		return nil, fmt.Errorf("%w: source %q is not prepared", ErrSpec, spec.Source)
+func StoreFor(spec audience.Spec, secret func(name string) ([]byte, error)) (Store, error) {
+	if spec.Source != audience.SourcePrepared {
+		return nil, fmt.Errorf("%w: source %q is not prepared", audience.ErrSpec, spec.Source)
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	loc, err := ParseLocation(spec.Path)
+	loc, err := audience.ParseLocation(spec.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +195,7 @@ func StoreFor(spec Spec, secret func(name string) ([]byte, error)) (Store, error
 	}
 	v, err := secret(spec.Connection)
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: secret %q: %w", spec.Connection, err)
+		return nil, fmt.Errorf("prepared: secret %q: %w", spec.Connection, err)
 	}
 	return NewS3Store(string(v), loc)
 }

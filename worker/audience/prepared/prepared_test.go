@@ -1,7 +1,9 @@
-package audience
+package prepared
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
@@ -43,17 +46,25 @@ func preparedInput(t *testing.T, n int64) string {
 
 // fileRecords is what the file source reads of path: (position, raw) of
 // every record, sorted.
-func fileRecords(t *testing.T, path string, lim Limits) []string {
+func fileRecords(t *testing.T, path string, lim audience.Limits) []string {
 	t.Helper()
+	s, err := audience.Open(audience.Spec{Source: audience.SourceFile, Path: path}, sharding.Cursor{}, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	var out []string
-	for _, r := range readAll(t, mustOpen(t, Spec{Source: SourceFile, Path: path}, zeroCursor, lim)) {
-		out = append(out, fmt.Sprintf("%016x %s", r.Pos, r.Raw))
+	for s.Next() {
+		out = append(out, fmt.Sprintf("%016x %s", s.Record().Position(), s.Record().Raw))
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
 	}
 	sort.Strings(out)
 	return out
 }
 
-var testImport = ImportConfig{SegmentBytes: 4 << 10, CheckpointEvery: 8, SortBytes: 16 << 10, Limits: Limits{MaxLineBytes: 200}}
+var testImport = ImportConfig{SegmentBytes: 4 << 10, CheckpointEvery: 8, SortBytes: 16 << 10, Limits: audience.Limits{MaxLineBytes: 200}}
 
 // Every record of the file is read by exactly the range of the slot its
 // position falls in, through segments and checkpoints, in position order;
@@ -75,7 +86,7 @@ func TestPreparedRangesCoverEveryRecordOnce(t *testing.T) {
 func checkRanges(t *testing.T, store Store, want []string, every int) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := OpenPrepared(ctx, store, Limits{})
+	p, err := Open(ctx, store, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +94,7 @@ func checkRanges(t *testing.T, store Store, want []string, every int) {
 		var got []string
 		var read int64
 		for s := 0; s < slots; s++ {
-			pr := p.Range(ctx, sharding.SlotRange(s, slots), PreparedCursor{})
+			pr := p.Range(ctx, sharding.SlotRange(s, slots), Cursor{})
 			in := 0
 			var last uint64
 			for pr.Next() {
@@ -126,18 +137,18 @@ func TestPreparedResumeByCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	p, err := OpenPrepared(ctx, store, Limits{})
+	p, err := Open(ctx, store, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := sharding.SlotRange(1, 3)
 	var all []string
-	pr := p.Range(ctx, r, PreparedCursor{})
+	pr := p.Range(ctx, r, Cursor{})
 	for pr.Next() {
 		all = append(all, string(pr.Record().Raw))
 	}
 	for stop := 0; stop <= len(all); stop++ {
-		pr := p.Range(ctx, r, PreparedCursor{})
+		pr := p.Range(ctx, r, Cursor{})
 		var got []string
 		for i := 0; i < stop && pr.Next(); i++ {
 			got = append(got, string(pr.Record().Raw))
@@ -151,8 +162,8 @@ func TestPreparedResumeByCursor(t *testing.T) {
 			t.Fatalf("stop at %d, cursor %+v: %d records (%v), want %d", stop, pr.Cursor(), len(got), rest.Err(), len(all))
 		}
 	}
-	if pr := p.Range(ctx, r, PreparedCursor{Segment: p.Segments() + 1}); pr.Next() || !errors.Is(pr.Err(), ErrCursor) {
-		t.Errorf("cursor past the end: %v, want ErrCursor", pr.Err())
+	if pr := p.Range(ctx, r, Cursor{Segment: p.Segments() + 1}); pr.Next() || !errors.Is(pr.Err(), audience.ErrCursor) {
+		t.Errorf("cursor past the end: %v, want audience.ErrCursor", pr.Err())
 	}
 }
 
@@ -162,8 +173,8 @@ func TestPreparedImportRefusals(t *testing.T) {
 	ctx := context.Background()
 	path := preparedInput(t, 10)
 	store := DirStore{Dir: t.TempDir()}
-	if _, err := OpenPrepared(ctx, store, Limits{}); !errors.Is(err, ErrPrepared) {
-		t.Errorf("open before import: %v, want ErrPrepared", err)
+	if _, err := Open(ctx, store, audience.Limits{}); !errors.Is(err, ErrUnreadable) {
+		t.Errorf("open before import: %v, want ErrUnreadable", err)
 	}
 	if _, err := Import(ctx, path, store, testImport); err != nil {
 		t.Fatal(err)
@@ -188,7 +199,7 @@ func TestPreparedS3(t *testing.T) {
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	secret := "http://AKID:SECRET@" + u.Host + "?region=us-east-1"
-	loc, err := ParseLocation("s3://audiences/spring/v1")
+	loc, err := audience.ParseLocation("s3://audiences/spring/v1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +218,7 @@ func TestPreparedS3(t *testing.T) {
 	}
 	checkRanges(t, store, want, testImport.CheckpointEvery)
 	// The same, found from a spec and the workers' secrets.
-	fromSpec, err := StoreFor(Spec{Source: SourcePrepared, Path: "s3://audiences/spring/v1", Connection: "s3-audiences"},
+	fromSpec, err := StoreFor(audience.Spec{Source: audience.SourcePrepared, Path: "s3://audiences/spring/v1", Connection: "s3-audiences"},
 		func(name string) ([]byte, error) {
 			if name != "s3-audiences" {
 				return nil, errors.New("no such secret")
@@ -218,38 +229,18 @@ func TestPreparedS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRanges(t, fromSpec, want, testImport.CheckpointEvery)
-	if _, err := StoreFor(Spec{Source: SourcePrepared, Path: "s3://audiences/x", Connection: "other"},
+	if _, err := StoreFor(audience.Spec{Source: audience.SourcePrepared, Path: "s3://audiences/x", Connection: "other"},
 		func(string) ([]byte, error) { return nil, errors.New("no such secret") }); err == nil || !strings.Contains(err.Error(), `"other"`) {
 		t.Errorf("missing secret: %v", err)
 	}
-	if s, err := StoreFor(Spec{Source: SourcePrepared, Path: "/data/aud"}, nil); err != nil || s != (DirStore{Dir: "/data/aud"}) {
+	if s, err := StoreFor(audience.Spec{Source: audience.SourcePrepared, Path: "/data/aud"}, nil); err != nil || s != (DirStore{Dir: "/data/aud"}) {
 		t.Errorf("directory: %v, %v", s, err)
 	}
-	if _, err := OpenPrepared(ctx, &S3Store{Client: store.Client, Bucket: "audiences", Prefix: "other"}, Limits{}); !errors.Is(err, ErrPrepared) || !errors.Is(err, ErrNotFound) {
-		t.Errorf("open of an empty prefix: %v, want ErrPrepared and ErrNotFound", err)
+	if _, err := Open(ctx, &S3Store{Client: store.Client, Bucket: "audiences", Prefix: "other"}, audience.Limits{}); !errors.Is(err, ErrUnreadable) || !errors.Is(err, ErrNotFound) {
+		t.Errorf("open of an empty prefix: %v, want ErrUnreadable and ErrNotFound", err)
 	}
 	if _, err := NewS3Store("AKID:hunter2@host", loc); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("bad secret: %v, want an error without the secret", err)
-	}
-}
-
-func TestParseLocation(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want Location
-		err  bool
-	}{
-		{"/data/aud", Location{Dir: "/data/aud"}, false},
-		{"rel/dir", Location{Dir: "rel/dir"}, false},
-		{"s3://b", Location{Bucket: "b"}, false},
-		{"s3://b/p/q/", Location{Bucket: "b", Prefix: "p/q"}, false},
-		{"s3:///p", Location{}, true},
-		{"gs://b/p", Location{}, true},
-	} {
-		got, err := ParseLocation(c.in)
-		if (err != nil) != c.err || got != c.want {
-			t.Errorf("ParseLocation(%q) = %+v, %v", c.in, got, err)
-		}
 	}
 }
 
@@ -257,37 +248,9 @@ func minioMakeBucketOptions() minio.MakeBucketOptions {
 	return minio.MakeBucketOptions{Region: "us-east-1"}
 }
 
-// FuzzParseLocation: never panics; an s3 location names a bucket and a
-// prefix without slashes at its ends, and prints back as a location that
-// parses to itself.
-func FuzzParseLocation(f *testing.F) {
-	for _, s := range []string{"/data/a", "s3://b/p", "s3://b//p//", "s3://", "http://x", "", "s3://b"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		loc, err := ParseLocation(s)
-		if err != nil {
-			return
-		}
-		if loc.Bucket == "" {
-			if loc.Dir != s {
-				t.Fatalf("%q: dir %q", s, loc.Dir)
-			}
-			return
-		}
-		if strings.HasPrefix(loc.Prefix, "/") || strings.HasSuffix(loc.Prefix, "/") || strings.Contains(loc.Bucket, "/") {
-			t.Fatalf("%q: %+v", s, loc)
-		}
-		again, err := ParseLocation(loc.String())
-		if err != nil || again.Bucket != loc.Bucket || strings.Trim(again.Prefix, "/") != strings.Trim(loc.Prefix, "/") {
-			t.Fatalf("%q: %+v printed %q parses to %+v, %v", s, loc, loc.String(), again, err)
-		}
-	})
-}
-
 // A segment that does not match its index and checkpoints (damaged,
 // truncated, or replaced by another import) fails the read with
-// ErrPrepared instead of ending it early and quietly.
+// ErrUnreadable instead of ending it early and quietly.
 func TestPreparedDamagedSegment(t *testing.T) {
 	ctx := context.Background()
 	path := preparedInput(t, 300)
@@ -307,15 +270,15 @@ func TestPreparedDamagedSegment(t *testing.T) {
 		if err := os.WriteFile(seg, damage(slices.Clone(orig)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		p, err := OpenPrepared(ctx, DirStore{Dir: dir}, Limits{})
+		p, err := Open(ctx, DirStore{Dir: dir}, audience.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, PreparedCursor{})
+		pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, Cursor{})
 		for pr.Next() {
 		}
-		if !errors.Is(pr.Err(), ErrPrepared) {
-			t.Errorf("%s segment: %v after %d records, want ErrPrepared", name, pr.Err(), pr.Read())
+		if !errors.Is(pr.Err(), ErrUnreadable) {
+			t.Errorf("%s segment: %v after %d records, want ErrUnreadable", name, pr.Err(), pr.Read())
 		}
 	}
 }
@@ -329,7 +292,7 @@ func TestPreparedS3LargeSegment(t *testing.T) {
 	srv := fakeS3()
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	store, err := NewS3Store("http://AKID:SECRET@"+u.Host, Location{Bucket: "audiences", Prefix: "large"})
+	store, err := NewS3Store("http://AKID:SECRET@"+u.Host, audience.Location{Bucket: "audiences", Prefix: "large"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,13 +308,13 @@ func TestPreparedS3LargeSegment(t *testing.T) {
 	if st.Segments != 1 || st.Bytes < 17<<20 {
 		t.Fatalf("import %+v: want one segment above 16 MiB", st)
 	}
-	p, err := OpenPrepared(ctx, store, Limits{})
+	p, err := Open(ctx, store, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n int64
 	for s := 0; s < 4; s++ {
-		pr := p.Range(ctx, sharding.SlotRange(s, 4), PreparedCursor{})
+		pr := p.Range(ctx, sharding.SlotRange(s, 4), Cursor{})
 		for pr.Next() {
 			n++
 		}
@@ -382,11 +345,11 @@ func TestPreparedEmpty(t *testing.T) {
 	if err != nil || st.Records != 0 || st.Segments != 0 {
 		t.Fatalf("import %+v, %v", st, err)
 	}
-	p, err := OpenPrepared(ctx, store, Limits{})
+	p, err := Open(ctx, store, audience.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, PreparedCursor{})
+	pr := p.Range(ctx, sharding.Range{Lo: 0, Hi: ^uint64(0)}, Cursor{})
 	if pr.Next() || pr.Err() != nil || p.Records() != 0 {
 		t.Fatalf("read from an empty audience: %v", pr.Err())
 	}
@@ -421,14 +384,14 @@ func FuzzPreparedRead(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		p, err := OpenPrepared(context.Background(), DirStore{Dir: d}, Limits{MaxLineBytes: 64})
+		p, err := Open(context.Background(), DirStore{Dir: d}, audience.Limits{MaxLineBytes: 64})
 		if err != nil {
 			return
 		}
 		if lo > hi {
 			lo, hi = hi, lo
 		}
-		pr := p.Range(context.Background(), sharding.Range{Lo: lo, Hi: hi}, PreparedCursor{})
+		pr := p.Range(context.Background(), sharding.Range{Lo: lo, Hi: hi}, Cursor{})
 		for n := 0; pr.Next(); n++ {
 			if pos := pr.Record().Position(); pos < lo || pos > hi {
 				t.Fatalf("record at %#x outside [%#x, %#x]", pos, lo, hi)
@@ -439,4 +402,47 @@ func FuzzPreparedRead(f *testing.F) {
 		}
 		pr.Close()
 	})
+}
+
+// writeSyntheticFile writes n synthetic subscribers as JSON Lines.
+func writeSyntheticFile(tb testing.TB, n int64) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "audience.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: n, Seed: 1}, sharding.Cursor{}, audience.Limits{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer s.Close()
+	m := map[string]any{}
+	enc := json.NewEncoder(w)
+	for s.Next() {
+		if err := s.Record().Decode(m); err != nil {
+			tb.Fatal(err)
+		}
+		if err := enc.Encode(m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// writeFile writes content to a new file and returns its path.
+func writeFile(tb testing.TB, content string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "audience.jsonl")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,10 +16,10 @@ import (
 // Errors of the postgres source, each wrapped with what was found.
 var (
 	// ErrUnreachable: the database cannot be connected to or queried.
-	ErrUnreachable = errors.New("audience: postgres unreachable")
+	ErrUnreachable = errors.New("postgres: unreachable")
 	// ErrTable: the table, a column or the position index is missing or
 	// of the wrong type.
-	ErrTable = errors.New("audience: postgres table unfit")
+	ErrTable = errors.New("postgres: table unfit")
 )
 
 // Reasons a postgres row is invalid, as found in Record.Invalid.
@@ -43,10 +43,10 @@ var (
 	_ Querier = (*pgx.Conn)(nil)
 )
 
-// DialPostgres connects a pool to the database connString names and
+// Dial connects a pool to the database connString names and
 // checks that it answers. Errors wrap ErrUnreachable and never contain
 // the connection string, which may hold a password.
-func DialPostgres(ctx context.Context, connString string) (*pgxpool.Pool, error) {
+func Dial(ctx context.Context, connString string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgx's parse errors quote the string; say only what kind it is.
@@ -67,28 +67,28 @@ func DialPostgres(ctx context.Context, connString string) (*pgxpool.Pool, error)
 // database, never the password.
 func safeErr(err error) string { return err.Error() }
 
-// PostgresTable is a postgres audience's table or view, checked by
-// OpenPostgres: it exists, has the columns the spec names with fitting
+// Table is a postgres audience's table or view, checked by
+// Open: it exists, has the columns the spec names with fitting
 // types, and (for a table) an index on (position, id).
-type PostgresTable struct {
+type Table struct {
 	db Querier
 	// The unit query's pieces, with identifiers quoted.
 	from, pos, id, doc string
 }
 
-// OpenPostgres checks spec's table against db and returns it ready for
+// Open checks spec's table against db and returns it ready for
 // range reads. Errors wrap ErrUnreachable (the database does not answer)
 // or ErrTable (no such table, a missing column, a wrong type, no index on
 // the position), naming the spec field at fault.
-func OpenPostgres(ctx context.Context, db Querier, spec Spec) (*PostgresTable, error) {
-	if spec.Source != SourcePostgres {
-		return nil, fmt.Errorf("%w: source %q is not postgres", ErrSpec, spec.Source)
+func Open(ctx context.Context, db Querier, spec audience.Spec) (*Table, error) {
+	if spec.Source != audience.SourcePostgres {
+		return nil, fmt.Errorf("%w: source %q is not postgres", audience.ErrSpec, spec.Source)
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	idCol := or(spec.IDColumn, DefaultIDColumn)
-	posCol := or(spec.PositionColumn, DefaultPositionColumn)
+	idCol := or(spec.IDColumn, audience.DefaultIDColumn)
+	posCol := or(spec.PositionColumn, audience.DefaultPositionColumn)
 	rel, err := describeTable(ctx, db, spec.Table)
 	if err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func OpenPostgres(ctx context.Context, db Querier, spec Spec) (*PostgresTable, e
 	// invalid record. id, locale and reachable win over attributes of the
 	// same name; a NULL among them is left out (absent), not null.
 	doc := "(" + base + " || jsonb_strip_nulls(jsonb_build_object(" + strings.Join(overlay, ", ") + ")))::text"
-	return &PostgresTable{
+	return &Table{
 		db:   db,
 		from: rel.quoted + " AS t",
 		pos:  pgx.Identifier{"t", posCol}.Sanitize(),
@@ -202,7 +202,7 @@ type Key struct {
 // UnitQuery is the SQL of one page of a range read after a key, with its
 // arguments: lo and hi are the range's bounds as column values, after the
 // key's. It is what EXPLAIN is checked on.
-func (t *PostgresTable) UnitQuery(r sharding.Range, after Key, limit int) (string, []any) {
+func (t *Table) UnitQuery(r sharding.Range, after Key, limit int) (string, []any) {
 	sel := "SELECT " + t.pos + ", " + t.id + "::text, " + t.doc + " FROM " + t.from
 	lo, hi := sharding.ColumnOf(r.Lo), sharding.ColumnOf(r.Hi)
 	if after.Pos < r.Lo || after.NullPosition {
@@ -217,7 +217,7 @@ func (t *PostgresTable) UnitQuery(r sharding.Range, after Key, limit int) (strin
 
 // nullQuery is a page of the NULL-position rows after id (all of them
 // when first).
-func (t *PostgresTable) nullQuery(first bool, after string, limit int) (string, []any) {
+func (t *Table) nullQuery(first bool, after string, limit int) (string, []any) {
 	sel := "SELECT NULL::bigint, " + t.id + "::text, " + t.doc + " FROM " + t.from + " WHERE " + t.pos + " IS NULL"
 	if first {
 		return sel + " ORDER BY " + t.id + " LIMIT $1", []any{limit}
@@ -225,13 +225,13 @@ func (t *PostgresTable) nullQuery(first bool, after string, limit int) (string, 
 	return sel + " AND " + t.id + " > $1 ORDER BY " + t.id + " LIMIT $2", []any{after, limit}
 }
 
-// PostgresRange reads the rows of one position range in (position, id)
+// Range reads the rows of one position range in (position, id)
 // order, a page of rows per query: each query is a keyset read from the
 // last row returned, so no query skips rows (no OFFSET), scans outside the
 // range, or holds a snapshot or a connection between pages. Memory is one
 // page. It is not safe for concurrent use.
-type PostgresRange struct {
-	t     *PostgresTable
+type Range struct {
+	t     *Table
 	ctx   context.Context
 	r     sharding.Range
 	limit int
@@ -243,7 +243,7 @@ type PostgresRange struct {
 	next    int  // index in page of the next row
 	last    bool // the page was short: no more rows in this phase
 	rows    int64
-	rec     Record
+	rec     audience.Record
 	idBuf   []byte
 	err     error
 	done    bool
@@ -260,11 +260,11 @@ type pgRow struct {
 // (nil: from the start of r, the NULL-position rows first when r starts
 // at 0). pageRows is the rows per query; 0 means DefaultPageRows. The
 // queries run with ctx.
-func (t *PostgresTable) Range(ctx context.Context, r sharding.Range, after *Key, pageRows int) *PostgresRange {
+func (t *Table) Range(ctx context.Context, r sharding.Range, after *Key, pageRows int) *Range {
 	if pageRows <= 0 {
 		pageRows = DefaultPageRows
 	}
-	pr := &PostgresRange{t: t, ctx: ctx, r: r, limit: pageRows}
+	pr := &Range{t: t, ctx: ctx, r: r, limit: pageRows}
 	switch {
 	case after != nil && after.NullPosition && r.Lo != 0:
 		// Only the range at 0 reads NULL positions: a key from that
@@ -284,7 +284,7 @@ func (t *PostgresTable) Range(ctx context.Context, r sharding.Range, after *Key,
 // returned too, with Record().Invalid set: a NULL position
 // (ReasonNullPosition), a position that is not the id's hash
 // (ReasonWrongPosition), or a row the id scan refuses.
-func (p *PostgresRange) Next() bool {
+func (p *Range) Next() bool {
 	for !p.done {
 		if p.next < len(p.page) {
 			p.emit(&p.page[p.next])
@@ -307,7 +307,7 @@ func (p *PostgresRange) Next() bool {
 	return false
 }
 
-func (p *PostgresRange) fetch() error {
+func (p *Range) fetch() error {
 	var (
 		sql  string
 		args []any
@@ -324,7 +324,7 @@ func (p *PostgresRange) fetch() error {
 	rows, err := p.t.db.Query(p.ctx, sql, args...)
 	if err != nil {
 		if p.ctx.Err() != nil {
-			return fmt.Errorf("audience: postgres range read: %w", p.ctx.Err())
+			return fmt.Errorf("postgres: range read: %w", p.ctx.Err())
 		}
 		return queryError(err)
 	}
@@ -354,22 +354,24 @@ func queryError(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnreachable, err)
 }
 
-func (p *PostgresRange) emit(row *pgRow) {
+func (p *Range) emit(row *pgRow) {
 	p.rows++
 	p.started = true
 	p.key = Key{NullPosition: row.null, ID: row.id}
-	p.rec = Record{Seq: uint64(p.rows - 1), Raw: row.doc}
+	p.rec = audience.Record{Seq: uint64(p.rows - 1)}
+	p.idBuf = p.rec.SetLine(row.doc, "", p.idBuf)
 	if row.null || row.pos == nil {
+		// The id names the row in the count of invalid records.
 		p.rec.Invalid = ReasonNullPosition
-		p.rec.ID = append(p.idBuf[:0], row.id...)
+		p.rec.ID = append(p.rec.ID[:0:0], row.id...)
+		p.rec.SetPosition(0)
 		return
 	}
 	p.key.Pos = sharding.PositionOfColumn(*row.pos)
-	p.rec.pos = p.key.Pos
-	p.rec.ID, p.idBuf, p.rec.Invalid = extractID(row.doc, p.idBuf)
-	if p.rec.Invalid == "" && xxhash.Sum64(p.rec.ID) != p.rec.pos {
+	if p.rec.Invalid == "" && p.rec.Position() != p.key.Pos {
 		p.rec.Invalid = ReasonWrongPosition
 	}
+	p.rec.SetPosition(p.key.Pos)
 }
 
 // Record is the current row as a record, valid until the next call of
@@ -377,14 +379,14 @@ func (p *PostgresRange) emit(row *pgRow) {
 // the attributes), which Decode parses as it parses a file line; its
 // Position is the row's position column, so the slot whose range read it
 // holds it, whatever the row holds.
-func (p *PostgresRange) Record() *Record { return &p.rec }
+func (p *Range) Record() *audience.Record { return &p.rec }
 
 // After is the key of the last row Next returned (or the key the read
 // resumed from): Range(ctx, r, &key, n) continues right after it.
-func (p *PostgresRange) After() Key { return p.key }
+func (p *Range) After() Key { return p.key }
 
 // Rows is how many rows the read has fetched and returned so far.
-func (p *PostgresRange) Rows() int64 { return p.rows }
+func (p *Range) Rows() int64 { return p.rows }
 
 // Err is the error that ended the read, nil at a clean end.
-func (p *PostgresRange) Err() error { return p.err }
+func (p *Range) Err() error { return p.err }

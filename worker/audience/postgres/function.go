@@ -1,13 +1,14 @@
-package audience
+package postgres
 
 import (
 	"context"
 	"fmt"
 
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/jackc/pgx/v5"
 )
 
-// PositionFunctionSQL defines herald_position(text) bigint in PostgreSQL:
+// FunctionSQL defines herald_position(text) bigint in PostgreSQL:
 // sharding.PositionColumn of an id, computed by the server, so that a
 // trigger can fill the position column of rows whatever writes them.
 //
@@ -18,7 +19,7 @@ import (
 // xxhash on ids of every length to 100 bytes and on non-ASCII ids) but not
 // fast, about 100 µs an id on a 2-core machine: fine for a trigger on inserts, not for
 // filling millions of rows, which herald audience prepare does in Go.
-const PositionFunctionSQL = `
+const FunctionSQL = `
 CREATE OR REPLACE FUNCTION herald_u64_mul(a bigint, b bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 	SELECT CASE WHEN r >= 9223372036854775808 THEN (r - 18446744073709551616)::bigint ELSE r::bigint END
@@ -133,26 +134,26 @@ END
 $$;
 `
 
-// InstallPositionFunction defines herald_position(text) (PositionFunctionSQL)
+// InstallFunction defines herald_position(text) (FunctionSQL)
 // in db's current schema.
-func InstallPositionFunction(ctx context.Context, db Execer) error {
-	if _, err := db.Exec(ctx, PositionFunctionSQL); err != nil {
+func InstallFunction(ctx context.Context, db Execer) error {
+	if _, err := db.Exec(ctx, FunctionSQL); err != nil {
 		return fmt.Errorf("%w: install herald_position: %w", ErrTable, err)
 	}
 	return nil
 }
 
-// InstallPositionTrigger defines herald_position(text) and a trigger on
+// InstallTrigger defines herald_position(text) and a trigger on
 // table that sets the position column of every inserted row, and of every
 // row whose id changes, from its id: the column then stays filled whatever
 // writes the table. It costs about 100 µs a written row.
-func InstallPositionTrigger(ctx context.Context, db Execer, table, idColumn, positionColumn string) error {
-	idCol, posCol := or(idColumn, DefaultIDColumn), or(positionColumn, DefaultPositionColumn)
-	sp := Spec{Source: SourcePostgres, Connection: "x", Table: table, IDColumn: idCol, PositionColumn: posCol}
+func InstallTrigger(ctx context.Context, db Execer, table, idColumn, positionColumn string) error {
+	idCol, posCol := or(idColumn, audience.DefaultIDColumn), or(positionColumn, audience.DefaultPositionColumn)
+	sp := audience.Spec{Source: audience.SourcePostgres, Connection: "x", Table: table, IDColumn: idCol, PositionColumn: posCol}
 	if err := sp.Validate(); err != nil {
 		return err
 	}
-	if err := InstallPositionFunction(ctx, db); err != nil {
+	if err := InstallFunction(ctx, db); err != nil {
 		return err
 	}
 	rel, err := describeTable(ctx, db, table)

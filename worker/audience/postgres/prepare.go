@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Execer is what PreparePostgres needs of a database handle: statements
+// Execer is what Prepare needs of a database handle: statements
 // run each in its own transaction (autocommit), as CREATE INDEX
 // CONCURRENTLY requires. *pgxpool.Pool and *pgx.Conn have it.
 type Execer interface {
@@ -20,12 +21,12 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// PrepareConfig says which table PreparePostgres makes ready for range
+// PrepareConfig says which table Prepare makes ready for range
 // reads.
 type PrepareConfig struct {
 	// Table is table or schema.table.
 	Table string
-	// IDColumn and PositionColumn as in Spec; "" means the defaults.
+	// IDColumn and PositionColumn as in audience.Spec; "" means the defaults.
 	IDColumn       string
 	PositionColumn string
 	// Include are columns the (position, id) index carries besides its
@@ -44,21 +45,21 @@ type PrepareConfig struct {
 	LockTimeout time.Duration
 	// Trigger installs herald_position(text) and a trigger that fills
 	// the column of every row inserted (or whose id changes) from then on
-	// (InstallPositionTrigger), before the last fill, so no row is left
+	// (InstallTrigger), before the last fill, so no row is left
 	// without a position whatever writes the table.
 	Trigger bool
 	// Progress, when set, is told of each step and of filled rows.
 	Progress func(PrepareProgress)
 }
 
-// PrepareProgress is one report of PreparePostgres.
+// PrepareProgress is one report of Prepare.
 type PrepareProgress struct {
 	Step     string // what is being done, such as "fill" or "index"
 	Filled   int64  // rows filled so far
 	Estimate int64  // the table's row count as the planner estimates it
 }
 
-// Names of the indexes PreparePostgres creates, from the table's name.
+// Names of the indexes Prepare creates, from the table's name.
 func positionIndexName(table string) string     { return indexName(table, "herald_position") }
 func unpositionedIndexName(table string) string { return indexName(table, "herald_unpositioned") }
 
@@ -68,13 +69,13 @@ func indexName(table, suffix string) string {
 		name = table
 	}
 	n := name + "_" + suffix
-	if len(n) > maxIdentifier {
-		n = n[:maxIdentifier]
+	if len(n) > audience.MaxIdentifierBytes {
+		n = n[:audience.MaxIdentifierBytes]
 	}
 	return n
 }
 
-// PreparePostgres makes an existing table ready to be a postgres
+// Prepare makes an existing table ready to be a postgres
 // audience, without locking it for long, and can be run again at any
 // time (each step is skipped when done):
 //
@@ -93,16 +94,16 @@ func indexName(table, suffix string) string {
 //
 // The id column must be text and have an index that leads with it (a
 // primary key or unique constraint). It returns the rows filled.
-func PreparePostgres(ctx context.Context, db Execer, cfg PrepareConfig) (int64, error) {
+func Prepare(ctx context.Context, db Execer, cfg PrepareConfig) (int64, error) {
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = 5000
 	}
 	if cfg.LockTimeout <= 0 {
 		cfg.LockTimeout = 5 * time.Second
 	}
-	idCol := or(cfg.IDColumn, DefaultIDColumn)
-	posCol := or(cfg.PositionColumn, DefaultPositionColumn)
-	sp := Spec{Source: SourcePostgres, Connection: "x", Table: cfg.Table, IDColumn: idCol, PositionColumn: posCol}
+	idCol := or(cfg.IDColumn, audience.DefaultIDColumn)
+	posCol := or(cfg.PositionColumn, audience.DefaultPositionColumn)
+	sp := audience.Spec{Source: audience.SourcePostgres, Connection: "x", Table: cfg.Table, IDColumn: idCol, PositionColumn: posCol}
 	if err := sp.Validate(); err != nil {
 		return 0, err
 	}
@@ -112,8 +113,8 @@ func PreparePostgres(ctx context.Context, db Execer, cfg PrepareConfig) (int64, 
 		}
 	}
 	for _, c := range cfg.Include {
-		if msg := checkIdentifier(c); msg != "" {
-			return 0, fmt.Errorf("%w: include column: %s", ErrSpec, msg)
+		if msg := audience.CheckIdentifier(c); msg != "" {
+			return 0, fmt.Errorf("%w: include column: %s", audience.ErrSpec, msg)
 		}
 	}
 	rel, err := describeTable(ctx, db, cfg.Table)
@@ -188,7 +189,7 @@ func PreparePostgres(ctx context.Context, db Execer, cfg PrepareConfig) (int64, 
 	}
 	if cfg.Trigger {
 		report(PrepareProgress{Step: "trigger", Filled: filled, Estimate: estimate})
-		if err := InstallPositionTrigger(ctx, db, cfg.Table, idCol, posCol); err != nil {
+		if err := InstallTrigger(ctx, db, cfg.Table, idCol, posCol); err != nil {
 			return filled, err
 		}
 	}

@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"fmt"
@@ -9,9 +9,9 @@ import (
 	"github.com/herald-dev/herald/sharding"
 )
 
-// A Key or a PreparedCursor is where a slot's range read resumes, so a
-// checkpoint stores it. Their text forms are canonical, like
-// sharding.Cursor's: one text per value, and parsing refuses any other.
+// A Key is where a slot's range read resumes, so a checkpoint stores it.
+// Its text form is canonical, like sharding.Cursor's: one text per key,
+// and parsing refuses any other.
 
 // MarshalText returns k as p<16 lowercase hex digits>:<id> for a row with
 // a position, n:<id> for a NULL-position row. The id comes last, so it
@@ -57,18 +57,3 @@ func (k *Key) UnmarshalText(text []byte) error {
 	}
 	return bad("want p<16 hex digits>:<id> or n:<id>")
 }
-
-// Cursor is c in a sharding.Cursor, the form checkpoints store:
-// {Seq: segment, Offset: offset}.
-func (c PreparedCursor) Cursor() sharding.Cursor {
-	return sharding.Cursor{Seq: uint64(c.Segment), Offset: c.Offset}
-}
-
-// PreparedCursorOf is the PreparedCursor that c (from Cursor) holds.
-func PreparedCursorOf(c sharding.Cursor) PreparedCursor {
-	return PreparedCursor{Segment: int(min(c.Seq, uint64(maxSegments))), Offset: c.Offset}
-}
-
-// maxSegments bounds a segment number read from a stored cursor, so a
-// damaged one cannot overflow int; Range refuses it as past the end.
-const maxSegments = 1 << 30

@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -19,7 +20,7 @@ import (
 func pgAudience(t *testing.T, n int) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +53,8 @@ func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	}
 }
 
-func pgSpec() Spec {
-	return Spec{Source: SourcePostgres, Connection: "audience-db", Table: "public.subs",
+func pgSpec() audience.Spec {
+	return audience.Spec{Source: audience.SourcePostgres, Connection: "audience-db", Table: "public.subs",
 		LocaleColumn: "locale", ReachableColumn: "reachable", AttributeColumns: []string{"name", "plan"}}
 }
 
@@ -63,7 +64,7 @@ type pgSeen struct {
 }
 
 // readRange reads all of r with pages of pageRows.
-func readRange(t *testing.T, tbl *PostgresTable, r sharding.Range, after *Key, pageRows int) ([]pgSeen, Key) {
+func readRange(t *testing.T, tbl *Table, r sharding.Range, after *Key, pageRows int) ([]pgSeen, Key) {
 	t.Helper()
 	pr := tbl.Range(context.Background(), r, after, pageRows)
 	var out []pgSeen
@@ -86,7 +87,7 @@ func TestPostgresRangesCoverEveryRowOnce(t *testing.T) {
 	ctx := context.Background()
 	mustExec(t, pool, `INSERT INTO subs (id, name) VALUES ('null-1', 'x'), ('null-2', 'y'), ('null-3', 'z')`)
 	mustExec(t, pool, `INSERT INTO subs (id, herald_position) VALUES ('wrong', 12345)`)
-	tbl, err := OpenPostgres(ctx, pool, pgSpec())
+	tbl, err := Open(ctx, pool, pgSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestPostgresResumeByKey(t *testing.T) {
 	pool := pgAudience(t, 500)
 	ctx := context.Background()
 	mustExec(t, pool, `INSERT INTO subs (id) VALUES ('null-1'), ('null-2')`)
-	tbl, err := OpenPostgres(ctx, pool, pgSpec())
+	tbl, err := Open(ctx, pool, pgSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +176,12 @@ func TestPostgresResumeByKey(t *testing.T) {
 func TestPostgresRecordDecode(t *testing.T) {
 	pool := pgAudience(t, 10)
 	ctx := context.Background()
-	for _, sp := range []Spec{pgSpec(), func() Spec {
+	for _, sp := range []audience.Spec{pgSpec(), func() audience.Spec {
 		s := pgSpec()
 		s.AttributeColumns, s.AttributesColumn = nil, "plan"
 		return s
 	}()} {
-		tbl, err := OpenPostgres(ctx, pool, sp)
+		tbl, err := Open(ctx, pool, sp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +217,7 @@ func TestPostgresUnitQueryIsIndexRangeScan(t *testing.T) {
 	// on a tiny table the planner may rightly prefer a sort.
 	pool := pgAudience(t, 100000)
 	ctx := context.Background()
-	tbl, err := OpenPostgres(ctx, pool, pgSpec())
+	tbl, err := Open(ctx, pool, pgSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,27 +266,37 @@ func TestPostgresOpenErrors(t *testing.T) {
 	mustExec(t, pool, `CREATE VIEW subs_view AS SELECT * FROM subs`)
 	for _, c := range []struct {
 		name string
-		edit func(*Spec)
+		edit func(*audience.Spec)
 		want string // in the error; "" for success
 	}{
-		{"no table", func(s *Spec) { s.Table = "nosuch" }, "audience.table: no such table"},
-		{"no column", func(s *Spec) { s.LocaleColumn = "lang" }, `audience.locale_column: no column "lang"`},
-		{"no attribute column", func(s *Spec) { s.AttributeColumns = []string{"name", "age"} }, `audience.attribute_columns[1]: no column "age"`},
-		{"wrong id type", func(s *Spec) { s.IDColumn = "reachable" }, `column "reachable" is boolean, want text`},
-		{"wrong reachable type", func(s *Spec) { s.ReachableColumn = "name" }, `audience.reachable_column: column "name" is text, want boolean`},
-		{"wrong attributes type", func(s *Spec) { s.AttributeColumns, s.AttributesColumn = nil, "name" }, `column "name" is text, want jsonb or json`},
-		{"no index", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "noindex", "", "", nil }, "no index on (herald_position, id)"},
-		{"index on position only", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "posonly", "", "", nil }, "no index on (herald_position, id)"},
-		{"position not bigint", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "textpos", "", "", nil }, `column "herald_position" is text, want bigint`},
-		{"no index for NULL positions", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "nonull", "", "", nil }, "rows with a NULL herald_position cannot be found without a scan"},
-		{"NOT NULL position", func(s *Spec) { s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "filled", "", "", nil }, ""},
-		{"view", func(s *Spec) { s.Table = "subs_view" }, ""},
-		{"not a table", func(s *Spec) { s.Table = "subs_position" }, "not a table or view"},
+		{"no table", func(s *audience.Spec) { s.Table = "nosuch" }, "audience.table: no such table"},
+		{"no column", func(s *audience.Spec) { s.LocaleColumn = "lang" }, `audience.locale_column: no column "lang"`},
+		{"no attribute column", func(s *audience.Spec) { s.AttributeColumns = []string{"name", "age"} }, `audience.attribute_columns[1]: no column "age"`},
+		{"wrong id type", func(s *audience.Spec) { s.IDColumn = "reachable" }, `column "reachable" is boolean, want text`},
+		{"wrong reachable type", func(s *audience.Spec) { s.ReachableColumn = "name" }, `audience.reachable_column: column "name" is text, want boolean`},
+		{"wrong attributes type", func(s *audience.Spec) { s.AttributeColumns, s.AttributesColumn = nil, "name" }, `column "name" is text, want jsonb or json`},
+		{"no index", func(s *audience.Spec) {
+			s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "noindex", "", "", nil
+		}, "no index on (herald_position, id)"},
+		{"index on position only", func(s *audience.Spec) {
+			s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "posonly", "", "", nil
+		}, "no index on (herald_position, id)"},
+		{"position not bigint", func(s *audience.Spec) {
+			s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "textpos", "", "", nil
+		}, `column "herald_position" is text, want bigint`},
+		{"no index for NULL positions", func(s *audience.Spec) {
+			s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "nonull", "", "", nil
+		}, "rows with a NULL herald_position cannot be found without a scan"},
+		{"NOT NULL position", func(s *audience.Spec) {
+			s.Table, s.LocaleColumn, s.ReachableColumn, s.AttributeColumns = "filled", "", "", nil
+		}, ""},
+		{"view", func(s *audience.Spec) { s.Table = "subs_view" }, ""},
+		{"not a table", func(s *audience.Spec) { s.Table = "subs_position" }, "not a table or view"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sp := pgSpec()
 			c.edit(&sp)
-			_, err := OpenPostgres(ctx, pool, sp)
+			_, err := Open(ctx, pool, sp)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatal(err)
@@ -299,12 +310,12 @@ func TestPostgresOpenErrors(t *testing.T) {
 
 // An unreachable database is named without the password.
 func TestPostgresUnreachable(t *testing.T) {
-	_, err := DialPostgres(context.Background(), "postgres://herald:s3cret@127.0.0.1:1/audience?connect_timeout=2")
+	_, err := Dial(context.Background(), "postgres://herald:s3cret@127.0.0.1:1/audience?connect_timeout=2")
 	if !errors.Is(err, ErrUnreachable) || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error %v, want ErrUnreachable without the password", err)
 	}
 	t.Log(err)
-	_, err = DialPostgres(context.Background(), "postgres://herald:s3cret@[::1/x")
+	_, err = Dial(context.Background(), "postgres://herald:s3cret@[::1/x")
 	if !errors.Is(err, ErrUnreachable) || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error %v, want ErrUnreachable without the password", err)
 	}

@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -17,26 +18,26 @@ import (
 // the new rows.
 func TestPreparePostgres(t *testing.T) {
 	ctx := context.Background()
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	mustExec(t, pool, `CREATE TABLE "Members" (member_id varchar(64) PRIMARY KEY, lang text)`)
 	mustExec(t, pool, `INSERT INTO "Members" SELECT 'm-' || g, 'en' FROM generate_series(1, 2345) g`)
-	sp := Spec{Source: SourcePostgres, Connection: "db", Table: "Members", IDColumn: "member_id", LocaleColumn: "lang"}
-	if _, err := OpenPostgres(ctx, pool, sp); !errors.Is(err, ErrTable) {
+	sp := audience.Spec{Source: audience.SourcePostgres, Connection: "db", Table: "Members", IDColumn: "member_id", LocaleColumn: "lang"}
+	if _, err := Open(ctx, pool, sp); !errors.Is(err, ErrTable) {
 		t.Fatalf("open before prepare: %v, want ErrTable", err)
 	}
 	var steps []string
 	cfg := PrepareConfig{Table: "Members", IDColumn: "member_id", BatchRows: 500, Include: []string{"lang"},
 		Progress: func(p PrepareProgress) { steps = append(steps, fmt.Sprintf("%s %d", p.Step, p.Filled)) }}
-	n, err := PreparePostgres(ctx, pool, cfg)
+	n, err := Prepare(ctx, pool, cfg)
 	if err != nil || n != 2345 {
 		t.Fatalf("prepare: %d rows, %v; want 2345", n, err)
 	}
 	t.Logf("progress: %s", strings.Join(steps, ", "))
-	tbl, err := OpenPostgres(ctx, pool, sp)
+	tbl, err := Open(ctx, pool, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +61,14 @@ func TestPreparePostgres(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = 'Members_herald_position'`).Scan(&def); err != nil || !strings.Contains(def, "INCLUDE (lang)") {
 		t.Fatalf("index %q (%v), want it to include lang", def, err)
 	}
-	if n, err := PreparePostgres(ctx, pool, cfg); err != nil || n != 0 {
+	if n, err := Prepare(ctx, pool, cfg); err != nil || n != 0 {
 		t.Fatalf("prepare again: %d rows, %v; want 0", n, err)
 	}
 	mustExec(t, pool, `INSERT INTO "Members" SELECT 'late-' || g FROM generate_series(1, 7) g`)
 	if rows, invalid := count(); rows != 2352 || invalid != 7 {
 		t.Fatalf("after unfilled inserts: %d rows, %d invalid; want 2352, 7", rows, invalid)
 	}
-	if n, err := PreparePostgres(ctx, pool, cfg); err != nil || n != 7 {
+	if n, err := Prepare(ctx, pool, cfg); err != nil || n != 7 {
 		t.Fatalf("prepare after inserts: %d rows, %v; want 7", n, err)
 	}
 	var wrong int
@@ -92,7 +93,7 @@ func TestPreparePostgres(t *testing.T) {
 // Prepare refuses what it cannot work on, by name.
 func TestPreparePostgresRefusals(t *testing.T) {
 	ctx := context.Background()
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +110,11 @@ func TestPreparePostgresRefusals(t *testing.T) {
 		"missing":   "no such table",
 	} {
 		if table == "intid" {
-			if _, err := PreparePostgres(ctx, pool, PrepareConfig{Table: "textpos", Include: []string{"nope"}}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), `no column "nope"`) {
+			if _, err := Prepare(ctx, pool, PrepareConfig{Table: "textpos", Include: []string{"nope"}}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), `no column "nope"`) {
 				t.Errorf("include a missing column: %v", err)
 			}
 		}
-		if _, err := PreparePostgres(ctx, pool, PrepareConfig{Table: table}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), want) {
+		if _, err := Prepare(ctx, pool, PrepareConfig{Table: table}); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want ErrTable with %q", table, err, want)
 		}
 	}

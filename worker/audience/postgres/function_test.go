@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 )
 
 // herald_position in SQL is sharding.PositionColumn in Go: every length
@@ -16,12 +17,12 @@ import (
 // bytes with the top bit set, and non-ASCII ids.
 func TestPositionFunctionMatchesGo(t *testing.T) {
 	ctx := context.Background()
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := InstallPositionFunction(ctx, pool); err != nil {
+	if err := InstallFunction(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	ids := []string{"", "a", "user-1", "日本語のユーザー", "émilie@example.com", strings.Repeat("\u00ff", 40)}
@@ -61,19 +62,19 @@ func TestPositionFunctionMatchesGo(t *testing.T) {
 // right when an id changes.
 func TestPositionTrigger(t *testing.T) {
 	ctx := context.Background()
-	pool, err := DialPostgres(ctx, pgtest.New(t))
+	pool, err := Dial(ctx, pgtest.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	mustExec(t, pool, `CREATE TABLE subs (id text PRIMARY KEY, herald_position bigint)`)
-	if _, err := PreparePostgres(ctx, pool, PrepareConfig{Table: "subs", Trigger: true}); err != nil {
+	if _, err := Prepare(ctx, pool, PrepareConfig{Table: "subs", Trigger: true}); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, pool, `INSERT INTO subs (id) SELECT 'trig-' || g FROM generate_series(1, 200) g`)
 	mustExec(t, pool, `INSERT INTO subs (id, herald_position) VALUES ('liar', 42)`)
 	mustExec(t, pool, `UPDATE subs SET id = 'renamed' WHERE id = 'trig-7'`)
-	tbl, err := OpenPostgres(ctx, pool, Spec{Source: SourcePostgres, Connection: "db", Table: "subs"})
+	tbl, err := Open(ctx, pool, audience.Spec{Source: audience.SourcePostgres, Connection: "db", Table: "subs"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"errors"
@@ -32,9 +32,6 @@ func TestKeyText(t *testing.T) {
 		if err := k.UnmarshalText([]byte(bad)); !errors.Is(err, sharding.ErrBadEncoding) || k.ID != "kept" {
 			t.Errorf("%q: %v, key %+v", bad, err, k)
 		}
-	}
-	if c := (PreparedCursor{Segment: 3, Offset: 77}); PreparedCursorOf(c.Cursor()) != c {
-		t.Errorf("prepared cursor round trip: %+v", PreparedCursorOf(c.Cursor()))
 	}
 }
 

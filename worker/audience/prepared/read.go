@@ -1,4 +1,4 @@
-package audience
+package prepared
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"io"
 	"sort"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/herald-dev/herald/sharding"
+	"github.com/herald-dev/herald/worker/audience"
 )
 
 // A prepared audience is a JSON Lines audience rewritten by Import in
@@ -32,23 +32,23 @@ import (
 // outside the range at either end. Memory is the segment list, one
 // segment's checkpoints and one line.
 
-// PreparedFormat names the layout above in index.json.
-const PreparedFormat = "herald-prepared-1"
+// Format names the layout above in index.json.
+const Format = "herald-prepared-1"
 
 const (
-	preparedIndexName = "index.json"
-	checkpointSize    = 16
+	indexName      = "index.json"
+	checkpointSize = 16
 	// maxIndexBytes bounds index.json: a segment takes about 150 bytes,
 	// so this is a million segments.
 	maxIndexBytes = 256 << 20
 )
 
-// ErrPrepared marks a prepared audience that cannot be read: no index
+// ErrUnreadable marks a prepared audience that cannot be read: no index
 // (never imported, or the import did not finish), or an index or
 // checkpoint file that is not what Import writes.
-var ErrPrepared = errors.New("audience: prepared audience unreadable")
+var ErrUnreadable = errors.New("prepared: audience unreadable")
 
-type preparedIndex struct {
+type index struct {
 	Format       string        `json:"format"`
 	Records      int64         `json:"records"`
 	Invalid      int64         `json:"invalid"`
@@ -70,19 +70,19 @@ type checkpoint struct {
 	off int64
 }
 
-// Prepared is an opened prepared audience.
-type Prepared struct {
+// Audience is an opened prepared audience.
+type Audience struct {
 	store Store
-	idx   preparedIndex
-	lim   Limits
+	idx   index
+	lim   audience.Limits
 }
 
-// OpenPrepared reads the index of the prepared audience in store. lim's
+// Open reads the index of the prepared audience in store. lim's
 // MaxLineBytes, when unset, is the one the import used.
-func OpenPrepared(ctx context.Context, store Store, lim Limits) (*Prepared, error) {
-	rc, err := store.ReadRange(ctx, preparedIndexName, 0, -1)
+func Open(ctx context.Context, store Store, lim audience.Limits) (*Audience, error) {
+	rc, err := store.ReadRange(ctx, indexName, 0, -1)
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: no %s (not imported, or the import did not finish): %w", ErrPrepared, preparedIndexName, err)
+		return nil, fmt.Errorf("%w: no %s (not imported, or the import did not finish): %w", ErrUnreadable, indexName, err)
 	}
 	if err != nil {
 		return nil, err
@@ -90,21 +90,21 @@ func OpenPrepared(ctx context.Context, store Store, lim Limits) (*Prepared, erro
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, maxIndexBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: read %s: %w", preparedIndexName, err)
+		return nil, fmt.Errorf("prepared: read %s: %w", indexName, err)
 	}
 	if len(data) > maxIndexBytes {
-		return nil, fmt.Errorf("%w: %s larger than %d bytes", ErrPrepared, preparedIndexName, maxIndexBytes)
+		return nil, fmt.Errorf("%w: %s larger than %d bytes", ErrUnreadable, indexName, maxIndexBytes)
 	}
-	p := &Prepared{store: store, lim: lim}
+	p := &Audience{store: store, lim: lim}
 	if err := json.Unmarshal(data, &p.idx); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrPrepared, preparedIndexName, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreadable, indexName, err)
 	}
-	if p.idx.Format != PreparedFormat {
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrPrepared, p.idx.Format, PreparedFormat)
+	if p.idx.Format != Format {
+		return nil, fmt.Errorf("%w: format %q, want %q", ErrUnreadable, p.idx.Format, Format)
 	}
 	for i, s := range p.idx.Segments {
 		if s.First > s.Last || (i > 0 && s.First < p.idx.Segments[i-1].Last) || s.Bytes < 0 {
-			return nil, fmt.Errorf("%w: segment %d (%s) out of order", ErrPrepared, i, s.Name)
+			return nil, fmt.Errorf("%w: segment %d (%s) out of order", ErrUnreadable, i, s.Name)
 		}
 	}
 	if p.lim.MaxLineBytes <= 0 {
@@ -115,24 +115,24 @@ func OpenPrepared(ctx context.Context, store Store, lim Limits) (*Prepared, erro
 
 // Records is the number of records in the audience, invalid ones
 // included.
-func (p *Prepared) Records() int64 { return p.idx.Records }
+func (p *Audience) Records() int64 { return p.idx.Records }
 
 // Segments is the number of segments.
-func (p *Prepared) Segments() int { return len(p.idx.Segments) }
+func (p *Audience) Segments() int { return len(p.idx.Segments) }
 
-// PreparedCursor is a place in a prepared audience: the byte offset of a
+// Cursor is a place in a prepared audience: the byte offset of a
 // line in a segment. A range read resumes at it; the zero value is the
 // start of the audience. It fits in a sharding.Cursor for storage as
 // {Seq: Segment, Offset: Offset}.
-type PreparedCursor struct {
+type Cursor struct {
 	Segment int
 	Offset  int64
 }
 
-// PreparedRange reads the records whose positions lie in one range, in
+// Range reads the records whose positions lie in one range, in
 // position order. It is not safe for concurrent use.
-type PreparedRange struct {
-	p   *Prepared
+type Range struct {
+	p   *Audience
 	ctx context.Context
 	r   sharding.Range
 
@@ -145,11 +145,11 @@ type PreparedRange struct {
 	expect    uint64
 	checkNext bool
 	rc        io.ReadCloser
-	lines     lineReader
+	lines     *audience.LineReader
 	opened    bool
 
-	cur   PreparedCursor
-	rec   Record
+	cur   Cursor
+	rec   audience.Record
 	idBuf []byte
 	read  int64
 	bytes int64
@@ -160,11 +160,11 @@ type PreparedRange struct {
 // Range starts a read of the records whose positions lie in r, from
 // cursor from on (a cursor before r's first record means from r's first
 // record). Nothing is read until Next.
-func (p *Prepared) Range(ctx context.Context, r sharding.Range, from PreparedCursor) *PreparedRange {
-	pr := &PreparedRange{p: p, ctx: ctx, r: r, seg: from.Segment, off: from.Offset, cur: from}
+func (p *Audience) Range(ctx context.Context, r sharding.Range, from Cursor) *Range {
+	pr := &Range{p: p, ctx: ctx, r: r, seg: from.Segment, off: from.Offset, cur: from}
 	if from.Segment < 0 || from.Offset < 0 || from.Segment > len(p.idx.Segments) ||
 		(from.Segment < len(p.idx.Segments) && from.Offset > p.idx.Segments[from.Segment].Bytes) {
-		pr.err = fmt.Errorf("%w: prepared cursor %d@%d outside the audience's %d segments", ErrCursor, from.Segment, from.Offset, len(p.idx.Segments))
+		pr.err = fmt.Errorf("%w: prepared cursor %d@%d outside the audience's %d segments", audience.ErrCursor, from.Segment, from.Offset, len(p.idx.Segments))
 		pr.done = true
 	}
 	return pr
@@ -173,7 +173,7 @@ func (p *Prepared) Range(ctx context.Context, r sharding.Range, from PreparedCur
 // Next advances to the next record of the range and reports whether there
 // is one; false at the end of the range or on an error (see Err). Invalid
 // records are returned too, with Record().Invalid set.
-func (pr *PreparedRange) Next() bool {
+func (pr *Range) Next() bool {
 	for !pr.done {
 		if !pr.opened {
 			if err := pr.openSegment(); err != nil {
@@ -181,14 +181,14 @@ func (pr *PreparedRange) Next() bool {
 			}
 			continue
 		}
-		line, n, long, err := pr.lines.readLine()
+		line, n, long, err := pr.lines.ReadLine()
 		if err != nil {
-			pr.fail(fmt.Errorf("audience: prepared: read %s at offset %d: %w", pr.segName(), pr.off, err))
+			pr.fail(fmt.Errorf("prepared: read %s at offset %d: %w", pr.segName(), pr.off, err))
 			continue
 		}
 		if n == 0 {
 			if pr.off != pr.end {
-				pr.fail(fmt.Errorf("%w: %s ended at offset %d, want %d", ErrPrepared, pr.segName(), pr.off, pr.end))
+				pr.fail(fmt.Errorf("%w: %s ended at offset %d, want %d", ErrUnreadable, pr.segName(), pr.off, pr.end))
 				continue
 			}
 			pr.closeSegment()
@@ -199,51 +199,47 @@ func (pr *PreparedRange) Next() bool {
 		pr.off += n
 		pr.read++
 		pr.bytes += n
-		rec := Record{Seq: uint64(pr.read - 1), Offset: at, Line: 0, Raw: line}
+		rec := audience.Record{Seq: uint64(pr.read - 1), Offset: at}
+		tooLong := ""
 		if long {
-			rec.Invalid = fmt.Sprintf("line longer than %d bytes", pr.lines.max)
-		} else {
-			rec.ID, pr.idBuf, rec.Invalid = extractID(line, pr.idBuf)
+			tooLong = pr.lines.TooLong()
 		}
-		if rec.Invalid != "" {
-			rec.pos = xxhash.Sum64(line)
-		} else {
-			rec.pos = xxhash.Sum64(rec.ID)
-		}
+		pr.idBuf = rec.SetLine(line, tooLong, pr.idBuf)
+		pos := rec.Position()
 		if pr.checkNext {
 			pr.checkNext = false
-			if rec.pos != pr.expect {
+			if pos != pr.expect {
 				pr.fail(fmt.Errorf("%w: %s at offset %d: a record at position %#x where the checkpoints say %#x",
-					ErrPrepared, pr.segName(), at, rec.pos, pr.expect))
+					ErrUnreadable, pr.segName(), at, pos, pr.expect))
 				continue
 			}
 		}
 		switch {
-		case rec.pos < pr.r.Lo:
+		case pos < pr.r.Lo:
 			continue // between the checkpoint and the range
-		case rec.pos > pr.r.Hi:
+		case pos > pr.r.Hi:
 			// Segments are in position order: nothing further is in range.
 			pr.closeSegment()
 			pr.done = true
 			return false
 		}
 		pr.rec = rec
-		pr.cur = PreparedCursor{Segment: pr.seg, Offset: pr.off}
+		pr.cur = Cursor{Segment: pr.seg, Offset: pr.off}
 		return true
 	}
 	return false
 }
 
-func (pr *PreparedRange) segName() string { return pr.p.idx.Segments[pr.seg].Name }
+func (pr *Range) segName() string { return pr.p.idx.Segments[pr.seg].Name }
 
-func (pr *PreparedRange) fail(err error) {
+func (pr *Range) fail(err error) {
 	pr.closeSegment()
 	pr.err, pr.done = err, true
 }
 
 // openSegment opens the byte range of segment pr.seg that can hold the
 // range, skipping segments that cannot; it sets done past the last.
-func (pr *PreparedRange) openSegment() error {
+func (pr *Range) openSegment() error {
 	segs := pr.p.idx.Segments
 	for ; pr.seg < len(segs); pr.seg, pr.off = pr.seg+1, 0 {
 		s := segs[pr.seg]
@@ -279,14 +275,14 @@ func (pr *PreparedRange) openSegment() error {
 			return err
 		}
 		pr.rc, pr.off, pr.end, pr.expect, pr.opened = rc, start, end, expect, true
-		pr.lines = newLineReader(rc, pr.p.lim.maxLine())
+		pr.lines = audience.NewLineReader(rc, pr.p.lim)
 		return nil
 	}
 	pr.done = true
 	return nil
 }
 
-func (pr *PreparedRange) closeSegment() {
+func (pr *Range) closeSegment() {
 	if pr.rc != nil {
 		pr.rc.Close()
 		pr.rc = nil
@@ -295,7 +291,7 @@ func (pr *PreparedRange) closeSegment() {
 }
 
 // checkpoints reads a segment's checkpoint file.
-func (p *Prepared) checkpoints(ctx context.Context, s segmentInfo) ([]checkpoint, error) {
+func (p *Audience) checkpoints(ctx context.Context, s segmentInfo) ([]checkpoint, error) {
 	rc, err := p.store.ReadRange(ctx, s.Checkpoints, 0, -1)
 	if err != nil {
 		return nil, err
@@ -305,17 +301,17 @@ func (p *Prepared) checkpoints(ctx context.Context, s segmentInfo) ([]checkpoint
 	// the file.
 	data, err := io.ReadAll(io.LimitReader(rc, (s.Records+1)*checkpointSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("audience: prepared: read %s: %w", s.Checkpoints, err)
+		return nil, fmt.Errorf("prepared: read %s: %w", s.Checkpoints, err)
 	}
 	if len(data)%checkpointSize != 0 || int64(len(data)) > (s.Records+1)*checkpointSize {
-		return nil, fmt.Errorf("%w: %s: %d bytes is not a checkpoint file of %d records", ErrPrepared, s.Checkpoints, len(data), s.Records)
+		return nil, fmt.Errorf("%w: %s: %d bytes is not a checkpoint file of %d records", ErrUnreadable, s.Checkpoints, len(data), s.Records)
 	}
 	cps := make([]checkpoint, len(data)/checkpointSize)
 	for i := range cps {
 		b := data[i*checkpointSize:]
 		cps[i] = checkpoint{pos: binary.BigEndian.Uint64(b), off: int64(binary.BigEndian.Uint64(b[8:]))}
 		if cps[i].off < 0 || cps[i].off > s.Bytes || (i > 0 && (cps[i].pos < cps[i-1].pos || cps[i].off <= cps[i-1].off)) {
-			return nil, fmt.Errorf("%w: %s: checkpoint %d out of order", ErrPrepared, s.Checkpoints, i)
+			return nil, fmt.Errorf("%w: %s: checkpoint %d out of order", ErrUnreadable, s.Checkpoints, i)
 		}
 	}
 	return cps, nil
@@ -323,27 +319,42 @@ func (p *Prepared) checkpoints(ctx context.Context, s segmentInfo) ([]checkpoint
 
 // Record is the current record, valid until the next call of Next. Its
 // Offset is the line's offset in its segment; Line is 0.
-func (pr *PreparedRange) Record() *Record { return &pr.rec }
+func (pr *Range) Record() *audience.Record { return &pr.rec }
 
 // Cursor is the place right after the last record Next returned (the
 // cursor the read started from before the first): Range(ctx, r, cursor)
 // continues with the next record.
-func (pr *PreparedRange) Cursor() PreparedCursor { return pr.cur }
+func (pr *Range) Cursor() Cursor { return pr.cur }
 
 // Read is how many records the read has scanned so far, those just
 // outside the range at its ends included; BytesRead their bytes.
-func (pr *PreparedRange) Read() int64 { return pr.read }
+func (pr *Range) Read() int64 { return pr.read }
 
 // BytesRead is how many bytes of segments the read has scanned so far.
-func (pr *PreparedRange) BytesRead() int64 { return pr.bytes }
+func (pr *Range) BytesRead() int64 { return pr.bytes }
 
 // Err is the error that ended the read, nil at a clean end.
-func (pr *PreparedRange) Err() error { return pr.err }
+func (pr *Range) Err() error { return pr.err }
 
 // Close releases the segment being read. It is safe to call more than
 // once.
-func (pr *PreparedRange) Close() error {
+func (pr *Range) Close() error {
 	pr.closeSegment()
 	pr.done = true
 	return nil
 }
+
+// Checkpoint is c in a sharding.Cursor, the form checkpoints store:
+// {Seq: segment, Offset: offset}.
+func (c Cursor) Checkpoint() sharding.Cursor {
+	return sharding.Cursor{Seq: uint64(c.Segment), Offset: c.Offset}
+}
+
+// CursorOf is the Cursor that c (from Checkpoint) holds.
+func CursorOf(c sharding.Cursor) Cursor {
+	return Cursor{Segment: int(min(c.Seq, uint64(maxSegments))), Offset: c.Offset}
+}
+
+// maxSegments bounds a segment number read from a stored cursor, so a
+// damaged one cannot overflow int; Range refuses it as past the end.
+const maxSegments = 1 << 30

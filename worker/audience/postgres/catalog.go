@@ -1,4 +1,4 @@
-package audience
+package postgres
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// relation is what OpenPostgres learns of a table or view from the
+// relation is what Open learns of a table or view from the
 // catalog.
 type relation struct {
 	oid     uint32

@@ -320,3 +320,80 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatalf("error %v, want ErrUnreachable without the password", err)
 	}
 }
+
+// What a range read sees of rows written while it runs, as AUDIENCES.md
+// defines it: a row is read as it is when the keyset passes its place
+// (when its page is fetched; the writes here come at a page boundary).
+// Inserted ahead of the reader: read; behind: not. Deleted ahead: not
+// read. Updated ahead: read as updated.
+func TestPostgresConcurrentWrites(t *testing.T) {
+	pool := pgAudience(t, 2000)
+	ctx := context.Background()
+	tbl, err := Open(ctx, pool, pgSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sharding.Range{Lo: 0, Hi: ^uint64(0)}
+	pr := tbl.Range(ctx, r, nil, 100)
+	for i := 0; i < 1000 && pr.Next(); i++ {
+	}
+	here := pr.After()
+	// Ids whose positions fall ahead of and behind the reader.
+	var ahead, behind []string
+	for i := 0; len(ahead) < 3 || len(behind) < 3; i++ {
+		id := fmt.Sprintf("late-%d", i)
+		if sharding.Position(id) > here.Pos {
+			ahead = append(ahead, id)
+		} else {
+			behind = append(behind, id)
+		}
+	}
+	for _, id := range append(ahead[:3], behind[:3]...) {
+		mustExec(t, pool, `INSERT INTO subs (id, name, herald_position) VALUES ($1, 'late', $2)`, id, sharding.PositionColumn(id))
+	}
+	// One existing row ahead deleted, one updated.
+	var gone, changed string
+	rows, err := pool.Query(ctx, `SELECT id FROM subs WHERE herald_position > $1 AND id NOT LIKE 'late-%' ORDER BY herald_position LIMIT 2`, sharding.ColumnOf(here.Pos))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	gone, changed = ids[0], ids[1]
+	mustExec(t, pool, `DELETE FROM subs WHERE id = $1`, gone)
+	mustExec(t, pool, `UPDATE subs SET name = 'renamed' WHERE id = $1`, changed)
+
+	seen := map[string]string{}
+	m := map[string]any{}
+	for pr.Next() {
+		rec := pr.Record()
+		if err := rec.Decode(m); err != nil {
+			t.Fatal(err)
+		}
+		seen[string(rec.ID)], _ = m["name"].(string)
+	}
+	if pr.Err() != nil {
+		t.Fatal(pr.Err())
+	}
+	for _, id := range ahead[:3] {
+		if _, ok := seen[id]; !ok {
+			t.Errorf("%s, inserted ahead of the reader, not read", id)
+		}
+	}
+	for _, id := range behind[:3] {
+		if _, ok := seen[id]; ok {
+			t.Errorf("%s, inserted behind the reader, read", id)
+		}
+	}
+	if _, ok := seen[gone]; ok {
+		t.Errorf("%s, deleted ahead of the reader, read", gone)
+	}
+	if seen[changed] != "renamed" {
+		t.Errorf("%s, updated ahead of the reader, read as %q", changed, seen[changed])
+	}
+}

@@ -65,10 +65,13 @@ func summarize(raw []byte) (SpecSummary, int64) {
 	if n := s.Endpoint.Batch(); n > 1 {
 		sum.BatchSize = n
 	}
-	if s.Audience.Source == audience.SourceSynthetic {
+	switch s.Audience.Source {
+	case audience.SourceSynthetic:
 		sum.Audience = "synthetic, " + statusview.Count(s.Audience.Count)
-	} else {
-		sum.Audience = "file " + s.Audience.Path
+	case audience.SourcePostgres:
+		sum.Audience = "postgres table " + s.Audience.Table // not the connection: a secret's name
+	default:
+		sum.Audience = s.Audience.Source + " " + s.Audience.Path
 	}
 	if u, err := url.Parse(s.Endpoint.URL); err == nil {
 		sum.Endpoint = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()

@@ -14,6 +14,8 @@
 //
 //   - Position, SlotCount, SlotOf and SlotRange: where a subscriber is and
 //     which slot holds it;
+//   - ColumnOf and PositionColumn: a position as an order-preserving
+//     signed 64-bit value, for the bigint column of a SQL audience;
 //   - Assign and AssignIndexed: the target holder of every open slot,
 //     sticky and proportional to capacity;
 //   - Cursor, a position in the audience stream, with its canonical text

@@ -14,6 +14,8 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(specExample))
 	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5,"seed":-1},"template":{"default_locale":"en","locales":{"en":{"t":"{{default \"x\" .name}}"}}},"endpoint":{"url":"https://h/p","rate_per_sec":2.5}}`))
 	f.Add([]byte(`{"id":"a","audience":{"source":"file","path":"x"},"template":{"default_locale":"zh","locales":{"zh":{"t":"<{{.id}}>"}}},"endpoint":{"url":"http://h"},"not_before":"2026-01-01T00:00:00+05:30","expires_at":null}`))
+	f.Add([]byte(`{"id":"a","audience":{"source":"postgres","connection":"db","table":"s.t","attribute_columns":["x","y"],"locale_column":"l"},"template":{"default_locale":"en","locales":{"en":{"t":"{{.x}}"}}},"endpoint":{"url":"http://h"}}`))
+	f.Add([]byte(`{"id":"a","audience":{"source":"prepared","path":"s3://b/p","connection":"s3"},"template":{"default_locale":"en","locales":{"en":{"t":"x"}}},"endpoint":{"url":"http://h"}}`))
 	f.Add([]byte(`{"id":"a","id":"b"}`))
 	f.Add([]byte(`{"id":"x","endpoint":{"url":"ftp://h"}}`))
 	f.Add([]byte(`{"id":"a","audience":{"source":"synthetic","count":5},"template":{"default_locale":"en","locales":{"en":{"title":"x"}}},"endpoint":{"kind":"apns","apns":{"key_secret":"k","key_id":"K","team_id":"T","topic":"b.c","priority":5}}}`))

@@ -23,12 +23,13 @@ const (
 	shapeFloat
 	shapeBool
 	shapeTime
+	shapeList // an array, elements of one shape
 )
 
 type shape struct {
 	kind   shapeKind
 	fields map[string]*shape // shapeObject
-	elem   *shape            // shapeMap
+	elem   *shape            // shapeMap, shapeList
 }
 
 // maxPathKey keeps a hostile key from filling an error message.
@@ -40,10 +41,18 @@ func specShape() *shape {
 	return object(map[string]*shape{
 		"id": leaf(shapeString),
 		"audience": object(map[string]*shape{
-			"source": leaf(shapeString),
-			"path":   leaf(shapeString),
-			"count":  leaf(shapeInt),
-			"seed":   leaf(shapeInt),
+			"source":            leaf(shapeString),
+			"path":              leaf(shapeString),
+			"count":             leaf(shapeInt),
+			"seed":              leaf(shapeInt),
+			"connection":        leaf(shapeString),
+			"table":             leaf(shapeString),
+			"id_column":         leaf(shapeString),
+			"position_column":   leaf(shapeString),
+			"locale_column":     leaf(shapeString),
+			"reachable_column":  leaf(shapeString),
+			"attribute_columns": {kind: shapeList, elem: leaf(shapeString)},
+			"attributes_column": leaf(shapeString),
 		}),
 		"only_reachable": leaf(shapeBool),
 		"template": object(map[string]*shape{
@@ -120,6 +129,18 @@ func checkValue(dec *json.Decoder, path string, sh *shape) *Error {
 			return bad("must be an object")
 		}
 		return checkObject(dec, path, sh)
+	case shapeList:
+		if tok != json.Delim('[') {
+			return bad("must be an array")
+		}
+		for i := 0; dec.More(); i++ {
+			if e := checkValue(dec, fmt.Sprintf("%s[%d]", path, i), sh.elem); e != nil {
+				return e
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return syntaxError(err, dec)
+		}
 	case shapeString:
 		if _, ok := tok.(string); !ok {
 			return bad("must be a string")

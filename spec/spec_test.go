@@ -173,10 +173,32 @@ func TestParseAccepts(t *testing.T) {
 			},
 		},
 		{
+			name: "postgres audience",
+			edits: map[string]any{"audience": map[string]any{"source": "postgres", "connection": "audience-db", "table": "public.subscribers",
+				"id_column": "member_id", "position_column": "pos", "locale_column": "lang", "reachable_column": "opted_in",
+				"attribute_columns": []any{"name", "plan"}}},
+			check: func(t *testing.T, s Spec) {
+				want := audience.Spec{Source: "postgres", Connection: "audience-db", Table: "public.subscribers", IDColumn: "member_id",
+					PositionColumn: "pos", LocaleColumn: "lang", ReachableColumn: "opted_in", AttributeColumns: []string{"name", "plan"}}
+				if !reflect.DeepEqual(s.Audience, want) {
+					t.Fatalf("got %+v", s.Audience)
+				}
+			},
+		},
+		{
 			name: "batch size left out is one a request",
 			check: func(t *testing.T, s Spec) {
 				if s.Endpoint.BatchSize != 0 || s.Endpoint.Batch() != 1 {
 					t.Fatalf("got %+v", s.Endpoint)
+				}
+			},
+		},
+		{
+			name:  "prepared audience in object storage",
+			edits: map[string]any{"audience": map[string]any{"source": "prepared", "path": "s3://audiences/spring", "connection": "s3-audiences"}},
+			check: func(t *testing.T, s Spec) {
+				if !reflect.DeepEqual(s.Audience, audience.Spec{Source: "prepared", Path: "s3://audiences/spring", Connection: "s3-audiences"}) {
+					t.Fatalf("got %+v", s.Audience)
 				}
 			},
 		},
@@ -211,7 +233,7 @@ func TestParseAccepts(t *testing.T) {
 			name:  "file audience",
 			edits: map[string]any{"audience": map[string]any{"source": "file", "path": "followers.jsonl"}},
 			check: func(t *testing.T, s Spec) {
-				if s.Audience != (audience.Spec{Source: "file", Path: "followers.jsonl"}) {
+				if !reflect.DeepEqual(s.Audience, audience.Spec{Source: "file", Path: "followers.jsonl"}) {
 					t.Fatalf("got %+v", s.Audience)
 				}
 			},
@@ -300,6 +322,11 @@ func TestParseRefuses(t *testing.T) {
 		{name: "audience missing", data: string(specJSON(t, map[string]any{"audience": nil})), id: "spring-sale", field: "audience.source", msg: "required"},
 		{name: "unknown source", data: string(specJSON(t, map[string]any{"audience.source": "kafka"})), id: "spring-sale", field: "audience.source", msg: "unknown source"},
 		{name: "file without path", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "file"}})), id: "spring-sale", field: "audience.path", msg: "required"},
+		{name: "attribute_columns a string", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "postgres", "connection": "db", "table": "t", "attribute_columns": "name"}})), id: "spring-sale", field: "audience.attribute_columns", msg: "must be an array"},
+		{name: "attribute column a number", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "postgres", "connection": "db", "table": "t", "attribute_columns": []any{"name", 3}}})), id: "spring-sale", field: "audience.attribute_columns[1]", msg: "must be a string"},
+		{name: "postgres password in connection", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "postgres", "connection": "postgres://u:pw@h/d", "table": "t"}})), id: "spring-sale", field: "audience.connection", msg: "secret name"},
+		{name: "postgres table not a name", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "postgres", "connection": "db", "table": "t where 1=1"}})), id: "spring-sale", field: "audience.table", msg: "plain SQL name"},
+		{name: "prepared s3 without connection", data: string(specJSON(t, map[string]any{"audience": map[string]any{"source": "prepared", "path": "s3://b/p"}})), id: "spring-sale", field: "audience.connection", msg: "required"},
 		{name: "synthetic without count", data: string(specJSON(t, map[string]any{"audience.count": nil})), id: "spring-sale", field: "audience.count", msg: "must be 1 to"},
 		{name: "synthetic too large", data: string(specJSON(t, map[string]any{"audience.count": 10_000_000_001})), id: "spring-sale", field: "audience.count", msg: "must be 1 to"},
 

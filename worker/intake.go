@@ -136,6 +136,14 @@ func (in *intake) check(s spec.Spec) error {
 		in.admit.notAllowed.WithLabelValues("intake").Inc()
 		return &spec.Error{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + err.Error()}
 	}
+	switch s.Audience.Source {
+	case audience.SourcePostgres, audience.SourcePrepared:
+		// The range readers exist (package audience) but the broadcast
+		// run reads streams only: refused here, such a broadcast is
+		// rejected with its reason instead of retrying an audience it
+		// cannot open. The reader's integration removes this.
+		return &spec.Error{ID: s.ID, Field: "audience.source", Msg: "source " + s.Audience.Source + " is not read by this version of the workers yet"}
+	}
 	if s.Audience.Source == audience.SourceFile && in.cfg.AudienceDir != "" && !underDir(in.cfg.AudienceDir, s.Audience.Path) {
 		return &spec.Error{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
 	}

@@ -107,7 +107,23 @@ func (a *cli) run(ctx context.Context, args []string) int {
 		return 0
 	}
 	cmd, ok := a.find(args[0])
+	if !ok && len(args) > 1 {
+		// A command of two words, such as "audience prepare".
+		if cmd, ok = a.find(args[0] + " " + args[1]); ok {
+			args = args[1:]
+		}
+	}
 	if !ok {
+		if group := a.group(args[0]); len(group) > 0 {
+			w, code := a.stderr, 2
+			if len(args) > 1 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help") {
+				w, code = a.stdout, 0
+			}
+			fmt.Fprintf(w, "Usage: herald %s <command> [arguments] [flags]\n\nCommands:\n", args[0])
+			a.printTable(w, group)
+			fmt.Fprintf(w, "\nRun 'herald %s <command> --help' for a command's flags.\n", args[0])
+			return code
+		}
 		fmt.Fprintf(a.stderr, "herald: unknown command %q\nRun 'herald --help' for the list.\n", args[0])
 		return 2
 	}
@@ -142,6 +158,18 @@ func (a *cli) find(name string) (command, bool) {
 		}
 	}
 	return command{}, false
+}
+
+// group is the commands whose first word is word, for commands of two
+// words.
+func (a *cli) group(word string) []command {
+	var out []command
+	for _, c := range a.commands {
+		if strings.HasPrefix(c.name, word+" ") {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (a *cli) usageError(cmd command, err error) int {
@@ -218,13 +246,17 @@ func newLogger(w io.Writer, level slog.Level, format string) (*slog.Logger, erro
 func (a *cli) printCommands(w io.Writer) {
 	fmt.Fprint(w, "Herald delivers one broadcast to millions of subscribers from a fleet of workers.\n\n")
 	fmt.Fprint(w, "Usage: herald <command> [arguments] [flags]\n\nCommands:\n")
+	a.printTable(w, a.commands)
+	fmt.Fprint(w, "\nRun 'herald <command> --help' for a command's flags. Every flag can also be\n"+
+		"set through its environment twin: --log-level is "+envName("log-level")+".\n")
+}
+
+func (a *cli) printTable(w io.Writer, cmds []command) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, c := range a.commands {
+	for _, c := range cmds {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
 	}
 	tw.Flush()
-	fmt.Fprint(w, "\nRun 'herald <command> --help' for a command's flags. Every flag can also be\n"+
-		"set through its environment twin: --log-level is "+envName("log-level")+".\n")
 }
 
 func (a *cli) printHelp(w io.Writer, cmd command, fs *flag.FlagSet) {

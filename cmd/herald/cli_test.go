@@ -14,10 +14,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/herald-dev/herald/coordinator"
+	"github.com/herald-dev/herald/internal/pgtest"
 	"github.com/herald-dev/herald/trigger"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The PostgreSQL cluster the audience prepare test starts is stopped
+// before goleak looks.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
 
 // syncBuffer is a bytes.Buffer that a command may write while the test
 // reads it.

@@ -26,6 +26,7 @@ func devCommand() command {
 		summary: "Run an embedded etcd, Kafka broker and sink on loopback until interrupted.",
 		usage:   "herald dev [flags]",
 		example: "herald dev\n" +
+			"herald dev --postgres\n" +
 			"herald dev --etcd-listen 127.0.0.1:12379 --kafka-listen 127.0.0.1:19092 --sink-listen 127.0.0.1:18080",
 		details: `Starts a single-node etcd server (compacting its history every minute),
 a single-broker Kafka-protocol broker with the topics herald.broadcasts,
@@ -40,13 +41,22 @@ It also runs a fake APNs, FCM and Web Push service on free loopback ports
 (docs/PROVIDERS.md; herald sink --mode runs one on a port of your choice),
 writes the secrets their triggers name and their certificate to a temporary
 directory, and prints the worker flags, trigger endpoint and audience line
-that reach each, and the topic herald.invalid-tokens that dead tokens go to.`,
+that reach each, and the topic herald.invalid-tokens that dead tokens go to.
+
+With --postgres it also starts a throw-away PostgreSQL cluster (initdb and
+postgres from Debian's postgresql package, run as the user nobody when
+herald runs as root) with a database "herald" holding a table
+"subscribers" of 10,000 sample subscribers prepared for range reads, and
+prints its URL and the audience spec that reads it (docs/AUDIENCES.md).
+The cluster is removed when dev stops.`,
 		setup: func(fs *flag.FlagSet, c *common) runFunc {
 			etcdAddr := fs.String("etcd-listen", "127.0.0.1:2379", "`address` etcd serves clients on")
 			kafkaAddr := fs.String("kafka-listen", defaultKafka, "`address` of the Kafka broker")
 			sinkAddr := fs.String("sink-listen", defaultSinkListen, "`address` of the sink")
 			consoleAddr := fs.String("console-listen", console.DefaultListen, "`address` of the web console (\"\": none)")
 			token := fs.String("console-token", "", "the console's access `token` (default: a random one, printed)")
+			pg := fs.Bool("postgres", false, "also start a throw-away PostgreSQL cluster with a sample audience table (needs PostgreSQL installed)")
+			pgAddr := fs.String("postgres-listen", defaultDevPostgres, "`address` of the PostgreSQL server started by --postgres")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected argument %q", errUsage, args[0])
@@ -55,13 +65,27 @@ that reach each, and the topic herald.invalid-tokens that dead tokens go to.`,
 				if tok == "" {
 					tok = randomToken()
 				}
-				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr, *consoleAddr, tok)
+				if !*pg {
+					*pgAddr = ""
+				}
+				return runDev(ctx, c, *etcdAddr, *kafkaAddr, *sinkAddr, *consoleAddr, tok, *pgAddr)
 			}
 		},
 	}
 }
 
-func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, consoleAddr, token string) (err error) {
+// defaultDevPostgres is where `herald dev --postgres` listens: not 5432,
+// where Debian's postgresql package starts its own cluster.
+const defaultDevPostgres = "127.0.0.1:55432"
+
+// Where `herald dev --postgres` puts its sample audience.
+const (
+	devPostgresDB    = "herald"
+	devPostgresTable = "subscribers"
+	devPostgresRows  = 10000
+)
+
+func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, consoleAddr, token, pgAddr string) (err error) {
 	var fakes []*pushFake
 	// The sink's port is taken first: it is the quickest to fail and
 	// nothing needs undoing if it does.
@@ -85,25 +109,49 @@ func runDev(ctx context.Context, c *common, etcdAddr, kafkaAddr, sinkAddr, conso
 		}
 		c.log.Info("dev stack stopped")
 	}()
+	var pgURL string
+	if pgAddr != "" {
+		pg, err := devstack.StartPostgres(ctx, devstack.PostgresConfig{Addr: pgAddr})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer func() {
+			if cerr := pg.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+		if pgURL, err = pg.SampleAudience(ctx, devPostgresDB, devPostgresTable, devPostgresRows); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	consoleURL, stopConsole, err := devConsole(ctx, c, stack, consoleAddr, token)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer func() { err = errors.Join(err, stopConsole()) }()
 	pushDir, err := os.MkdirTemp("", "herald-dev-push-")
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer os.RemoveAll(pushDir)
 	for _, mode := range []string{modeAPNs, modeFCM, modeWebPush} {
 		f, err := startPushFake(mode, nil, pushDir)
 		if err != nil {
+			ln.Close()
 			return err
 		}
 		defer f.Close()
 		fakes = append(fakes, f)
 	}
 	printDev(c.stdout, stack.EtcdEndpoint(), strings.Join(stack.KafkaBrokers(), ","), "http://"+ln.Addr().String(), consoleURL, token, fakes, pushDir)
+	if pgURL != "" {
+		printDevPostgres(c.stdout, pgURL)
+	}
+	fmt.Fprint(c.stdout, "Ready. Press Ctrl-C to stop.\n")
 	c.log.Info("dev stack ready", "etcd", stack.EtcdEndpoint(), "kafka", stack.KafkaBrokers(), "sink", ln.Addr().String(), "console", consoleURL)
 	if err := snk.Run(ctx, ln); err != nil {
 		return err
@@ -179,6 +227,21 @@ trigger send only to allowed endpoints; for this sink:
 	fmt.Fprintf(w, `Workers reach them with:
   herald worker %s
 
-%sReady. Press Ctrl-C to stop.
-`, pushWorkerFlags(pushDir), consoleNote)
+%s`, pushWorkerFlags(pushDir), consoleNote)
+}
+
+// printDevPostgres tells the user about the PostgreSQL server and its
+// sample audience; its first line starts with a fixed word too.
+func printDevPostgres(w io.Writer, url string) {
+	fmt.Fprintf(w, `  postgres %[1]s
+
+Sample audience: table %[2]s, %[3]d subscribers, prepared for range reads.
+  psql '%[1]s' -c 'SELECT * FROM %[2]s LIMIT 3'
+Workers reach it through a secret, never a URL in the trigger:
+  export HERALD_SECRET_AUDIENCE_DB='%[1]s'
+and a spec names it:
+  "audience": {"source": "postgres", "connection": "audience-db", "table": "%[2]s",
+               "locale_column": "locale", "reachable_column": "reachable", "attribute_columns": ["name"]}
+
+`, url, devPostgresTable, devPostgresRows)
 }

@@ -17,7 +17,11 @@ import (
 	"github.com/segmentio/kafka-go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/herald-dev/herald/internal/pgtest"
+	"github.com/herald-dev/herald/sharding"
 	"github.com/herald-dev/herald/sink"
+	"github.com/herald-dev/herald/worker/audience"
+	"github.com/herald-dev/herald/worker/audience/postgres"
 )
 
 // TestDevPrintsWorkingAddresses runs `herald dev` in process on free
@@ -224,5 +228,70 @@ func checkPushFakes(t *testing.T, out string) {
 		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(body), `"accepted":0`) {
 			t.Errorf("%s stats: %s %s %s", mode, resp.Proto, resp.Status, body)
 		}
+	}
+}
+
+// TestDevPostgres: `herald dev --postgres` prints a PostgreSQL URL whose
+// sample table is a postgres audience ready for range reads, and removes
+// the cluster when it stops.
+func TestDevPostgres(t *testing.T) {
+	pgtest.New(t) // skips without PostgreSQL installed
+	var stdout, stderr syncBuffer
+	a := &cli{commands: commands(), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan int, 1)
+	go func() {
+		exited <- a.run(ctx, []string{"dev", "--etcd-listen", "127.0.0.1:0", "--kafka-listen=127.0.0.1:0", "--sink-listen", "127.0.0.1:0",
+			"--postgres", "--postgres-listen", "127.0.0.1:0"})
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stdout.String(), "Ready.") {
+		select {
+		case code := <-exited:
+			t.Fatalf("dev exited %d before ready:\n%s\n%s", code, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev not ready:\n%s\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	m := regexp.MustCompile(`(?m)^  postgres +(\S+)$`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no postgres line in:\n%s", stdout.String())
+	}
+	pool, err := postgres.Dial(ctx, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := postgres.Open(ctx, pool, audience.Spec{Source: audience.SourcePostgres, Connection: "audience-db",
+		Table: devPostgresTable, LocaleColumn: "locale", ReachableColumn: "reachable", AttributeColumns: []string{"name"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := tbl.Range(ctx, sharding.SlotRange(0, 1), nil, 0)
+	for pr.Next() {
+		if inv := pr.Record().Invalid; inv != "" {
+			t.Fatalf("%s: %s", pr.Record().ID, inv)
+		}
+	}
+	if pr.Err() != nil || pr.Rows() != devPostgresRows {
+		t.Fatalf("read %d rows (%v), want %d", pr.Rows(), pr.Err(), devPostgresRows)
+	}
+	pool.Close()
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("dev exited %d after interrupt:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop after interrupt")
+	}
+	u, _ := url.Parse(m[1])
+	if c, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+		c.Close()
+		t.Errorf("postgres %s still open after dev stopped", u.Host)
 	}
 }

@@ -34,6 +34,8 @@ func commands() []command {
 		stateCommand(coordinator.Cancel, "Cancel a broadcast for good: nothing more is sent.",
 			"Cancelling is final: workers stop within a second and the broadcast stays cancelled with the counts it reached."),
 		consoleCommand(),
+		audiencePrepareCommand(),
+		audienceImportCommand(),
 		devCommand(),
 		sinkCommand(),
 	}

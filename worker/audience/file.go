@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/herald-dev/herald/sharding"
 )
 
@@ -20,19 +19,47 @@ var ErrNotRegular = errors.New("audience: not a regular file")
 // describe the same place however the stream was reached. Blank lines
 // (nothing but spaces, tabs and a line ending) are not returned.
 type fileSource struct {
+	LineReader
 	path    string
 	f       *os.File
-	br      *bufio.Reader
-	max     int
 	tooLong string // the reason given for over-long lines
 
 	seq      uint64 // Seq of the next line
 	off      int64  // offset of the next line
 	afterOff int64  // offset after the last line returned
 
-	idBuf   []byte // unescaped ids
+	idBuf []byte // unescaped ids
+}
+
+// LineReader reads JSON Lines as the file source does: lines of at most
+// a limit, longer ones cut to it and flagged. The prepared source reads
+// its segments with it.
+type LineReader struct {
+	br      *bufio.Reader
+	max     int
 	longBuf []byte // the kept prefix of an over-long line
 }
+
+// NewLineReader reads r with lines of at most lim's MaxLineBytes.
+func NewLineReader(r io.Reader, lim Limits) *LineReader {
+	lr := newLineReader(r, lim.maxLine())
+	return &lr
+}
+
+func newLineReader(r io.Reader, max int) LineReader {
+	// Two bytes beyond the limit hold a line of exactly the limit and
+	// its "\r\n", so ReadSlice fills the buffer only for longer lines.
+	return LineReader{br: bufio.NewReaderSize(r, max+2), max: max}
+}
+
+// ReadLine returns the next line without its line ending, the bytes it
+// took in the input (0 at the end), and whether it was longer than the
+// limit (then only its first MaxLineBytes are returned). The line is
+// valid until the next call.
+func (s *LineReader) ReadLine() (line []byte, n int64, long bool, err error) { return s.readLine() }
+
+// TooLong is the Invalid reason of an over-long line.
+func (s *LineReader) TooLong() string { return fmt.Sprintf("line longer than %d bytes", s.max) }
 
 func openFile(path string, from sharding.Cursor, lim Limits) (*fileSource, error) {
 	f, err := os.Open(path)
@@ -63,16 +90,13 @@ func newFileSource(f *os.File, path string, from sharding.Cursor, lim Limits) (*
 	}
 	maxLine := lim.maxLine()
 	return &fileSource{
-		path: path,
-		f:    f,
-		// Two bytes beyond the limit hold a line of exactly the limit and
-		// its "\r\n", so ReadSlice fills the buffer only for longer lines.
-		br:       bufio.NewReaderSize(f, maxLine+2),
-		max:      maxLine,
-		tooLong:  fmt.Sprintf("line longer than %d bytes", maxLine),
-		seq:      from.Seq,
-		off:      from.Offset,
-		afterOff: from.Offset,
+		LineReader: newLineReader(f, maxLine),
+		path:       path,
+		f:          f,
+		tooLong:    fmt.Sprintf("line longer than %d bytes", maxLine),
+		seq:        from.Seq,
+		off:        from.Offset,
+		afterOff:   from.Offset,
 	}, nil
 }
 
@@ -115,17 +139,12 @@ func (s *fileSource) next(r *Record) (bool, error) {
 			continue
 		}
 		s.afterOff = s.off
-		*r = Record{Seq: seq, Offset: off, Line: int64(seq) + 1, Raw: line}
+		*r = Record{Seq: seq, Offset: off, Line: int64(seq) + 1}
+		tooLong := ""
 		if long {
-			r.Invalid = s.tooLong
-		} else {
-			r.ID, s.idBuf, r.Invalid = extractID(line, s.idBuf)
+			tooLong = s.tooLong
 		}
-		if r.Invalid != "" {
-			r.pos = xxhash.Sum64(line)
-		} else {
-			r.pos = xxhash.Sum64(r.ID)
-		}
+		s.idBuf = r.SetLine(line, tooLong, s.idBuf)
 		return true, nil
 	}
 }
@@ -133,7 +152,7 @@ func (s *fileSource) next(r *Record) (bool, error) {
 // readLine returns the next line without its line ending and the number of
 // bytes it took in the file (0 at the end). A line longer than the limit is
 // consumed in buffer-sized pieces; only its first max bytes are kept.
-func (s *fileSource) readLine() (line []byte, n int64, long bool, err error) {
+func (s *LineReader) readLine() (line []byte, n int64, long bool, err error) {
 	b, err := s.br.ReadSlice('\n')
 	n = int64(len(b))
 	if errors.Is(err, bufio.ErrBufferFull) {

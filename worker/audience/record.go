@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // ErrInvalid marks a record that cannot be delivered; the record's Invalid
@@ -33,7 +35,8 @@ type Record struct {
 	Offset int64
 	// Line is the 1-based line number in a file, Seq+1.
 	Line int64
-	// ID is the subscriber id, nil when the record is invalid.
+	// ID is the subscriber id, nil when the record is invalid; a postgres
+	// row keeps the id that names it even when invalid.
 	ID []byte
 	// Raw is the line without its line ending (only its first
 	// Limits.MaxLineBytes bytes for an over-long line); nil for synthetic.
@@ -58,6 +61,33 @@ type Record struct {
 // line, so that exactly one slot holds and counts it. A record Decode later
 // finds invalid keeps the position of its id.
 func (r *Record) Position() uint64 { return r.pos }
+
+// SetLine makes r the record of a JSON Lines line, as the file source
+// reads one: Raw is line, ID its id (found without decoding the rest) and
+// Position the id's hash; or, for a line the id scan refuses or one cut
+// at the length limit (tooLong, its reason, not ""), Invalid says why and
+// Position is the hash of the line, so exactly one slot counts it. idBuf
+// holds unescaped ids and is returned for reuse. Sources outside this
+// package (postgres, prepared) build their records with it; r's other
+// fields (Seq, Offset, Line) are the caller's.
+func (r *Record) SetLine(line []byte, tooLong string, idBuf []byte) []byte {
+	r.Raw, r.ID, r.Invalid = line, nil, tooLong
+	r.synthetic, r.decoded = false, false
+	if tooLong == "" {
+		r.ID, idBuf, r.Invalid = extractID(line, idBuf)
+	}
+	if r.Invalid != "" {
+		r.pos = xxhash.Sum64(line)
+	} else {
+		r.pos = xxhash.Sum64(r.ID)
+	}
+	return idBuf
+}
+
+// SetPosition overrides r's position, for a source whose records carry
+// one (a postgres row's position column): the slot reading it counts it,
+// whatever its id hashes to.
+func (r *Record) SetPosition(p uint64) { r.pos = p }
 
 // Locale is the record's "locale" field, "" if absent. Synthetic records
 // know it at once; file records after a successful Decode.
@@ -161,7 +191,15 @@ func (r *Record) Attributes() (map[string]any, error) {
 }
 
 func (r *Record) invalidError() error {
-	return fmt.Errorf("%w: line %d: %s", ErrInvalid, r.Line, r.Invalid)
+	switch {
+	case r.Line > 0:
+		return fmt.Errorf("%w: line %d: %s", ErrInvalid, r.Line, r.Invalid)
+	case r.ID != nil:
+		// A row of a table has no line; its id names it.
+		return fmt.Errorf("%w: id %q: %s", ErrInvalid, r.ID, r.Invalid)
+	}
+	// A line of a prepared audience's segment.
+	return fmt.Errorf("%w: record at offset %d: %s", ErrInvalid, r.Offset, r.Invalid)
 }
 
 // decodeReason keeps the parser's message short: it ends up in status

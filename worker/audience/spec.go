@@ -9,7 +9,24 @@ import (
 const (
 	SourceFile      = "file"
 	SourceSynthetic = "synthetic"
+	// SourcePostgres reads a table or view of PostgreSQL by position
+	// range (postgres.go).
+	SourcePostgres = "postgres"
+	// SourcePrepared reads an audience `herald audience import` wrote, in a
+	// directory or in object storage, by position range (prepared.go).
+	SourcePrepared = "prepared"
 )
+
+// Defaults of a postgres audience's column names.
+const (
+	DefaultIDColumn       = "id"
+	DefaultPositionColumn = "herald_position"
+)
+
+// MaxAttributeColumns bounds Spec.AttributeColumns: PostgreSQL's
+// jsonb_build_object takes at most 100 arguments, a name and a value per
+// column.
+const MaxAttributeColumns = 48
 
 // MaxSyntheticCount bounds a synthetic audience: ten billion subscribers is
 // far beyond any test while keeping Seq arithmetic far from overflow.
@@ -43,6 +60,33 @@ type Spec struct {
 	// Seed varies a synthetic audience: the same count and seed always yield
 	// the same subscribers.
 	Seed int64 `json:"seed,omitempty"`
+
+	// Connection names the worker secret that says how to reach the
+	// audience: for postgres a connection string (postgres://...), for a
+	// prepared audience in object storage the S3 endpoint and its keys
+	// (https://ACCESS_KEY:SECRET_KEY@host[:port][?region=...]). Never the
+	// credentials themselves: a trigger is not a place for passwords.
+	Connection string `json:"connection,omitempty"`
+	// Table is the postgres table or view, optionally schema-qualified
+	// (schema.table).
+	Table string `json:"table,omitempty"`
+	// IDColumn is the postgres column of subscriber ids (text or
+	// varchar, unique, not null); "" means DefaultIDColumn.
+	IDColumn string `json:"id_column,omitempty"`
+	// PositionColumn is the postgres bigint column holding
+	// sharding.PositionColumn of the id, indexed on (position, id); ""
+	// means DefaultPositionColumn.
+	PositionColumn string `json:"position_column,omitempty"`
+	// LocaleColumn and ReachableColumn are the postgres columns of the
+	// subscriber's locale (text) and reachability (boolean); "" means the
+	// table has none (no locale, always reachable). A NULL is absent.
+	LocaleColumn    string `json:"locale_column,omitempty"`
+	ReachableColumn string `json:"reachable_column,omitempty"`
+	// AttributeColumns are the postgres columns templates see, each under
+	// its column name. AttributesColumn instead names one json or jsonb
+	// column whose object's keys templates see. At most one of the two.
+	AttributeColumns []string `json:"attribute_columns,omitempty"`
+	AttributesColumn string   `json:"attributes_column,omitempty"`
 }
 
 // FieldError is a validation failure of one field of a Spec. Field is the
@@ -79,10 +123,20 @@ func (s Spec) Validate() error {
 		if s.Path != "" {
 			return &FieldError{"audience.path", "only for source file"}
 		}
+	case SourcePostgres:
+		return s.validatePostgres()
+	case SourcePrepared:
+		return s.validatePrepared()
 	case "":
-		return &FieldError{"audience.source", "required (file or synthetic)"}
+		return &FieldError{"audience.source", "required (file, synthetic, postgres or prepared)"}
 	default:
-		return &FieldError{"audience.source", fmt.Sprintf("unknown source %q (want file or synthetic)", s.Source)}
+		return &FieldError{"audience.source", fmt.Sprintf("unknown source %q (want file, synthetic, postgres or prepared)", s.Source)}
+	}
+	if f := s.postgresFieldSet(); f != "" {
+		return &FieldError{"audience." + f, "only for source postgres"}
+	}
+	if s.Connection != "" {
+		return &FieldError{"audience.connection", "only for sources postgres and prepared"}
 	}
 	return nil
 }

@@ -1,8 +1,15 @@
 package audience
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/herald-dev/herald/sharding"
 )
+
+// ErrRangeSource is returned by Open for the sources a worker reads by
+// the position ranges of its slots, not as one stream.
+var ErrRangeSource = errors.New("audience: a range source")
 
 // source is one kind of audience. next fills r with the next record and
 // reports false at the end; after is the cursor following r; end is the
@@ -52,6 +59,8 @@ func Open(spec Spec, from sharding.Cursor, lim Limits) (*Stream, error) {
 		src, err = openFile(spec.Path, from, lim)
 	case SourceSynthetic:
 		src, err = openSynthetic(spec, from)
+	case SourcePostgres, SourcePrepared:
+		return nil, fmt.Errorf("%w: source %s is read by position range (packages postgres and prepared), not as one stream", ErrRangeSource, spec.Source)
 	}
 	if err != nil {
 		return nil, err

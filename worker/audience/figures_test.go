@@ -1,9 +1,7 @@
 package audience_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -246,30 +244,7 @@ func (c *countingStore) Put(ctx context.Context, name string, r io.Reader, size 
 func writeSyntheticFile(tb testing.TB, n int64) string {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "audience.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: n, Seed: 1}, sharding.Cursor{}, audience.Limits{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer s.Close()
-	m := map[string]any{}
-	enc := json.NewEncoder(w)
-	for s.Next() {
-		if err := s.Record().Decode(m); err != nil {
-			tb.Fatal(err)
-		}
-		if err := enc.Encode(m); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := audience.WriteSyntheticFile(path, n, 1); err != nil {
 		tb.Fatal(err)
 	}
 	return path

@@ -1,8 +1,6 @@
 package audience
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,26 +25,7 @@ func writeFile(tb testing.TB, content string) string {
 func writeSyntheticFile(tb testing.TB, n int64) string {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "audience.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	s := mustOpen(tb, Spec{Source: SourceSynthetic, Count: n, Seed: 1}, sharding.Cursor{}, Limits{})
-	m := map[string]any{}
-	enc := json.NewEncoder(w)
-	for s.Next() {
-		if err := s.Record().Decode(m); err != nil {
-			tb.Fatal(err)
-		}
-		if err := enc.Encode(m); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := WriteSyntheticFile(path, n, 1); err != nil {
 		tb.Fatal(err)
 	}
 	return path

@@ -1,8 +1,10 @@
 package audience
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
@@ -116,3 +118,43 @@ func (s *syntheticSource) after(r *Record) sharding.Cursor { return sharding.Cur
 func (s *syntheticSource) end() sharding.Cursor { return sharding.Cursor{Seq: s.count} }
 
 func (s *syntheticSource) close() error { return nil }
+
+// WriteSyntheticFile writes the synthetic audience of count subscribers
+// and seed to path as JSON Lines: the same records, attributes and ids the
+// synthetic source yields, so the file and prepared sources can be tried
+// and measured on them. path is created or truncated.
+func WriteSyntheticFile(path string, count, seed int64) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("audience: synthetic file: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("audience: synthetic file: %w", cerr)
+		}
+	}()
+	s, err := Open(Spec{Source: SourceSynthetic, Count: count, Seed: seed}, sharding.Cursor{}, Limits{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	m := map[string]any{}
+	enc := json.NewEncoder(w)
+	for s.Next() {
+		clear(m)
+		if err := s.Record().Decode(m); err != nil {
+			return fmt.Errorf("audience: synthetic file: %w", err)
+		}
+		if err := enc.Encode(m); err != nil {
+			return fmt.Errorf("audience: synthetic file: %w", err)
+		}
+	}
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("audience: synthetic file: %w", err)
+	}
+	return nil
+}

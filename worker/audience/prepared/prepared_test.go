@@ -1,9 +1,7 @@
 package prepared
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -408,30 +406,7 @@ func FuzzPreparedRead(f *testing.F) {
 func writeSyntheticFile(tb testing.TB, n int64) string {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "audience.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	s, err := audience.Open(audience.Spec{Source: audience.SourceSynthetic, Count: n, Seed: 1}, sharding.Cursor{}, audience.Limits{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer s.Close()
-	m := map[string]any{}
-	enc := json.NewEncoder(w)
-	for s.Next() {
-		if err := s.Record().Decode(m); err != nil {
-			tb.Fatal(err)
-		}
-		if err := enc.Encode(m); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := audience.WriteSyntheticFile(path, n, 1); err != nil {
 		tb.Fatal(err)
 	}
 	return path

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-dev/herald/push/internal/ledger"
 )
 
 // Notification is one notification the server accepted.
@@ -87,17 +89,16 @@ type Server struct {
 	// server's goroutines and must be safe for concurrent use.
 	Reply func(n Notification) *Reply
 
-	mu       sync.Mutex
-	dead     map[string]Reply
-	accepted []Notification
-	byID     map[string]int // apns-id to times accepted
-	refused  map[string]int // Apple reason to count
-	protos   map[string]int
-	bearers  map[string]int64 // provider tokens verified, to their iat
-	discard  bool             // count accepted notifications without keeping them
-	conns    int              // connections accepted
-	open     int              // connections open now
-	count    int              // accepted and not kept
+	// ledger keeps the dead tokens, the notifications accepted (keyed by
+	// apns-id) and the refusals by Apple's reason; its Kill, Accepted and
+	// KeepAccepted are the Server's.
+	ledger.Ledger[Notification, Reply]
+
+	mu      sync.Mutex
+	protos  map[string]int
+	bearers map[string]int64 // provider tokens verified, to their iat
+	conns   int              // connections accepted
+	open    int              // connections open now
 }
 
 // NewServer starts a fake APNs that accepts notifications for topic signed
@@ -109,8 +110,7 @@ func NewServer(key Key, topic string) *Server { return NewServerOn(nil, key, top
 // NewServerOn is NewServer on ln (nil: a free loopback port), for
 // `herald sink --mode apns`.
 func NewServerOn(ln net.Listener, key Key, topic string) *Server {
-	s := &Server{key: key, topic: topic, dead: map[string]Reply{}, byID: map[string]int{},
-		refused: map[string]int{}, protos: map[string]int{}, bearers: map[string]int64{}}
+	s := &Server{key: key, topic: topic, protos: map[string]int{}, bearers: map[string]int64{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", s.serve)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
@@ -135,21 +135,6 @@ func NewServerOn(ln net.Listener, key Key, topic string) *Server {
 	return s
 }
 
-// Kill makes every later notification to token fail with r (Unregistered,
-// BadDeviceToken, ...).
-func (s *Server) Kill(token string, r Reply) {
-	s.mu.Lock()
-	s.dead[token] = r
-	s.mu.Unlock()
-}
-
-// Accepted returns the notifications accepted so far, in order.
-func (s *Server) Accepted() []Notification {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Notification(nil), s.accepted...)
-}
-
 // Stats are counts of what the server saw.
 type Stats struct {
 	Accepted int `json:"accepted"`
@@ -169,24 +154,14 @@ type Stats struct {
 
 // Stats returns counts of what the server saw.
 func (s *Server) Stats() Stats {
+	accepted, distinct, refused := s.Counts()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Accepted: len(s.accepted) + s.count, Distinct: len(s.byID), Refused: map[string]int{}, Protocols: map[string]int{}, Tokens: len(s.bearers), Conns: s.conns, Open: s.open}
-	for k, v := range s.refused {
-		st.Refused[k] = v
-	}
+	st := Stats{Accepted: accepted, Distinct: distinct, Refused: refused, Protocols: map[string]int{}, Tokens: len(s.bearers), Conns: s.conns, Open: s.open}
 	for k, v := range s.protos {
 		st.Protocols[k] = v
 	}
 	return st
-}
-
-// KeepAccepted, when false, stops the server from keeping every accepted
-// notification (a benchmark's millions); counts are kept still.
-func (s *Server) KeepAccepted(keep bool) {
-	s.mu.Lock()
-	s.discard = !keep
-	s.mu.Unlock()
 }
 
 var (
@@ -202,9 +177,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.protos[r.Proto]++
 	s.mu.Unlock()
 	fail := func(rep Reply) {
-		s.mu.Lock()
-		s.refused[rep.Reason]++
-		s.mu.Unlock()
+		s.Refuse(rep.Reason)
 		w.Header().Set("Content-Type", "application/json")
 		if rep.RetryAfter != "" {
 			w.Header().Set("Retry-After", rep.RetryAfter)
@@ -287,10 +260,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := Notification{Token: token, Header: r.Header.Clone(), Payload: payload, At: time.Now()}
-	s.mu.Lock()
-	rep, dead := s.dead[token]
-	s.mu.Unlock()
-	if dead {
+	if rep, dead := s.Dead(token); dead {
 		fail(rep)
 		return
 	}
@@ -304,14 +274,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = fmt.Sprintf("%08x-0000-4000-8000-000000000000", time.Now().UnixNano()&0xffffffff)
 	}
-	s.mu.Lock()
-	if !s.discard {
-		s.accepted = append(s.accepted, n)
-	} else {
-		s.count++
-	}
-	s.byID[id]++
-	s.mu.Unlock()
+	s.Accept(n, id)
 	w.Header().Set("apns-id", id)
 	w.WriteHeader(http.StatusOK)
 }

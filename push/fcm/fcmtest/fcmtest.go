@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-dev/herald/push/internal/ledger"
 )
 
 // Account is a service account made for a test: the JSON key a worker is
@@ -103,15 +105,14 @@ type Server struct {
 	// concurrent use.
 	Reply func(m Message) *Reply
 
-	mu       sync.Mutex
-	tokens   map[string]time.Time // access tokens issued, to their expiry
-	dead     map[string]Reply
-	accepted []Message
-	discard  bool
-	count    int
-	keys     map[string]int // herald_idempotency_key to times accepted
-	refused  map[string]int
-	grants   int
+	// ledger keeps the dead tokens, the messages accepted (keyed by their
+	// herald_idempotency_key) and the refusals by error code; its Kill,
+	// Accepted and KeepAccepted are the Server's.
+	ledger.Ledger[Message, Reply]
+
+	mu     sync.Mutex
+	tokens map[string]time.Time // access tokens issued, to their expiry
+	grants int
 }
 
 // NewServer starts a fake for acct on a free loopback port. The caller
@@ -122,7 +123,7 @@ func NewServer(acct Account) *Server { return NewServerOn(nil, acct) }
 // NewServerOn is NewServer on ln (nil: a free loopback port), for
 // `herald sink --mode fcm`.
 func NewServerOn(ln net.Listener, acct Account) *Server {
-	s := &Server{acct: acct, tokens: map[string]time.Time{}, dead: map[string]Reply{}, keys: map[string]int{}, refused: map[string]int{}}
+	s := &Server{acct: acct, tokens: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
 	mux.HandleFunc("POST /v1/projects/{project}/messages:send", s.send)
@@ -146,28 +147,6 @@ func (s *Server) TokenURL() string { return s.URL + "/token" }
 // Credentials is the account's JSON key naming this fake's token endpoint.
 func (s *Server) Credentials() []byte { return s.acct.JSON(s.TokenURL()) }
 
-// Kill makes every later message to token fail with r.
-func (s *Server) Kill(token string, r Reply) {
-	s.mu.Lock()
-	s.dead[token] = r
-	s.mu.Unlock()
-}
-
-// KeepAccepted, when false, counts accepted messages without keeping
-// them.
-func (s *Server) KeepAccepted(keep bool) {
-	s.mu.Lock()
-	s.discard = !keep
-	s.mu.Unlock()
-}
-
-// Accepted returns the messages accepted so far, in order.
-func (s *Server) Accepted() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Message(nil), s.accepted...)
-}
-
 // Stats are counts of what the server saw.
 type Stats struct {
 	Accepted int            `json:"accepted"`
@@ -178,13 +157,10 @@ type Stats struct {
 
 // Stats returns counts of what the server saw.
 func (s *Server) Stats() Stats {
+	accepted, distinct, refused := s.Counts()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Accepted: len(s.accepted) + s.count, Distinct: len(s.keys), Refused: map[string]int{}, Grants: s.grants}
-	for k, v := range s.refused {
-		st.Refused[k] = v
-	}
-	return st
+	return Stats{Accepted: accepted, Distinct: distinct, Refused: refused, Grants: s.grants}
 }
 
 // token is Google's token endpoint for the JWT bearer grant (RFC 7523).
@@ -250,9 +226,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 // send is FCM's messages:send.
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	fail := func(rep Reply) {
-		s.mu.Lock()
-		s.refused[rep.ErrorCode]++
-		s.mu.Unlock()
+		s.Refuse(rep.ErrorCode)
 		detail := map[string]any{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": rep.ErrorCode}
 		details := []any{detail}
 		if rep.TokenField {
@@ -319,10 +293,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m := Message{Token: msg.Token, Raw: body.Message, At: time.Now()}
-	s.mu.Lock()
-	rep, dead := s.dead[msg.Token]
-	s.mu.Unlock()
-	if dead {
+	if rep, dead := s.Dead(msg.Token); dead {
 		fail(rep)
 		return
 	}
@@ -332,14 +303,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mu.Lock()
-	if s.discard {
-		s.count++
-	} else {
-		s.accepted = append(s.accepted, m)
-	}
-	s.keys[msg.Data["herald_idempotency_key"]]++
-	s.mu.Unlock()
+	s.Accept(m, msg.Data["herald_idempotency_key"])
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	fmt.Fprintf(w, `{"name":"projects/%s/messages/%d"}`+"\n", s.acct.Project, time.Now().UnixNano())
 }

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-dev/herald/push/internal/ledger"
 )
 
 // Subscription is what a browser's PushSubscription.toJSON() gives: the
@@ -82,14 +84,13 @@ type Server struct {
 	// non-nil Reply is sent instead. It must be safe for concurrent use.
 	Reply func(p Push) *Reply
 
-	mu       sync.Mutex
-	agents   map[string]agent
-	dead     map[string]Reply
-	accepted []Push
-	discard  bool
-	count    int
-	keys     map[string]int // idempotency_key of the plaintext to times accepted
-	refused  map[int]int
+	// ledger keeps the dead subscriptions, the pushes accepted (keyed by
+	// the idempotency_key of their plaintext) and the refusals by status;
+	// its Kill, Accepted and KeepAccepted are the Server's.
+	ledger.Ledger[Push, Reply]
+
+	mu     sync.Mutex
+	agents map[string]agent
 }
 
 // NewServer starts a push service that accepts pushes signed with the
@@ -112,7 +113,7 @@ func NewServerOn(ln net.Listener, vapidPublic string) (*Server, error) {
 		return nil, errors.New("webpushtest: VAPID key is not a P-256 point")
 	}
 	s := &Server{vapid: &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, vapidRaw: base64.RawURLEncoding.EncodeToString(raw),
-		agents: map[string]agent{}, dead: map[string]Reply{}, keys: map[string]int{}, refused: map[int]int{}}
+		agents: map[string]agent{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /push/{id}", s.push)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Stats()) })
@@ -153,28 +154,6 @@ func (s *Server) Subscribe(id string) (Subscription, error) {
 	return sub, nil
 }
 
-// Kill makes every later push to subscription id fail with r (NotFound or
-// Gone: the subscription expired or was withdrawn).
-func (s *Server) Kill(id string, r Reply) {
-	s.mu.Lock()
-	s.dead[id] = r
-	s.mu.Unlock()
-}
-
-// KeepAccepted, when false, counts accepted pushes without keeping them.
-func (s *Server) KeepAccepted(keep bool) {
-	s.mu.Lock()
-	s.discard = !keep
-	s.mu.Unlock()
-}
-
-// Accepted returns the pushes accepted so far, in order.
-func (s *Server) Accepted() []Push {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Push(nil), s.accepted...)
-}
-
 // Stats are counts of what the service saw.
 type Stats struct {
 	Accepted int `json:"accepted"`
@@ -185,20 +164,13 @@ type Stats struct {
 
 // Stats returns counts of what the service saw.
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := Stats{Accepted: len(s.accepted) + s.count, Distinct: len(s.keys), Refused: map[string]int{}}
-	for k, v := range s.refused {
-		st.Refused[strconv.Itoa(k)] = v
-	}
-	return st
+	accepted, distinct, refused := s.Counts()
+	return Stats{Accepted: accepted, Distinct: distinct, Refused: refused}
 }
 
 func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 	fail := func(rep Reply, why string) {
-		s.mu.Lock()
-		s.refused[rep.Status]++
-		s.mu.Unlock()
+		s.Refuse(strconv.Itoa(rep.Status))
 		if rep.RetryAfter != "" {
 			w.Header().Set("Retry-After", rep.RetryAfter)
 		}
@@ -207,8 +179,8 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	ag, known := s.agents[id]
-	rep, dead := s.dead[id]
 	s.mu.Unlock()
+	rep, dead := s.Dead(id)
 	if !known {
 		fail(NotFound, "no such subscription")
 		return
@@ -260,14 +232,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 		Key string `json:"idempotency_key"`
 	}
 	json.Unmarshal(plain, &msg)
-	s.mu.Lock()
-	if s.discard {
-		s.count++
-	} else {
-		s.accepted = append(s.accepted, p)
-	}
-	s.keys[msg.Key]++
-	s.mu.Unlock()
+	s.Accept(p, msg.Key)
 	w.Header().Set("Location", s.URL+"/message/"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	w.WriteHeader(http.StatusCreated)
 }

@@ -228,7 +228,7 @@ func (b *broadcastRun) own(sr *slotRun, rec *audience.Record, next sharding.Curs
 		}
 	}()
 	for {
-		switch b.t.consider(sr, rec.Seq) {
+		switch b.t.consider(sr, sharding.Cursor{Seq: rec.Seq, Offset: rec.Offset}) {
 		case skipRecord:
 			return false
 		case takeRecord:

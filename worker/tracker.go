@@ -56,7 +56,7 @@ type slotRun struct {
 	// cursor is max(next, read).
 	next     sharding.Cursor
 	covered  bool
-	resend   map[uint64]sharding.Cursor // pending records of the claim, not sent again yet
+	resend   map[sharding.Cursor]sharding.Cursor // pending records of the claim, not sent again yet: by tracker.key, to the cursor
 	inflight int                        // dispatched, not finished
 	frozen   sharding.Cursor            // the cursor when the slot was asked back
 	drainBy  time.Time
@@ -97,6 +97,12 @@ type entry struct {
 type tracker struct {
 	slots int // the broadcast's slot count
 	every uint64
+	// byOffset orders cursors by Seq, then Offset: for a source read by
+	// position range, whose records' Seq is their position and Offset
+	// their place among records of the same position (a hash collision).
+	// File and synthetic sources order by Seq alone, each Seq being one
+	// record.
+	byOffset bool
 	// removed is called, with mu held, when a slot leaves; empty says
 	// whether it was the last. It must not block or take mu.
 	removed func(empty bool)
@@ -113,6 +119,25 @@ type tracker struct {
 	used     int
 	finished uint64 // records finished, ever
 	acked    uint64 // finished as of the last acknowledged write
+}
+
+// cmp orders two cursors of the broadcast's stream (see byOffset).
+func (t *tracker) cmp(a, b sharding.Cursor) int {
+	if c := cmp.Compare(a.Seq, b.Seq); c != 0 || !t.byOffset {
+		return c
+	}
+	return cmp.Compare(a.Offset, b.Offset)
+}
+
+// key is the identity of the record at c in resend: its Seq alone where
+// one Seq is one record (Offset then carries a byte offset, which a
+// resumed stream may or may not know), the whole cursor for a source read
+// by position range.
+func (t *tracker) key(c sharding.Cursor) sharding.Cursor {
+	if t.byOffset {
+		return c
+	}
+	return sharding.Cursor{Seq: c.Seq}
 }
 
 func newTracker(slots, window int, every uint64, removed func(empty bool)) *tracker {
@@ -141,9 +166,9 @@ func (t *tracker) addSlot(cl *coordinator.Claim, index int, p coordinator.Progre
 		removed: make(chan struct{}), wrote: p.Cursor, wroteCnt: p.Counters, wroteLen: len(p.Pending)}
 	sr.sendCtx, sr.cancelSend = context.WithCancel(ctx)
 	if len(p.Pending) > 0 {
-		sr.resend = make(map[uint64]sharding.Cursor, len(p.Pending))
+		sr.resend = make(map[sharding.Cursor]sharding.Cursor, len(p.Pending))
 		for _, c := range p.Pending {
-			sr.resend[c.Seq] = c
+			sr.resend[t.key(c)] = c
 		}
 	}
 	t.mu.Lock()
@@ -178,24 +203,24 @@ func (t *tracker) cover() (from sharding.Cursor, move, busy bool, table []*slotR
 			continue
 		}
 		need := sr.next
-		if sr.covered && t.read.Seq > need.Seq {
+		if sr.covered && t.cmp(t.read, need) > 0 {
 			need = t.read
 		}
 		for _, c := range sr.resend {
-			if c.Seq < need.Seq {
+			if t.cmp(c, need) < 0 {
 				need = c
 			}
 		}
-		if first || need.Seq < from.Seq {
+		if first || t.cmp(need, from) < 0 {
 			from, first = need, false
 		}
 		if !sr.readDone || len(sr.resend) > 0 {
 			busy = true
 		}
 	}
-	if busy && from.Seq != t.read.Seq {
+	if busy && t.cmp(from, t.read) != 0 {
 		for _, sr := range t.table {
-			if sr != nil && sr.covered && sr.next.Seq < t.read.Seq {
+			if sr != nil && sr.covered && t.cmp(sr.next, t.read) < 0 {
 				sr.next = t.read
 			}
 		}
@@ -227,7 +252,7 @@ func (t *tracker) tableCopy() []*slotRun {
 // skipTo moves the read position past records no held slot takes.
 func (t *tracker) skipTo(c sharding.Cursor) {
 	t.mu.Lock()
-	if c.Seq > t.read.Seq {
+	if t.cmp(c, t.read) > 0 {
 		t.read = c
 	}
 	t.mu.Unlock()
@@ -242,16 +267,16 @@ const (
 	waitRoom                   // no room: the window is full, the slot's pending list is full, or a window has finished unacknowledged
 )
 
-// consider says what to do with the record at seq of slot sr.
-func (t *tracker) consider(sr *slotRun, seq uint64) decision {
+// consider says what to do with the record at at of slot sr.
+func (t *tracker) consider(sr *slotRun, at sharding.Cursor) decision {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if sr.state != slotActive {
 		return skipRecord
 	}
 	again := false
-	if seq < sr.next.Seq {
-		if _, again = sr.resend[seq]; !again {
+	if t.cmp(at, sr.next) < 0 {
+		if _, again = sr.resend[t.key(at)]; !again {
 			return skipRecord
 		}
 	}
@@ -276,8 +301,8 @@ func (t *tracker) take(sr *slotRun, at, next sharding.Cursor, out outcome, line 
 	if sr.state != slotActive {
 		return 0, false
 	}
-	delete(sr.resend, at.Seq)
-	if next.Seq > t.read.Seq {
+	delete(sr.resend, t.key(at))
+	if t.cmp(next, t.read) > 0 {
 		t.read = next
 	}
 	if out != pending {
@@ -307,9 +332,9 @@ func (t *tracker) finish(idx int32, out outcome) {
 	case sr.state == slotRemoved:
 	case out == pending:
 		if sr.resend == nil {
-			sr.resend = map[uint64]sharding.Cursor{}
+			sr.resend = map[sharding.Cursor]sharding.Cursor{}
 		}
-		sr.resend[e.at.Seq] = e.at
+		sr.resend[t.key(e.at)] = e.at
 		if sr.state == slotActive {
 			t.gen.Add(1) // the reader goes back for it
 		}
@@ -357,11 +382,11 @@ func (t *tracker) countLocked(sr *slotRun, out outcome, line int64, why string) 
 // every covered slot with nothing left to send again is read to its end.
 func (t *tracker) atEnd(end sharding.Cursor) {
 	t.mu.Lock()
-	if end.Seq > t.read.Seq {
+	if t.cmp(end, t.read) > 0 {
 		t.read = end
 	}
 	for _, sr := range t.table {
-		if sr != nil && sr.covered && len(sr.resend) == 0 && sr.next.Seq <= t.read.Seq {
+		if sr != nil && sr.covered && len(sr.resend) == 0 && t.cmp(sr.next, t.read) <= 0 {
 			sr.readDone = true
 		}
 	}
@@ -417,7 +442,7 @@ func (t *tracker) cursorLocked(sr *slotRun) sharding.Cursor {
 	switch {
 	case sr.state == slotHanding || sr.state == slotWriting:
 		return sr.frozen
-	case sr.covered && t.read.Seq > sr.next.Seq:
+	case sr.covered && t.cmp(t.read, sr.next) > 0:
 		return t.read
 	}
 	return sr.next
@@ -432,7 +457,7 @@ func (t *tracker) progressLocked(sr *slotRun, inflight map[*slotRun][]sharding.C
 	for _, c := range sr.resend {
 		p.Pending = append(p.Pending, c)
 	}
-	slices.SortFunc(p.Pending, func(a, b sharding.Cursor) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.SortFunc(p.Pending, t.cmp)
 	return p
 }
 

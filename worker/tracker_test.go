@@ -103,7 +103,7 @@ func (m *trackerModel) read() {
 	seq := m.pos
 	sr := m.tr.tableCopy()[m.slotOf[seq]]
 	if sr != nil {
-		switch m.tr.consider(sr, seq) {
+		switch m.tr.consider(sr, sharding.Cursor{Seq: seq}) {
 		case waitRoom:
 			return // try this record again later
 		case takeRecord:
@@ -269,7 +269,7 @@ func TestTrackerHandBack(t *testing.T) {
 	ib, _ := tr.take(b, cur(1), cur(2), pending, 2, "")
 	tr.skipTo(cur(5))
 	tr.handBack(a, time.Hour)
-	if tr.consider(a, 6) != skipRecord {
+	if tr.consider(a, sharding.Cursor{Seq: 6}) != skipRecord {
 		t.Fatal("a slot asked back still takes records")
 	}
 	tr.skipTo(cur(9))
@@ -301,7 +301,7 @@ func TestTrackerWaitsForAcknowledgedCheckpoint(t *testing.T) {
 	s := tr.addSlot(nil, 0, coordinator.Progress{}, context.Background())
 	tr.cover()
 	for seq := range uint64(3) {
-		if tr.consider(s, seq) != takeRecord {
+		if tr.consider(s, sharding.Cursor{Seq: seq}) != takeRecord {
 			t.Fatalf("record %d refused", seq)
 		}
 		tr.take(s, cur(seq), cur(seq+1), unreachable, 0, "")
@@ -313,17 +313,61 @@ func TestTrackerWaitsForAcknowledgedCheckpoint(t *testing.T) {
 			}
 		}
 	}
-	if tr.consider(s, 3) != waitRoom {
+	if tr.consider(s, sharding.Cursor{Seq: 3}) != waitRoom {
 		t.Fatal("reading went on with a window unacknowledged")
 	}
 	w := tr.collect(time.Now(), true)
 	tr.written(w, []error{context.DeadlineExceeded}, time.Now(), time.Minute, nil)
-	if tr.consider(s, 3) != waitRoom {
+	if tr.consider(s, sharding.Cursor{Seq: 3}) != waitRoom {
 		t.Fatal("reading went on after a failed write")
 	}
 	w = tr.collect(time.Now(), true)
 	tr.written(w, make([]error, len(w.reports)), time.Now(), time.Minute, nil)
-	if tr.consider(s, 3) != takeRecord {
+	if tr.consider(s, sharding.Cursor{Seq: 3}) != takeRecord {
 		t.Fatal("reading still stopped after an acknowledged write")
+	}
+}
+
+// TestTrackerByOffset: for a source read by position range, records are
+// ordered by (Seq, Offset): two records at one position (a hash
+// collision) are two records, neither skipped behind the other, and a
+// slot resumed between them takes the second and, when pending, the
+// first again.
+func TestTrackerByOffset(t *testing.T) {
+	at := func(seq uint64, off int64) sharding.Cursor { return sharding.Cursor{Seq: seq, Offset: off} }
+	tr := newTracker(1, 8, 0, nil)
+	tr.byOffset = true
+	a := tr.addSlot(nil, 0, coordinator.Progress{Cursor: at(100, 0)}, context.Background())
+	tr.cover()
+	if tr.consider(a, at(100, 0)) != takeRecord {
+		t.Fatal("the first record at the slot's cursor not taken")
+	}
+	i0, _ := tr.take(a, at(100, 0), at(100, 1), pending, 0, "")
+	if tr.consider(a, at(100, 1)) != takeRecord {
+		t.Fatal("a second record at the same position skipped as if behind the first")
+	}
+	i1, _ := tr.take(a, at(100, 1), at(100, 2), pending, 0, "")
+	tr.finish(i1, delivered)
+	w := tr.collect(time.Now(), true)
+	if len(w.reports) != 1 || w.reports[0].Progress.Cursor != at(100, 2) || !slices.Equal(w.reports[0].Progress.Pending, []sharding.Cursor{at(100, 0)}) {
+		t.Fatalf("progress %+v, want cursor 100/2 with 100/0 pending", w.reports)
+	}
+	tr.finish(i0, pending)
+
+	// The slot resumes elsewhere from that progress.
+	tr2 := newTracker(1, 8, 0, nil)
+	tr2.byOffset = true
+	b := tr2.addSlot(nil, 0, w.reports[0].Progress, context.Background())
+	from, _, busy, _ := tr2.cover()
+	if !busy || from != at(100, 0) {
+		t.Fatalf("cover from %v (busy %v), want the pending 100/0", from, busy)
+	}
+	for _, c := range []struct {
+		at   sharding.Cursor
+		want decision
+	}{{at(100, 0), takeRecord}, {at(100, 1), skipRecord}, {at(100, 2), takeRecord}, {at(101, 0), takeRecord}} {
+		if got := tr2.consider(b, c.at); got != c.want {
+			t.Fatalf("record %v: %v, want %v", c.at, got, c.want)
+		}
 	}
 }

@@ -57,8 +57,8 @@ type slotRun struct {
 	next     sharding.Cursor
 	covered  bool
 	resend   map[sharding.Cursor]sharding.Cursor // pending records of the claim, not sent again yet: by tracker.key, to the cursor
-	inflight int                        // dispatched, not finished
-	frozen   sharding.Cursor            // the cursor when the slot was asked back
+	inflight int                                 // dispatched, not finished
+	frozen   sharding.Cursor                     // the cursor when the slot was asked back
 	drainBy  time.Time
 	readDone bool // the reader went past the end of the stream holding the slot
 

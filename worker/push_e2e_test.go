@@ -157,15 +157,7 @@ func TestAPNsEndToEnd(t *testing.T) {
 	})
 	w := apnsWorker(e, "w1", srv, key, true)
 	id := e.trigger(apnsTrigger("apns-e2e", path, srv.URL, key))
-	st := e.waitDone(id, 30*time.Second)
-	if st.State != coordinator.StateDone {
-		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
-	}
-	want := coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2}
-	if st.Counters != want {
-		t.Errorf("counters %+v, want %+v", st.Counters, want)
-	}
-	conserved(t, st)
+	doneWith(t, e, id, coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2})
 
 	got := map[string]apnstest.Notification{}
 	for _, n := range srv.Accepted() {
@@ -277,15 +269,7 @@ func TestFCMEndToEnd(t *testing.T) {
 	})
 	e.startWorker("w1", workerOpts{intake: true, tune: fcmTune(srv)})
 	id := e.trigger(fcmTrigger("fcm-e2e", path, srv.URL))
-	st := e.waitDone(id, 30*time.Second)
-	if st.State != coordinator.StateDone {
-		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
-	}
-	want := coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2}
-	if st.Counters != want {
-		t.Errorf("counters %+v, want %+v", st.Counters, want)
-	}
-	conserved(t, st)
+	doneWith(t, e, id, coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2})
 	got := map[string]string{}
 	for _, m := range srv.Accepted() {
 		got[m.Token] = string(m.Raw)
@@ -405,15 +389,7 @@ func TestWebPushEndToEnd(t *testing.T) {
 	srv.Kill("u3", webpushtest.NotFound)
 	e.startWorker("w1", workerOpts{intake: true, tune: webpushTune(srv, v)})
 	id := e.trigger(webpushTrigger("webpush-e2e", writeAudience(t, lines)))
-	st := e.waitDone(id, 30*time.Second)
-	if st.State != coordinator.StateDone {
-		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
-	}
-	want := coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2}
-	if st.Counters != want {
-		t.Errorf("counters %+v, want %+v", st.Counters, want)
-	}
-	conserved(t, st)
+	doneWith(t, e, id, coordinator.Counters{Scanned: 5, Delivered: 2, Failed: 3, InvalidTokens: 2})
 	got := map[string]webpushtest.Push{}
 	for _, p := range srv.Accepted() {
 		got[p.ID] = p
@@ -446,4 +422,19 @@ func TestWebPushEndToEnd(t *testing.T) {
 			t.Errorf("u4's dead letter %v: want it not sent", d)
 		}
 	}
+}
+
+// doneWith waits for broadcast id to finish and checks it ended done with
+// exactly want counted, every scanned record counted once.
+func doneWith(t *testing.T, e *env, id string, want coordinator.Counters) coordinator.Status {
+	t.Helper()
+	st := e.waitDone(id, 30*time.Second)
+	if st.State != coordinator.StateDone {
+		t.Fatalf("state %s (%s), want done", st.State, st.Reason)
+	}
+	if st.Counters != want {
+		t.Errorf("counters %+v, want %+v", st.Counters, want)
+	}
+	conserved(t, st)
+	return st
 }

@@ -87,8 +87,8 @@ const MaxPending = 4096
 // Counters are cumulative for the slot.
 type Progress struct {
 	Cursor sharding.Cursor
-	// Pending are the unfinished records before Cursor, ascending by Seq;
-	// at most MaxPending.
+	// Pending are the unfinished records before Cursor, ascending
+	// (sharding.Cursor.Compare); at most MaxPending.
 	Pending        []sharding.Cursor
 	Counters       Counters
 	InvalidSamples []InvalidSample
@@ -97,7 +97,7 @@ type Progress struct {
 // ResumeAt is where reading must start to miss nothing: the first pending
 // record, or the cursor.
 func (p Progress) ResumeAt() sharding.Cursor {
-	if len(p.Pending) > 0 && p.Pending[0].Seq < p.Cursor.Seq {
+	if len(p.Pending) > 0 && p.Pending[0].Compare(p.Cursor) < 0 {
 		return p.Pending[0]
 	}
 	return p.Cursor
@@ -109,8 +109,8 @@ func (p Progress) check() error {
 		return fmt.Errorf("%w: %d pending records, more than %d", ErrBadProgress, len(p.Pending), MaxPending)
 	}
 	for i, c := range p.Pending {
-		if c.Seq >= p.Cursor.Seq || (i > 0 && c.Seq <= p.Pending[i-1].Seq) {
-			return fmt.Errorf("%w: pending record %d not before the cursor %d and ascending", ErrBadProgress, c.Seq, p.Cursor.Seq)
+		if c.Compare(p.Cursor) >= 0 || (i > 0 && c.Compare(p.Pending[i-1]) <= 0) {
+			return fmt.Errorf("%w: pending record %s not before the cursor %s and ascending", ErrBadProgress, c, p.Cursor)
 		}
 	}
 	return nil

@@ -8,15 +8,40 @@ import (
 )
 
 // Cursor is a position in a broadcast's audience stream. Every record before
-// it (Seq lower than the cursor's) has been finished by the unit that holds
-// it; work resumes at the cursor. Cursors are ordered by Seq.
+// it has been finished by the unit that holds it; work resumes at the
+// cursor. Cursors are ordered by Seq, then Offset (Compare).
+//
+// In a stream read from its start (file, synthetic) Seq is the record's
+// index and Offset its byte offset, if any. In a stream read by position
+// range (postgres, prepared) Seq is the record's hash position and Offset
+// its place among the records of that position (almost always 0), so the
+// cursor of one slot means the same place in any worker's stream.
 type Cursor struct {
-	// Seq is the index, from 0, of the next record to read.
+	// Seq is the index, from 0, of the next record to read, or its
+	// position in a stream read by position range.
 	Seq uint64
 	// Offset is the byte offset of that record in a seekable source, so a
 	// resume need not re-read the stream from its start; 0 when the source
-	// has no byte offsets (synthetic audiences).
+	// has no byte offsets (synthetic audiences). In a stream read by
+	// position range, the record's place among those of its position.
 	Offset int64
+}
+
+// Compare orders c and d by Seq, then Offset: -1, 0 or +1. Within one
+// stream a greater Seq is always a later record; the Offset only tells
+// records apart at one Seq in a stream read by position range.
+func (c Cursor) Compare(d Cursor) int {
+	switch {
+	case c.Seq < d.Seq:
+		return -1
+	case c.Seq > d.Seq:
+		return 1
+	case c.Offset < d.Offset:
+		return -1
+	case c.Offset > d.Offset:
+		return 1
+	}
+	return 0
 }
 
 // A cursor is stored in etcd as text, in each slot's checkpoint, so its

@@ -91,10 +91,14 @@ type broadcastRun struct {
 	set  *templates.Set
 	send *delivery.Sender
 	push pusher // nil for a webhook; sends the records of a push endpoint (push.go)
-	cfg  runConfig
-	deps broadcastDeps
-	log  *slog.Logger
-	t    *tracker
+	// ranges is the audience read by position range (postgres, prepared);
+	// nil for one read as a stream (file, synthetic). Only the reader
+	// uses it.
+	ranges *rangeAudience
+	cfg    runConfig
+	deps   broadcastDeps
+	log    *slog.Logger
+	t      *tracker
 
 	limiter *rate.Limiter // nil when the rate is unlimited
 	sends   *slotShare    // this broadcast's use of the worker's send slots
@@ -130,13 +134,14 @@ type broadcastRun struct {
 // newBroadcastRun starts the broadcast's reader, its checkpointer and its
 // state watcher, for a broadcast of slots slots. The caller owns the run and
 // must call stop once it holds no slot (deps.empty says when).
-func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, p pusher, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
+func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery.Sender, p pusher, ra *rangeAudience, slots int, cfg runConfig, deps broadcastDeps) *broadcastRun {
 	b := &broadcastRun{
 		id:         id,
 		spec:       sp,
 		set:        set,
 		send:       send,
 		push:       p,
+		ranges:     ra,
 		cfg:        cfg,
 		deps:       deps,
 		log:        deps.log.With("broadcast", id),
@@ -152,6 +157,7 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 			deps.empty(b)
 		}
 	})
+	b.t.byOffset = ra != nil
 	if sp.ExpiresAt != nil {
 		b.expiresAt = *sp.ExpiresAt
 	}

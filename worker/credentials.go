@@ -1,9 +1,7 @@
 package worker
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 
 	"github.com/herald-dev/herald/signature"
@@ -30,15 +28,9 @@ type credentials struct {
 func loadCredentials(src Secrets, e spec.Endpoint) (credentials, *spec.Error) {
 	var c credentials
 	read := func(name string) ([]byte, string) {
-		if src == nil {
-			return nil, fmt.Sprintf("no secret named %q: the workers have no secrets configured (--secrets-dir, HERALD_SECRET_<NAME>)", name)
-		}
-		v, err := src.Secret(name)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Sprintf("no secret named %q on the workers", name)
-		case err != nil:
-			return nil, fmt.Sprintf("secret %q cannot be read: %v", name, err)
+		v, err := readSecret(src, name)
+		if err != nil {
+			return nil, err.Error()
 		}
 		return v, ""
 	}

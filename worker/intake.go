@@ -14,7 +14,6 @@ import (
 	"github.com/herald-dev/herald/coordinator"
 	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/spec"
-	"github.com/herald-dev/herald/worker/audience"
 )
 
 // DefaultGroupID is the Kafka consumer group of a fleet's intake when none
@@ -99,7 +98,7 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 	log := in.log.With("partition", m.Partition, "offset", m.Offset, "key", string(m.Key))
 	s, _, perr := spec.Parse(m.Value, in.cfg.SpecLimits)
 	if perr == nil {
-		perr = in.check(s)
+		perr = in.check(ctx, s)
 	}
 	var se *spec.Error
 	if errors.As(perr, &se) && se.Limit != "" {
@@ -127,25 +126,23 @@ func (in *intake) handle(ctx context.Context, m kafka.Message) bool {
 }
 
 // check refuses a valid spec this fleet must not run: an endpoint outside
-// the allowlist, or secrets the workers do not have. Refused here, the
-// broadcast is rejected before anything is sent.
-func (in *intake) check(s spec.Spec) error {
+// the allowlist, an audience outside the audience directory, secrets the
+// workers do not have, or a database table or prepared audience that
+// cannot be read as the spec says. Refused here, the broadcast is
+// rejected before anything is sent.
+func (in *intake) check(ctx context.Context, s spec.Spec) error {
 	// A webpush endpoint has no URL: each subscription's push service is
 	// checked before every attempt.
 	if err := in.cfg.Allow.Check(s.Endpoint.URL); err != nil && s.Endpoint.Kind != spec.KindWebPush {
 		in.admit.notAllowed.WithLabelValues("intake").Inc()
 		return &spec.Error{ID: s.ID, Field: "endpoint.url", Msg: "not allowed: " + err.Error()}
 	}
-	switch s.Audience.Source {
-	case audience.SourcePostgres, audience.SourcePrepared:
-		// The range readers exist (package audience) but the broadcast
-		// run reads streams only: refused here, such a broadcast is
-		// rejected with its reason instead of retrying an audience it
-		// cannot open. The reader's integration removes this.
-		return &spec.Error{ID: s.ID, Field: "audience.source", Msg: "source " + s.Audience.Source + " is not read by this version of the workers yet"}
-	}
-	if s.Audience.Source == audience.SourceFile && in.cfg.AudienceDir != "" && !underDir(in.cfg.AudienceDir, s.Audience.Path) {
+	if in.cfg.AudienceDir != "" && localAudience(s.Audience) && !underDir(in.cfg.AudienceDir, s.Audience.Path) {
 		return &spec.Error{ID: s.ID, Field: "audience.path", Msg: "not allowed: outside the workers' audience directory"}
+	}
+	if e := checkRangeAudience(ctx, s.Audience, in.cfg.Secrets, in.cfg.AudienceLimits); e != nil {
+		e.ID = s.ID
+		return e
 	}
 	if _, e := loadCredentials(in.cfg.Secrets, s.Endpoint); e != nil {
 		e.ID = s.ID

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/herald-dev/herald/coordinator"
@@ -51,7 +52,8 @@ const skipBatch = 64
 // memory is one window per broadcast. The loop ends when the run stops.
 func (b *broadcastRun) readLoop() {
 	var (
-		s       *audience.Stream
+		s       recordStream
+		ranges  []sharding.Range // those s reads, for a range source
 		table   []*slotRun
 		gen     = b.t.gen.Load() - 1 // look at the slots first
 		skipped int
@@ -64,6 +66,9 @@ func (b *broadcastRun) readLoop() {
 		}
 	}
 	defer closeStream()
+	if b.ranges != nil {
+		defer b.ranges.close()
+	}
 	defer b.dropBatch()
 	scanned := b.deps.metrics.scanned
 	var batch int
@@ -95,10 +100,13 @@ func (b *broadcastRun) readLoop() {
 				continue
 			case move:
 				closeStream()
+			case b.ranges != nil && !slices.Equal(ranges, heldRanges(table)):
+				// Other slots held: read their ranges from here on.
+				closeStream()
 			}
 			if s == nil {
 				var err error
-				if s, err = b.open(from); err != nil {
+				if s, ranges, err = b.open(from, table); err != nil {
 					if !b.backoff(err, &attempt, from) {
 						return
 					}
@@ -110,7 +118,7 @@ func (b *broadcastRun) readLoop() {
 		if s == nil {
 			var err error
 			from := b.t.position()
-			if s, err = b.open(from); err != nil {
+			if s, ranges, err = b.open(from, table); err != nil {
 				if !b.backoff(err, &attempt, from) {
 					return
 				}
@@ -168,13 +176,34 @@ func (b *broadcastRun) readLoop() {
 	}
 }
 
-// open opens the audience at from.
-func (b *broadcastRun) open(from sharding.Cursor) (*audience.Stream, error) {
-	s, err := audience.Open(b.spec.Audience, from, b.cfg.audienceLimits)
-	if err != nil {
-		return nil, fmt.Errorf("%w: open for %s: %w", errStream, b.id, err)
+// recordStream is the reader's view of an audience: *audience.Stream for
+// a file or a synthetic audience, *rangeStream for one read by position
+// range.
+type recordStream interface {
+	Next() bool
+	Record() *audience.Record
+	Cursor() sharding.Cursor
+	Err() error
+	Close() error
+}
+
+// open opens the audience at from: the whole stream, or, for a range
+// source, the ranges of the slots in table (returned too: the stream is
+// opened again when they change).
+func (b *broadcastRun) open(from sharding.Cursor, table []*slotRun) (recordStream, []sharding.Range, error) {
+	if b.ranges == nil {
+		s, err := audience.Open(b.spec.Audience, from, b.cfg.audienceLimits)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: open for %s: %w", errStream, b.id, err)
+		}
+		return s, nil, nil
 	}
-	return s, nil
+	src, err := b.ranges.source(b.runCtx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: open for %s: %w", errStream, b.id, err)
+	}
+	ranges := heldRanges(table)
+	return openRangeStream(b.runCtx, src, ranges, from), ranges, nil
 }
 
 // backoff waits after a stream failure before the next try (1.6 s,
@@ -253,6 +282,9 @@ func (b *broadcastRun) own(sr *slotRun, rec *audience.Record, next sharding.Curs
 func (b *broadcastRun) dispatch(sr *slotRun, rec *audience.Record, next sharding.Cursor) {
 	at := sharding.Cursor{Seq: rec.Seq, Offset: rec.Offset}
 	settle := func(out outcome, why string) {
+		if out == invalid && b.ranges != nil {
+			why = rangeInvalid(rec, why)
+		}
 		if _, ok := b.t.take(sr, at, next, out, rec.Line, why); ok {
 			b.deps.metrics.outcome(out)
 		}

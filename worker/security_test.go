@@ -303,31 +303,6 @@ func TestAudienceOutsideDirRejected(t *testing.T) {
 	}
 }
 
-// TestRangeSourcesRejected: until the broadcast run reads the range
-// sources, a trigger naming one is rejected with its reason, not left
-// retrying an audience the reader cannot open.
-func TestRangeSourcesRejected(t *testing.T) {
-	e := newEnv(t, sink.Config{})
-	e.startWorker("w1", workerOpts{intake: true})
-	for id, aud := range map[string]map[string]any{
-		"pg":       {"source": "postgres", "connection": "audience-db", "table": "subscribers"},
-		"prepared": {"source": "prepared", "path": t.TempDir()},
-	} {
-		spec := synthetic(id, e.endpoint(), 1)
-		spec["audience"] = aud
-		e.trigger(spec)
-	}
-	for _, id := range []string{"pg", "prepared"} {
-		waitFor(t, 10*time.Second, id+" rejected", func() bool {
-			st, err := e.reg.Status(context.Background(), id)
-			return err == nil && st.State == coordinator.StateRejected
-		})
-		if st := e.status(id); !strings.Contains(st.Reason, "audience.source") || !strings.Contains(st.Reason, "not read") {
-			t.Errorf("%s: reason %q", id, st.Reason)
-		}
-	}
-}
-
 // TestTriggerLargerThanAFetch: a trigger larger than the consumer's fetch
 // size neither stalls intake nor gets through: the broker still hands it
 // over whole, the spec limit rejects it, and the trigger behind it runs.

@@ -446,6 +446,10 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 	if cerr != nil {
 		return nil, fmt.Errorf("worker: credentials of %s: %s: %s", id, cerr.Field, cerr.Msg)
 	}
+	ra, err := newRangeAudience(sp.Audience, w.cfg.Secrets, w.cfg.AudienceLimits)
+	if err != nil {
+		return nil, fmt.Errorf("worker: audience of %s: %w", id, err)
+	}
 	dc := w.cfg.Delivery
 	dc.MaxInFlight = sp.Endpoint.MaxInFlight
 	dc.Pool = w.conns
@@ -477,7 +481,7 @@ func (w *Worker) broadcastFor(ctx context.Context, cl *coordinator.Claim) (*broa
 		s.Close()
 		return nil, fmt.Errorf("worker: push sender for %s: %w", id, err)
 	}
-	b := newBroadcastRun(id, sp, set, s, p, cl.Slots(), w.runCfg, w.runDeps)
+	b := newBroadcastRun(id, sp, set, s, p, ra, cl.Slots(), w.runCfg, w.runDeps)
 	w.broadcasts[id] = b
 	return b, nil
 }

@@ -21,7 +21,8 @@
 // audience rewritten as position-sorted segments, in a directory or
 // S3-compatible storage). This package has what they share: the Spec with
 // their fields and its validation, Record (SetLine, SetPosition),
-// LineReader, and Location. Open refuses them (ErrRangeSource).
+// LineReader, and Location. Open refuses them (ErrRangeSource): the
+// worker reads them by the ranges of the slots it holds (worker/rangestream.go).
 //
 // The package does not decide ownership, render messages or count
 // anything; those are the worker's.

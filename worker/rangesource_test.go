@@ -96,6 +96,15 @@ func withSecrets(s mapSecrets) func(*Config) {
 	return func(c *Config) { c.Secrets = s }
 }
 
+// startFleet starts workers w1 (taking triggers) to wn, all with sec.
+func startFleet(e *env, n int, sec mapSecrets) []*testWorker {
+	ws := make([]*testWorker, n)
+	for i := range ws {
+		ws[i] = e.startWorker(fmt.Sprintf("w%d", i+1), workerOpts{intake: i == 0, tune: withSecrets(sec)})
+	}
+	return ws
+}
+
 // TestPostgresAudienceEndToEnd: two workers send a postgres audience,
 // each reading only the rows of the slots it holds: every row is counted
 // once (the NULL positions and the wrong position as invalid, with the
@@ -106,11 +115,7 @@ func TestPostgresAudienceEndToEnd(t *testing.T) {
 	dsn := pgSubscribers(t, n, nulls)
 	e := newEnv(t, sink.Config{Strict: true})
 	e.keepBodies = true
-	sec := mapSecrets{"audience-db": dsn}
-	ws := []*testWorker{
-		e.startWorker("w1", workerOpts{intake: true, tune: withSecrets(sec)}),
-		e.startWorker("w2", workerOpts{tune: withSecrets(sec)}),
-	}
+	ws := startFleet(e, 2, mapSecrets{"audience-db": dsn})
 	id := e.trigger(rangeSpec("pg-e2e", e.endpoint(), map[string]any{
 		"source": "postgres", "connection": "audience-db", "table": "subs",
 		"locale_column": "locale", "reachable_column": "reachable", "attribute_columns": []string{"name"},
@@ -183,12 +188,7 @@ func TestPostgresAudienceKill(t *testing.T) {
 	const n = 30_000
 	dsn := pgSubscribers(t, n, 0)
 	e := newEnv(t, sink.Config{Latency: 200 * time.Microsecond})
-	sec := mapSecrets{"audience-db": dsn}
-	ws := []*testWorker{
-		e.startWorker("w1", workerOpts{intake: true, tune: withSecrets(sec)}),
-		e.startWorker("w2", workerOpts{tune: withSecrets(sec)}),
-		e.startWorker("w3", workerOpts{tune: withSecrets(sec)}),
-	}
+	ws := startFleet(e, 3, mapSecrets{"audience-db": dsn})
 	id := e.trigger(rangeSpec("pg-kill", e.endpoint(), map[string]any{
 		"source": "postgres", "connection": "audience-db", "table": "subs",
 		"locale_column": "locale", "reachable_column": "reachable", "attribute_columns": []string{"name"},
@@ -258,10 +258,7 @@ func TestPreparedAudienceS3(t *testing.T) {
 
 	e := newEnv(t, sink.Config{Latency: 200 * time.Microsecond})
 	sec := mapSecrets{"s3-audiences": secret}
-	ws := []*testWorker{
-		e.startWorker("w1", workerOpts{intake: true, tune: withSecrets(sec)}),
-		e.startWorker("w2", workerOpts{tune: withSecrets(sec)}),
-	}
+	ws := startFleet(e, 2, sec)
 	id := e.trigger(rangeSpec("prep-s3", e.endpoint(), map[string]any{
 		"source": "prepared", "path": "s3://audiences/spring", "connection": "s3-audiences",
 	}))

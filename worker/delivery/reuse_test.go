@@ -62,12 +62,22 @@ func TestSendReusesConnections(t *testing.T) {
 // once, as the worker's pool does. Warming up may open a few connections
 // more than there are senders (net/http hands a freed connection to
 // whichever request is waiting, and that one's own dial still lands), never
-// more than the pool's cap; once warm, no send opens one.
+// more than the pool's cap; once warm, no send opens one. The endpoint
+// holds the first answers until every sender has a request in flight, so
+// warming up reaches the whole concurrency.
 func TestConcurrentSendersKeepTheirConnections(t *testing.T) {
 	const senders, sends = 8, 40
 	cfg := testConfig
 	cfg.MaxInFlight = senders
-	e := newEndpoint(t, status(200))
+	var arrived sync.WaitGroup
+	arrived.Add(senders)
+	e := newEndpoint(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n <= senders {
+			arrived.Done()
+			arrived.Wait()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 	s, _ := newTestSender(t, cfg)
 	round := func() {
 		t.Helper()

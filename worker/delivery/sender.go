@@ -111,7 +111,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 		pool:    pool,
 		ownPool: own,
 		client: &http.Client{
-			Transport: attemptTransport{pool: pool.transport(modeOf(cfg.HTTP2)), timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
+			Transport: attemptTransport{pool: pool.roundTripper(modeOf(cfg.HTTP2)), timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
 			// A redirect is an answer (classify fails it), not something to
 			// follow: net/http would turn the POST into a GET.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

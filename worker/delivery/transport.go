@@ -81,8 +81,13 @@ type Pool struct {
 	// their servers' certificates.
 	tls *tls.Config
 
+	// netHTTP, set by tests and benchmarks, sends everything through
+	// net/http's transports, without the direct HTTP/1.1 path (h1.go).
+	netHTTP bool
+
 	mu sync.Mutex
 	ts [numModes]*http.Transport
+	h1 [numModes]*h1Transport
 }
 
 // NewPool returns a pool that keeps at most maxConns idle connections over
@@ -110,6 +115,27 @@ func (p *Pool) CloseIdle() {
 			t.CloseIdleConnections()
 		}
 	}
+	for _, t := range p.h1 {
+		if t != nil {
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// roundTripper is what a Sender in mode sends through: for HTTP/1.1 on
+// plain http:// (modes auto and off), connections the direct path owns
+// (h1.go), with net/http's transport for the rest; in h2c, net/http's.
+func (p *Pool) roundTripper(mode protocolMode) http.RoundTripper {
+	t := p.transport(mode)
+	if mode == modeH2C || p.netHTTP {
+		return t
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h1[mode] == nil {
+		p.h1[mode] = newH1Transport(t, p.maxConns, p.maxResponseHeaderBytes)
+	}
+	return p.h1[mode]
 }
 
 // transport returns the pool's transport for mode, made on first use.
@@ -187,7 +213,7 @@ func newTransport(mode protocolMode, maxConns int, connect time.Duration, maxRes
 // request, so the timeout is a context deadline here instead, released when
 // the response body is closed.
 type attemptTransport struct {
-	pool    *http.Transport
+	pool    http.RoundTripper
 	timeout time.Duration
 	fence   func() error
 	allow   func(*url.URL) error

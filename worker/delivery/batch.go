@@ -286,7 +286,7 @@ func (s *Sender) postBatch(ctx context.Context, c *call, url string, body []byte
 		c.sig = c.signer.AppendHeader(c.sig[:0], s.now(), body)
 		req.Header.Set(signature.Header, string(c.sig))
 	}
-	resp, err := s.client.Do(req)
+	resp, err := s.rt.RoundTrip(req)
 	if err != nil {
 		return 0, "", nil, err
 	}

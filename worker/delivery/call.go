@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/hashicorp/go-retryablehttp"
-
+	"github.com/herald-dev/herald/internal/sleep"
 	"github.com/herald-dev/herald/signature"
 )
 
@@ -24,13 +22,10 @@ var errRetryPastDeadline = errors.New("delivery: next attempt would be past the 
 // snippetBytes is how much of a refusing response's body a Reason quotes.
 const snippetBytes = 160
 
-// call is the state of one Send while retryablehttp drives its attempts.
-// retryablehttp's hooks receive no per-request state of their own, so each
-// call carries a Client whose hooks are bound to it; calls are pooled by
-// the Sender and reused, hooks and all.
+// call is the state of one Send or SendBatch through its attempts. Calls
+// are pooled by the Sender and reused.
 type call struct {
-	s  *Sender
-	rc retryablehttp.Client
+	s *Sender
 
 	attempts int           // requests started
 	spent    int           // attempts counted towards MaxAttempts
@@ -40,7 +35,7 @@ type call struct {
 	status   int
 	err      error         // the last attempt's transport error
 	stopped  string        // why the context stopped the delivery, if it did
-	wait     time.Duration // the wait checkRetry chose, handed to retryablehttp by backoff
+	wait     time.Duration // the wait checkRetry chose before the next attempt
 
 	drain   io.LimitedReader
 	buf     [snippetBytes]byte
@@ -56,24 +51,10 @@ func (s *Sender) getCall() *call {
 		return c
 	}
 	c := &call{s: s}
-	c.rc.HTTPClient = s.client
-	// checkRetry alone decides when to stop: attempts made while the
-	// breaker is open do not count, so the number of requests has no cap
-	// retryablehttp could know.
-	c.rc.RetryMax = math.MaxInt
-	c.rc.CheckRetry = c.checkRetry
-	c.rc.PrepareRetry = c.prepareRetry
-	c.rc.Backoff = c.backoff
-	// Return the last response and error instead of a generic "giving up"
-	// error, so the Result can name them.
-	c.rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	if s.cfg.SigningKeys != nil {
 		// Validate checked the keys.
 		c.signer, _ = signature.NewSigner(s.cfg.SigningKeys)
-		c.rc.RequestLogHook = c.sign
 	}
-	// Logger stays nil: retryablehttp then logs nothing, and checkRetry
-	// logs retries through slog.
 	return c
 }
 
@@ -85,23 +66,52 @@ func (s *Sender) putCall(c *call) {
 	s.calls.Put(c)
 }
 
-// sign runs before every attempt (retryablehttp's RequestLogHook, which
-// unlike PrepareRetry also runs before the first) and signs the body with
-// the attempt's own time, so a delivery retried for minutes is not refused
-// as stale. From the second attempt on, the header map is a fresh copy:
-// net/http may still be reading the previous attempt's request.
-func (c *call) sign(_ retryablehttp.Logger, req *http.Request, attempt int) {
-	c.sig = c.signer.AppendHeader(c.sig[:0], c.s.now(), c.body)
-	if attempt > 0 {
-		req.Header = req.Header.Clone()
+// do makes a delivery's attempts, req the first, until checkRetry stops
+// them, waiting between them as it chose and on the circuit breaker
+// (admit). Every attempt is a request of its own with the same headers and
+// body: net/http may still be reading the previous one. It returns the
+// error that ended the attempts: the last attempt's transport error, or
+// why checkRetry or the context stopped them; nil when the last attempt
+// was answered.
+func (c *call) do(ctx context.Context, req *http.Request) error {
+	for {
+		if c.signer != nil {
+			c.sign(req)
+		}
+		resp, err := c.s.rt.RoundTrip(req)
+		retry, cerr := c.checkRetry(ctx, resp, err)
+		if resp != nil {
+			// checkRetry has read what it wanted of the body.
+			resp.Body.Close()
+		}
+		if cerr != nil {
+			err = cerr
+		}
+		if !retry {
+			return err
+		}
+		if !sleep.For(ctx, c.wait) {
+			return ctx.Err()
+		}
+		if err := c.admit(ctx); err != nil {
+			return err
+		}
+		req = req.Clone(ctx)
+		req.Body, _ = req.GetBody()
 	}
+}
+
+// sign signs the body with the attempt's own time, so a delivery retried
+// for minutes is not refused as stale.
+func (c *call) sign(req *http.Request) {
+	c.sig = c.signer.AppendHeader(c.sig[:0], c.s.now(), c.body)
 	req.Header[signature.Header] = []string{string(c.sig)}
 }
 
 // admit holds the attempt about to start while the circuit breaker is
 // open, until it may go (as the probe, or because the breaker closed) or
-// the delivery has waited BreakerMaxWait in all. It is called before the
-// first attempt and, through prepareRetry, before every retry; Fence and
+// the delivery has waited BreakerMaxWait in all. It is called before
+// every attempt; Fence and
 // Allow are checked after it, in the transport, right before the request
 // goes out. An error means ctx ended: nothing more may be sent.
 func (c *call) admit(ctx context.Context) error {
@@ -125,10 +135,6 @@ func (c *call) admit(ctx context.Context) error {
 	c.probe = probe
 	return nil
 }
-
-// prepareRetry is retryablehttp's PrepareRetry: it runs after the wait
-// between attempts, just before the retry.
-func (c *call) prepareRetry(req *http.Request) error { return c.admit(req.Context()) }
 
 // patient reports whether the delivery may still wait on the breaker.
 func (c *call) patient() bool {
@@ -163,7 +169,7 @@ func (c *call) report(ctx context.Context, err error, retryAfter string) (open b
 	return c.s.breaker.record(probe, c.verdict, wait)
 }
 
-// checkRetry runs after every attempt (retryablehttp's CheckRetry): it
+// checkRetry runs after every attempt: it
 // counts the attempt, reads the response body so the connection goes back
 // to the pool before any wait, applies classify, and for a retry chooses
 // the wait and checks that the context allows it. A transient failure
@@ -238,12 +244,6 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 	return true, nil
 }
 
-// backoff hands retryablehttp the wait checkRetry chose; retryablehttp
-// sleeps it, waking early if the context ends.
-func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return c.wait
-}
-
 // consume reads up to MaxResponseBytes of a response body, keeping the
 // start of a non-2xx one for the Reason. Reading to the end is what lets
 // net/http reuse the connection; a longer body costs the connection
@@ -266,8 +266,8 @@ func (c *call) consume(resp *http.Response) {
 	}
 }
 
-// result turns the finished call into a Result. err is what
-// retryablehttp's Do returned.
+// result turns the finished call into a Result. err is what do
+// returned.
 func (c *call) result(ctx context.Context, err error) Result {
 	r := Result{Status: c.status, Attempts: c.attempts}
 	switch {

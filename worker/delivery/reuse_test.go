@@ -23,8 +23,8 @@ func TestSendReusesConnections(t *testing.T) {
 			wantConns: func(n int64) bool { return n == 1 }, connsDoc: "1"},
 		{name: "bodies read before reuse", answer: script(reply(200, big)), sends: 30, want: Delivered,
 			wantConns: func(n int64) bool { return n == 1 }, connsDoc: "1"},
-		// retryablehttp closes idle connections whenever a request gives
-		// up; the pool must survive that. An endpoint failing every attempt
+		// A request that gives up must not cost the pool its connection
+		// (an older retry library closed idle ones). An endpoint failing every attempt
 		// is an outage to the circuit breaker, which would hold these sends
 		// back rather than let them give up: off here, it has tests of its
 		// own.

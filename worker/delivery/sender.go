@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -9,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,11 +67,13 @@ type Sender struct {
 	log     *slog.Logger
 	pool    *Pool
 	ownPool bool // the pool is the Sender's own: Close closes its idle connections
-	client  *http.Client
+	// rt sends one attempt: the pool's transport under the attempt's
+	// deadline, fence and allow-list (attemptTransport). Redirects are
+	// answers (classify fails them), never followed.
+	rt      http.RoundTripper
 	metrics *metrics
 	breaker *breaker // nil when disabled
-	// calls recycles per-Send state, including a retryablehttp.Client whose
-	// hooks are bound to it, so a Send allocates none of that.
+	// calls recycles per-Send state, so a Send allocates none of it.
 	calls sync.Pool
 
 	// Hooks tests replace. now is the wall clock that Retry-After dates and
@@ -106,16 +108,11 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sender, erro
 	}
 	randN := rand.Int64N
 	return &Sender{
-		cfg:     cfg,
-		log:     log,
-		pool:    pool,
-		ownPool: own,
-		client: &http.Client{
-			Transport: attemptTransport{pool: pool.roundTripper(modeOf(cfg.HTTP2)), timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
-			// A redirect is an answer (classify fails it), not something to
-			// follow: net/http would turn the POST into a GET.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cfg:      cfg,
+		log:      log,
+		pool:     pool,
+		ownPool:  own,
+		rt:       attemptTransport{pool: pool.roundTripper(modeOf(cfg.HTTP2)), timeout: cfg.Timeout, fence: cfg.Fence, allow: cfg.Allow},
 		metrics:  m,
 		breaker:  newBreaker(cfg, log, m, randN),
 		now:      time.Now,
@@ -176,7 +173,7 @@ func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result 
 	if !validKey(key) {
 		return Result{Outcome: Failed, Reason: "not sent: idempotency key must be 1 to 200 printable ASCII characters"}
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return Result{Outcome: Failed, Reason: "not sent: " + describe(0, err)}
 	}
@@ -197,12 +194,7 @@ func (s *Sender) send(ctx context.Context, url, key string, body []byte) Result 
 	if err := c.admit(ctx); err != nil {
 		return Result{Outcome: Aborted, Reason: "not sent: " + c.stopped}
 	}
-	resp, err := c.rc.Do(req)
-	if resp != nil {
-		// checkRetry has read what it wanted of the body already.
-		resp.Body.Close()
-	}
-	return c.result(ctx, err)
+	return c.result(ctx, c.do(ctx, req))
 }
 
 // validKey holds a key to what Herald promises endpoints (printable ASCII,

@@ -200,18 +200,14 @@ func newTransport(mode protocolMode, maxConns int, connect time.Duration, maxRes
 	}
 }
 
-// attemptTransport is the RoundTripper under the Sender's http.Client. It
-// bounds each attempt with its own deadline and does not pass
-// CloseIdleConnections on to the pool.
-//
-// Both are deliberate. retryablehttp calls http.Client.CloseIdleConnections
-// every time one request gives up; on a pool shared by MaxInFlight senders
-// that would drop everyone's keep-alive connections whenever one message
-// failed. http.Client forwards that call only to transports that have the
-// method, and this one does not. Being a transport http.Client does not
-// know, it would also make Client.Timeout cost a goroutine and a timer per
-// request, so the timeout is a context deadline here instead, released when
-// the response body is closed.
+// attemptTransport is the RoundTripper every attempt of a Sender goes
+// through (Send and SendBatch call it directly: no http.Client, whose
+// redirect following and header copying an attempt does not need). It
+// checks the allow-list and the fence right before the request goes out,
+// and bounds each attempt with a deadline of its own, a context deadline
+// released when the response body is closed. It has no
+// CloseIdleConnections: one Sender's trouble must not drop the keep-alive
+// connections of the pool it shares with others.
 type attemptTransport struct {
 	pool    http.RoundTripper
 	timeout time.Duration

@@ -208,6 +208,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		}
 	}
 	var rss []Result
+	var synthetic *Result // sources' baseline
 	for i, sc := range plan(cfg) {
 		if ctx.Err() != nil {
 			return results, errStopped
@@ -227,6 +228,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 			} else {
 				judgeBatch(&r, batchOne, plainBatch)
 			}
+		}
+		if sc.kind == scSources {
+			synthetic = judgeSources(&r, synthetic)
 		}
 		if sc.kind == scRSS {
 			rss = append(rss, r)

@@ -13,8 +13,9 @@ import (
 //
 //	sources  SourcesWorkers deliver the same audience of SourcesSubscribers
 //	         from the synthetic source, a postgres table and a prepared
-//	         audience in object storage: msgs/s, the ratio of each range
-//	         source to the synthetic one, and the records the fleet read
+//	         audience in object storage, in SourcesRounds interleaved
+//	         rounds: msgs/s, the ratio of each range source's median to
+//	         the synthetic one's, and the records the fleet read
 //	pgkill   kill9 with the audience in a postgres table
 //	reads    the records the fleet reads for one broadcast of
 //	         ReadsSubscribers, from file, postgres and prepared, at each
@@ -53,6 +54,11 @@ type AudienceConfig struct {
 	// from each source.
 	SourcesSubscribers int64
 	SourcesWorkers     int
+	// SourcesRounds (0: 3) is how many times the three run, one after
+	// the other: a broadcast of 300,000 lasts seconds, so one run's rate
+	// moves with whatever else the machine does, and the judge takes each
+	// source's median.
+	SourcesRounds int
 	// PGKillSubscribers is pgkill's table (0: the chaos scenarios' size,
 	// so it compares with kill9).
 	PGKillSubscribers int64
@@ -70,6 +76,9 @@ func (c AudienceConfig) withDefaults(chaosSubscribers int64) AudienceConfig {
 	}
 	if c.SourcesWorkers == 0 {
 		c.SourcesWorkers = 2
+	}
+	if c.SourcesRounds == 0 {
+		c.SourcesRounds = 3
 	}
 	if c.PGKillSubscribers == 0 {
 		c.PGKillSubscribers = chaosSubscribers
@@ -97,6 +106,9 @@ func (c AudienceConfig) validate() error {
 			return fmt.Errorf("%w: %d workers: want 1 to 16 on one machine", ErrConfig, w)
 		}
 	}
+	if c.SourcesRounds < 1 || c.SourcesRounds > 20 {
+		return fmt.Errorf("%w: %d sources rounds: want 1 to 20", ErrConfig, c.SourcesRounds)
+	}
 	if c.ReadsReachableEvery < 1 {
 		return fmt.Errorf("%w: reads reachable every %d: want at least 1", ErrConfig, c.ReadsReachableEvery)
 	}
@@ -106,6 +118,7 @@ func (c AudienceConfig) validate() error {
 func (c *AudienceConfig) registerFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.SourcesSubscribers, "sources-subscribers", 300_000, "subscribers sources delivers from each source")
 	fs.IntVar(&c.SourcesWorkers, "sources-workers", 2, "workers of sources")
+	fs.IntVar(&c.SourcesRounds, "sources-rounds", 3, "`rounds` of sources: each runs the three sources once; the judge takes each source's median")
 	fs.Int64Var(&c.PGKillSubscribers, "pgkill-subscribers", 0, "subscribers in pgkill's table (default --chaos-subscribers)")
 	fs.Int64Var(&c.ReadsSubscribers, "reads-subscribers", 2_000_000, "subscribers of reads' audience")
 	fs.IntVar(&c.ReadsReachableEvery, "reads-reachable-every", 100, "one subscriber in `n` of reads' audience is reachable, the rest not")
@@ -136,6 +149,8 @@ type audienceOf struct {
 	// reachEvery, when above 0, makes only every reachEvery-th record
 	// reachable; 0 keeps the synthetic audience's reachability.
 	reachEvery int
+	// round of rounds, for sources.
+	round, rounds int
 }
 
 // audiencePlan lists the audience scenarios cfg selects, in the order
@@ -144,9 +159,15 @@ func audiencePlan(cfg Config) []scenario {
 	ac := cfg.Audiences
 	var out []scenario
 	if cfg.has(scSources) {
-		for _, src := range []string{srcSynthetic, srcPostgres, srcPrepared} {
-			out = append(out, scenario{name: scSources + "-" + src, kind: scSources, workers: ac.SourcesWorkers,
-				subscribers: ac.SourcesSubscribers, aud: &audienceOf{source: src}, report: reportReads})
+		for round := 1; round <= ac.SourcesRounds; round++ {
+			for _, src := range []string{srcSynthetic, srcPostgres, srcPrepared} {
+				name := scSources + "-" + src
+				if ac.SourcesRounds > 1 {
+					name += fmt.Sprintf("-r%d", round)
+				}
+				out = append(out, scenario{name: name, kind: scSources, workers: ac.SourcesWorkers, subscribers: ac.SourcesSubscribers,
+					aud: &audienceOf{source: src, round: round, rounds: ac.SourcesRounds}, report: reportReads})
+			}
 		}
 	}
 	if cfg.has(scPGKill) {
@@ -202,21 +223,63 @@ func judgeReads(res *Result, _ Config) {
 		"%.0f records read for %d: %.3f per record with %d workers", *res.RecordsRead, res.Subscribers, per, res.Workers)
 }
 
-// judgeSources adds the ratio of a sources run to the synthetic one
-// (base) and its check; it returns the run that is the base from now on.
-func judgeSources(r *Result, base *Result) *Result {
+// sourcesJudge compares the sources runs as they come: each with its
+// round's synthetic run, and at each source's last round the median of its
+// rates with the synthetic source's median, which is judged.
+type sourcesJudge struct {
+	rates     map[string][]float64 // msgs/s by source, in round order
+	synthetic *Result              // the latest synthetic run
+}
+
+func (j *sourcesJudge) add(r *Result, a audienceOf) {
+	if j.rates == nil {
+		j.rates = map[string][]float64{}
+	}
+	j.rates[r.Source] = append(j.rates[r.Source], r.MsgsPerS)
 	if r.Source == srcSynthetic {
-		return r
+		j.synthetic = r
+		return
 	}
-	if base == nil || base.MsgsPerS == 0 {
+	if j.synthetic == nil || j.synthetic.MsgsPerS == 0 {
 		r.check("synthetic baseline", false, "no synthetic run to compare with")
-		return base
+		return
 	}
-	x := r.MsgsPerS / base.MsgsPerS
+	x := r.MsgsPerS / j.synthetic.MsgsPerS
 	r.RatioToSynthetic = &x
-	r.check(fmt.Sprintf("at least %.1f of the synthetic source", sourcesMinRatio), x >= sourcesMinRatio,
-		"%.0f msgs/s against %.0f: x%.2f", r.MsgsPerS, base.MsgsPerS, x)
-	return base
+	if a.round < a.rounds {
+		return
+	}
+	fig := &sourcesFigure{Rounds: len(j.rates[r.Source]), MsgsPerS: median(j.rates[r.Source]),
+		SyntheticMsgsPerS: median(j.rates[srcSynthetic])}
+	if fig.SyntheticMsgsPerS > 0 {
+		fig.Ratio = fig.MsgsPerS / fig.SyntheticMsgsPerS
+	}
+	r.Sources = fig
+	r.check(fmt.Sprintf("median of %d rounds at least %.1f of the synthetic source's", fig.Rounds, sourcesMinRatio), fig.Ratio >= sourcesMinRatio,
+		"%.0f msgs/s against %.0f: x%.2f", fig.MsgsPerS, fig.SyntheticMsgsPerS, fig.Ratio)
+}
+
+// sourcesFigure is a range source's median rate over the rounds of
+// sources, and the synthetic source's.
+type sourcesFigure struct {
+	Rounds            int     `json:"rounds"`
+	MsgsPerS          float64 `json:"median_msgs_per_s"`
+	SyntheticMsgsPerS float64 `json:"synthetic_median_msgs_per_s"`
+	Ratio             float64 `json:"ratio_to_synthetic"`
+}
+
+// median of xs; 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // audienceLines are the figures of an audience scenario after the table.
@@ -227,7 +290,10 @@ func (r Result) audienceLines() []string {
 		parts = append(parts, fmt.Sprintf("records read by the fleet %.0f (%.3f per audience record, %d workers)", *r.RecordsRead, *r.ReadsPerRecord, r.Workers))
 	}
 	if r.RatioToSynthetic != nil {
-		parts = append(parts, fmt.Sprintf("%.0f msgs/s, x%.2f of the synthetic source", r.MsgsPerS, *r.RatioToSynthetic))
+		parts = append(parts, fmt.Sprintf("%.0f msgs/s, x%.2f of this round's synthetic source", r.MsgsPerS, *r.RatioToSynthetic))
+	}
+	if f := r.Sources; f != nil {
+		parts = append(parts, fmt.Sprintf("median of %d rounds %.0f msgs/s against the synthetic source's %.0f: x%.2f", f.Rounds, f.MsgsPerS, f.SyntheticMsgsPerS, f.Ratio))
 	}
 	if r.Note != "" {
 		parts = append(parts, r.Note)

@@ -23,6 +23,8 @@ func TestAudienceConfig(t *testing.T) {
 		{"by name", []string{"--scenarios", "sources,reads"}, true},
 		{"sizes", []string{"--sources-subscribers", "1000", "--reads-workers", "1,2", "--reads-reachable-every", "10"}, true},
 		{"too many reads workers", []string{"--reads-workers", "1,17"}, false},
+		{"one round", []string{"--sources-rounds", "1"}, true},
+		{"too many rounds", []string{"--sources-rounds", "21"}, false},
 		{"no sources workers", []string{"--sources-workers", "0"}, true}, // 0 is the default
 		{"negative sources workers", []string{"--sources-workers", "-1"}, false},
 		{"reachable every 0 means the default", []string{"--reads-reachable-every", "0"}, true},
@@ -50,7 +52,9 @@ func TestAudienceConfig(t *testing.T) {
 			t.Errorf("%s: no audience", sc.name)
 		}
 	}
-	want := []string{"sources-synthetic", "sources-postgres", "sources-prepared", "pgkill",
+	want := []string{"sources-synthetic-r1", "sources-postgres-r1", "sources-prepared-r1",
+		"sources-synthetic-r2", "sources-postgres-r2", "sources-prepared-r2",
+		"sources-synthetic-r3", "sources-postgres-r3", "sources-prepared-r3", "pgkill",
 		"reads-file-1", "reads-file-4", "reads-file-16", "reads-postgres-1", "reads-postgres-4", "reads-postgres-16",
 		"reads-prepared-1", "reads-prepared-4", "reads-prepared-16"}
 	if !slices.Equal(names, want) {
@@ -166,23 +170,56 @@ func TestWithAudience(t *testing.T) {
 }
 
 func TestJudgeSources(t *testing.T) {
-	base := judgeSources(&Result{Source: srcSynthetic, MsgsPerS: 1000}, nil)
-	if base == nil || base.MsgsPerS != 1000 {
-		t.Fatalf("base %v", base)
+	var j sourcesJudge
+	run := func(src string, rate float64, round int) *Result {
+		r := &Result{Source: src, MsgsPerS: rate}
+		j.add(r, audienceOf{source: src, round: round, rounds: 3})
+		return r
 	}
-	pg := &Result{Source: srcPostgres, MsgsPerS: 950}
-	if got := judgeSources(pg, base); got != base || !pg.OK() || pg.RatioToSynthetic == nil || *pg.RatioToSynthetic != 0.95 {
-		t.Errorf("postgres at 0.95: checks %v, ratio %v", pg.Checks, pg.RatioToSynthetic)
+	// Round 1: postgres at 0.95 of its round's synthetic, prepared at
+	// 0.5; neither judged yet.
+	run(srcSynthetic, 1000, 1)
+	pg := run(srcPostgres, 950, 1)
+	if !pg.OK() || pg.RatioToSynthetic == nil || *pg.RatioToSynthetic != 0.95 || pg.Sources != nil {
+		t.Errorf("round 1 postgres: checks %v, ratio %v, figure %v", pg.Checks, pg.RatioToSynthetic, pg.Sources)
 	}
-	slow := &Result{Source: srcPrepared, MsgsPerS: 850}
-	judgeSources(slow, base)
-	if slow.OK() {
-		t.Errorf("prepared at 0.85 passed: %v", slow.Checks)
+	run(srcPrepared, 500, 1)
+	// Rounds 2 and 3: a slow synthetic round and a fast one.
+	run(srcSynthetic, 800, 2)
+	run(srcPostgres, 900, 2)
+	run(srcPrepared, 850, 2)
+	run(srcSynthetic, 1200, 3)
+	pg = run(srcPostgres, 1000, 3)
+	prep := run(srcPrepared, 880, 3)
+	// Medians: synthetic 1000, postgres 950, prepared 850.
+	if f := pg.Sources; f == nil || f.Rounds != 3 || f.MsgsPerS != 950 || f.SyntheticMsgsPerS != 1000 || f.Ratio != 0.95 || !pg.OK() {
+		t.Errorf("postgres: figure %+v, checks %v", f, pg.Checks)
 	}
+	if f := prep.Sources; f == nil || f.MsgsPerS != 850 || prep.OK() {
+		t.Errorf("prepared at a median of 0.85 passed: figure %+v, checks %v", f, prep.Checks)
+	}
+
+	var none sourcesJudge
 	orphan := &Result{Source: srcPrepared, MsgsPerS: 850}
-	judgeSources(orphan, nil)
+	none.add(orphan, audienceOf{source: srcPrepared, round: 1, rounds: 1})
 	if orphan.OK() {
 		t.Error("no baseline passed")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.xs); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+	}
+	xs := []float64{3, 1, 2}
+	median(xs)
+	if !slices.Equal(xs, []float64{3, 1, 2}) {
+		t.Errorf("median sorted its argument: %v", xs)
 	}
 }
 
@@ -231,7 +268,7 @@ func TestAudiencesSmoke(t *testing.T) {
 		Scenarios: []string{setAudiences}, Binary: bin, Out: t.TempDir(),
 		ChaosWorkers: 2, LeaseTTL: 2 * time.Second, MaxInFlight: 8, Timeout: 2 * time.Minute,
 		Kills: 1, KillEvery: 500 * time.Millisecond,
-		Audiences: AudienceConfig{SourcesSubscribers: 3000, PGKillSubscribers: 60_000, ReadsSubscribers: 20_000,
+		Audiences: AudienceConfig{SourcesSubscribers: 3000, SourcesRounds: 1, PGKillSubscribers: 60_000, ReadsSubscribers: 20_000,
 			ReadsReachableEvery: 10, ReadsWorkers: []int{1, 2}},
 	}
 	results, table := runSmoke(t, cfg)
@@ -252,7 +289,7 @@ func TestAudiencesSmoke(t *testing.T) {
 		t.Errorf("reads: %d eligible, want one in 10 of 20,000", by["reads-postgres-2"].Eligible)
 	}
 	for _, s := range []string{"sources-postgres", "sources-prepared"} {
-		if by[s].RatioToSynthetic == nil || by[s].Eligible != by["sources-synthetic"].Eligible {
+		if by[s].RatioToSynthetic == nil || by[s].Sources == nil || by[s].Eligible != by["sources-synthetic"].Eligible {
 			t.Errorf("%s: ratio %v, eligible %d (synthetic %d)", s, by[s].RatioToSynthetic, by[s].Eligible, by["sources-synthetic"].Eligible)
 		}
 	}

@@ -79,10 +79,11 @@ type Result struct {
 	// source read, the records the fleet read (the sum over its worker
 	// processes of herald_records_scanned_total at the end) and per
 	// audience record, and sources' msgs/s over the synthetic source's.
-	Source           string   `json:"source,omitempty"`
-	RecordsRead      *float64 `json:"records_read,omitempty"`
-	ReadsPerRecord   *float64 `json:"reads_per_record,omitempty"`
-	RatioToSynthetic *float64 `json:"ratio_to_synthetic,omitempty"`
+	Source           string         `json:"source,omitempty"`
+	RecordsRead      *float64       `json:"records_read,omitempty"`
+	ReadsPerRecord   *float64       `json:"reads_per_record,omitempty"`
+	RatioToSynthetic *float64       `json:"ratio_to_synthetic,omitempty"`
+	Sources          *sourcesFigure `json:"sources,omitempty"`
 
 	// Series is the endpoint's first deliveries per second from the
 	// trigger on: the chart's data, kept so --replot can draw it again.

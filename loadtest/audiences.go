@@ -295,6 +295,9 @@ func (r Result) audienceLines() []string {
 	if f := r.Sources; f != nil {
 		parts = append(parts, fmt.Sprintf("median of %d rounds %.0f msgs/s against the synthetic source's %.0f: x%.2f", f.Rounds, f.MsgsPerS, f.SyntheticMsgsPerS, f.Ratio))
 	}
+	if r.DatabaseCPUS != nil && r.ElapsedS > 0 {
+		parts = append(parts, fmt.Sprintf("PostgreSQL used %.1f CPU-s (%.2f cores over the %.1f s broadcast)", *r.DatabaseCPUS, *r.DatabaseCPUS/r.ElapsedS, r.ElapsedS))
+	}
 	if r.Note != "" {
 		parts = append(parts, r.Note)
 	}

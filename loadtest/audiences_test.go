@@ -293,10 +293,54 @@ func TestAudiencesSmoke(t *testing.T) {
 			t.Errorf("%s: ratio %v, eligible %d (synthetic %d)", s, by[s].RatioToSynthetic, by[s].Eligible, by["sources-synthetic"].Eligible)
 		}
 	}
+	for _, s := range []string{"sources-postgres", "pgkill", "reads-postgres-1"} {
+		if by[s].DatabaseCPUS == nil {
+			t.Errorf("%s: the database's CPU time was not measured", s)
+		}
+	}
+	if by["sources-prepared"].DatabaseCPUS != nil {
+		t.Error("sources-prepared: a database CPU time for a prepared audience")
+	}
 	if r := by["reads-file-2"]; r.ReadsPerRecord == nil || *r.ReadsPerRecord < 1.5 {
 		t.Errorf("two workers reading a file: %v reads per record, want about 2", r.ReadsPerRecord)
 	}
 	if !strings.Contains(table, "records read by the fleet") {
 		t.Error("no records-read figures after the table")
+	}
+}
+
+func TestParseProcTree(t *testing.T) {
+	// ppid 1, utime 1234, stime 56, cutime 70, cstime 8.
+	stat := []byte("4242 (postgres (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 56 70 8 20 0 9 0 100 0 0\n")
+	p, err := parseProcTree(stat)
+	if err != nil || p != (procTree{ppid: 1, self: 1290, children: 78}) {
+		t.Fatalf("parseProcTree = %+v, %v", p, err)
+	}
+	for _, bad := range []string{"no parenthesis", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12"} {
+		if _, err := parseProcTree([]byte(bad)); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+	if _, err := treeTicks(os.Getpid()); err != nil {
+		t.Errorf("treeTicks of this process: %v", err)
+	}
+}
+
+func TestArgvHas(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		ok   bool
+	}{
+		{[]string{"/usr/lib/postgresql/17/bin/postgres", "-D", "/tmp/x", "-p", "5433"}, true},
+		{[]string{"postgres", "-p", "5433"}, true},
+		{[]string{"/usr/lib/postgresql/17/bin/postgres", "-p", "5434"}, false},
+		{[]string{"/usr/bin/notpostgres", "-p", "5433"}, false},
+		{[]string{"postgres: postgres audiences 127.0.0.1(5433) idle"}, false},
+		{[]string{"postgres", "-p"}, false},
+		{nil, false},
+	} {
+		if got := argvHas(tc.argv, "postgres", "5433"); got != tc.ok {
+			t.Errorf("argvHas(%q) = %v, want %v", tc.argv, got, tc.ok)
+		}
 	}
 }

@@ -62,6 +62,7 @@ type audienceStore struct {
 
 	pg    *devstack.Postgres
 	dbURL string
+	pgPid int // the server's postmaster, 0 when not found
 
 	s3       *http.Server
 	s3Done   chan struct{}
@@ -225,6 +226,9 @@ func (s *audienceStore) postgres(ctx context.Context) error {
 		return err
 	}
 	s.pg = pg
+	if _, port, err := net.SplitHostPort(pg.Addr()); err == nil {
+		s.pgPid = listenerPid("postgres", port)
+	}
 	admin, err := pgx.Connect(ctx, pg.URL("postgres"))
 	if err != nil {
 		return fmt.Errorf("loadtest: postgres: %w", err)
@@ -371,6 +375,19 @@ func (s *audienceStore) preparedS3(ctx context.Context, n int64, reachEvery int)
 		return "", fmt.Errorf("loadtest: import: %w", err)
 	}
 	return loc, nil
+}
+
+// dbTicks is the CPU time the PostgreSQL server has used so far, in
+// clock ticks; -1 when it is not known.
+func (s *audienceStore) dbTicks() int64 {
+	if s == nil || s.pgPid == 0 {
+		return -1
+	}
+	t, err := treeTicks(s.pgPid)
+	if err != nil {
+		return -1
+	}
+	return t
 }
 
 // withAudience sets a spec's audience object; nil leaves it.

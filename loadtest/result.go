@@ -84,6 +84,10 @@ type Result struct {
 	ReadsPerRecord   *float64       `json:"reads_per_record,omitempty"`
 	RatioToSynthetic *float64       `json:"ratio_to_synthetic,omitempty"`
 	Sources          *sourcesFigure `json:"sources,omitempty"`
+	// DatabaseCPUS is the CPU time the PostgreSQL server (postmaster and
+	// backends) used from the fleet's start to the broadcast's end, for a
+	// postgres audience: on one machine it shares the cores with the fleet.
+	DatabaseCPUS *float64 `json:"database_cpu_s,omitempty"`
 
 	// Series is the endpoint's first deliveries per second from the
 	// trigger on: the chart's data, kept so --replot can draw it again.

@@ -149,9 +149,19 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 		}
 		r.aud = &su
 	}
+	db0 := int64(-1)
+	if sc.aud != nil && sc.aud.source == srcPostgres {
+		// On this machine the database shares the cores with the fleet:
+		// what it used says how much of the difference that is.
+		db0 = h.audiences.dbTicks()
+	}
 	res, err := r.execute(ctx)
 	if err == nil && sc.report != nil {
 		sc.report(r, &res)
+	}
+	if db1 := h.audiences.dbTicks(); err == nil && db0 >= 0 && db1 >= db0 {
+		s := float64(db1-db0) / clockTicks
+		res.DatabaseCPUS = &s
 	}
 	return res, err
 }

@@ -36,20 +36,23 @@ const (
 )
 
 var allScenarios = append([]string{scSteady, scBaseline, scBatch, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS,
-	scEndpointDown, scKafkaDown, scConcurrent, scSoak}, fleetScenarios...)
+	scEndpointDown, scKafkaDown, scConcurrent, scSoak}, append(fleetScenarios, audienceScenarios...)...)
 
 // longScenarios are left out of a run that names none: rss takes minutes
-// at 10 million subscribers, soak tens of minutes, and the fleet-scale
-// ones (rollout, idle, retrykill, etcdout) measure targets of their own.
-var longScenarios = append([]string{scRSS, scSoak}, fleetScenarios...)
+// at 10 million subscribers, soak tens of minutes, the fleet-scale ones
+// (rollout, idle, retrykill, etcdout) measure targets of their own, and
+// the audience ones (sources, pgkill, reads; the set "audiences") need
+// PostgreSQL installed.
+var longScenarios = append([]string{scRSS, scSoak}, append(fleetScenarios, audienceScenarios...)...)
 
 // Config is one load-test run. The zero value of every field means the
 // documented default.
 type Config struct {
 	// Scenarios to run, among steady, baselines, kill9, sigstop, scaleout,
 	// sigterm, slow, rss, endpointdown, kafkadown, concurrent, soak,
-	// rollout, idle, retrykill and etcdout. Empty means all but the long
-	// ones: rss, soak and the fleet-scale ones.
+	// rollout, idle, retrykill, etcdout, sources, pgkill and reads; the
+	// name audiences stands for the last three. Empty means all but the
+	// long ones: rss, soak, the fleet-scale and the audience ones.
 	Scenarios []string
 	// Subscribers in steady runs and the baselines. 0 means 2,000,000.
 	Subscribers int64
@@ -103,6 +106,8 @@ type Config struct {
 	RSSWorkers     int
 	// Fleet sizes rollout, idle, retrykill and etcdout.
 	Fleet FleetConfig
+	// Audiences sizes sources, pgkill and reads.
+	Audiences AudienceConfig
 
 	// CPUProfile, when set, starts the steady runs' workers with --pprof
 	// and takes a CPU profile of that length from each, once a quarter of
@@ -153,6 +158,7 @@ func (c Config) withDefaults() Config {
 	if len(c.Scenarios) == 0 {
 		c.Scenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return slices.Contains(longScenarios, s) })
 	}
+	c.Scenarios = expandSets(c.Scenarios)
 	if c.Subscribers == 0 {
 		c.Subscribers = 2_000_000
 	}
@@ -223,6 +229,7 @@ func (c Config) withDefaults() Config {
 		c.Timeout = 20 * time.Minute
 	}
 	c.Fleet = c.Fleet.withDefaults(c.LeaseTTL)
+	c.Audiences = c.Audiences.withDefaults(c.ChaosSubscribers)
 	return c.monthsDefaults()
 }
 
@@ -272,6 +279,9 @@ func (c Config) Validate() error {
 	if err := c.validateMonths(); err != nil {
 		return err
 	}
+	if err := c.Audiences.validate(); err != nil {
+		return err
+	}
 	return c.Fleet.validate()
 }
 
@@ -280,7 +290,7 @@ func (c Config) has(s string) bool { return slices.Contains(c.Scenarios, s) }
 
 // registerFlags declares c's flags on fs.
 func (c *Config) registerFlags(fs *flag.FlagSet) {
-	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+" (default all but rss and "+strings.Join(fleetScenarios, ",")+")", func(v string) error {
+	fs.Func("scenarios", "comma-separated `list` among "+strings.Join(allScenarios, ",")+", or the set "+setAudiences+" ("+strings.Join(audienceScenarios, ",")+") (default all but "+strings.Join(longScenarios, ",")+")", func(v string) error {
 		c.Scenarios = splitList(v)
 		return nil
 	})
@@ -322,6 +332,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	c.registerMonthsFlags(fs)
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "give up a scenario after this `long`")
 	c.Fleet.registerFlags(fs)
+	c.Audiences.registerFlags(fs)
 	fs.StringVar(&c.Binary, "binary", "", "prebuilt herald `binary` (default: build ./cmd/herald)")
 	fs.StringVar(&c.Out, "out", "", "`directory` for results, charts and logs (default: a new temporary one)")
 }

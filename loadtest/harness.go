@@ -29,6 +29,10 @@ type harness struct {
 
 	mu         sync.Mutex
 	eligibleBy map[int64]int64 // by audience size; the seed is the run's
+
+	// audiences serves the audience scenarios' tables and prepared
+	// audiences, started by the first that needs it.
+	audiences *audienceStore
 }
 
 // newHarness builds herald and starts the endpoint.
@@ -91,6 +95,9 @@ func supportsFlag(binary, command, flag string) (bool, error) {
 }
 
 func (h *harness) close() {
+	if h.audiences != nil {
+		h.audiences.close()
+	}
 	if h.sink != nil {
 		h.sink.close()
 	}
@@ -112,6 +119,18 @@ func (h *harness) eligible(n int64) (int64, error) {
 	}
 	h.eligibleBy[n] = e
 	return e, nil
+}
+
+// audienceSetup makes, or finds made, the audience sc reads.
+func (h *harness) audienceSetup(ctx context.Context, sc scenario) (audienceSetup, error) {
+	if h.audiences == nil {
+		a, err := newAudienceStore(h.cfg.Seed, h.log)
+		if err != nil {
+			return audienceSetup{}, err
+		}
+		h.audiences = a
+	}
+	return h.audiences.get(ctx, *sc.aud, sc.subscribers, h.eligible)
 }
 
 // slowSink starts the endpoint of the slow scenario: latency, 429s and 5xx.

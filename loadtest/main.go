@@ -48,6 +48,30 @@
 //	etcdout    the workers cut off etcd (through a TCP proxy) for
 //	           --outage-for mid-broadcast
 //
+// and, for the range audience sources (none runs by default; they need
+// PostgreSQL's server installed; --scenarios audiences runs all three):
+//
+//	sources    --sources-workers deliver --sources-subscribers from the
+//	           synthetic source, a postgres table and a prepared audience
+//	           in object storage (an in-process S3 server on loopback),
+//	           --sources-rounds times interleaved: msgs/s of each range
+//	           source, its median over the synthetic one's (target 0.9),
+//	           exact delivery, records the fleet read
+//	pgkill     kill9 with the audience in a postgres table
+//	reads      records the whole fleet reads for one broadcast of
+//	           --reads-subscribers from file, postgres and prepared (a
+//	           directory), with each fleet size of --reads-workers; one
+//	           subscriber in --reads-reachable-every is reachable, so it
+//	           measures reading, not delivery (target: at most 1.1 reads per
+//	           record for postgres and prepared; a file is read whole by
+//	           every worker)
+//
+// The tables and prepared audiences hold the synthetic source's records
+// and attributes, so every source renders the same messages; they are made
+// once, before the first scenario that reads them starts its clock, in a
+// throw-away PostgreSQL cluster (internal/devstack.StartPostgres) and the
+// S3 server, both stopped at the end.
+//
 // For each it prints one JSON object per line, then a Markdown table, and
 // writes results.json, results.md and one chart per scenario (SVG and PNG)
 // of delivered messages per second with kills, stops and joins marked to
@@ -208,6 +232,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		}
 	}
 	var rss []Result
+	var sources sourcesJudge
 	for i, sc := range plan(cfg) {
 		if ctx.Err() != nil {
 			return results, errStopped
@@ -227,6 +252,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 			} else {
 				judgeBatch(&r, batchOne, plainBatch)
 			}
+		}
+		if sc.kind == scSources {
+			sources.add(&r, *sc.aud)
 		}
 		if sc.kind == scRSS {
 			rss = append(rss, r)

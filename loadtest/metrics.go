@@ -19,6 +19,7 @@ import (
 const (
 	metricSend       = "herald_send_seconds"
 	metricDeliveries = "herald_deliveries_total"
+	metricScanned    = "herald_records_scanned_total"
 )
 
 // workerSample is one scrape of a worker's /metrics.
@@ -26,6 +27,7 @@ type workerSample struct {
 	at        time.Time
 	delivered float64 // herald_deliveries_total{outcome="delivered"}
 	send      hist    // herald_send_seconds
+	scanned   float64 // herald_records_scanned_total
 }
 
 // scrape reads a worker's /metrics.
@@ -55,6 +57,10 @@ func scrape(ctx context.Context, client *http.Client, addr string) (workerSample
 		case metricSend:
 			for _, m := range mf.GetMetric() {
 				s.send = histFromProto(m.GetHistogram())
+			}
+		case metricScanned:
+			for _, m := range mf.GetMetric() {
+				s.scanned = m.GetCounter().GetValue()
 			}
 		case metricDeliveries:
 			for _, m := range mf.GetMetric() {

@@ -132,6 +132,8 @@ func writeFigures(w io.Writer, rs []Result) {
 			lines = r.Outage.lines()
 		case r.Concurrent != nil:
 			lines = r.Concurrent.lines()
+		case r.Source != "":
+			lines = r.audienceLines()
 		default:
 			continue
 		}

@@ -77,3 +77,102 @@ func procStatusKB(pid int, name string) (int64, error) {
 	}
 	return 0, fmt.Errorf("loadtest: no %s in the status of %d", name, pid)
 }
+
+// procTree is what /proc/<pid>/stat says of a process's CPU time and
+// parent: its own utime + stime, and cutime + cstime, the CPU time of its
+// children that have exited and been waited for.
+type procTree struct {
+	ppid           int
+	self, children int64
+}
+
+// parseProcTree reads the parent (field 4) and utime, stime, cutime and
+// cstime (fields 14 to 17) of a /proc/<pid>/stat line.
+func parseProcTree(stat []byte) (procTree, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return procTree{}, errors.New("loadtest: malformed /proc stat")
+	}
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3, the state
+	if len(f) < 15 {
+		return procTree{}, errors.New("loadtest: short /proc stat")
+	}
+	var v [5]int64
+	for k, idx := range []int{1, 11, 12, 13, 14} {
+		n, err := strconv.ParseInt(f[idx], 10, 64)
+		if err != nil {
+			return procTree{}, fmt.Errorf("loadtest: /proc stat: %w", err)
+		}
+		v[k] = n
+	}
+	return procTree{ppid: int(v[0]), self: v[1] + v[2], children: v[3] + v[4]}, nil
+}
+
+// treeTicks is the CPU time, in clock ticks, of process pid and of its
+// children, running or exited: a PostgreSQL server's postmaster and its
+// backends, one a connection.
+func treeTicks(pid int) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: cpu of %d: %w", pid, err)
+	}
+	root, err := parseProcTree(raw)
+	if err != nil {
+		return 0, err
+	}
+	total := root.self + root.children
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: %w", err)
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if p, err := parseProcTree(raw); err == nil && p.ppid == pid {
+			total += p.self
+		}
+	}
+	return total, nil
+}
+
+// listenerPid finds the process whose command line is binary name with
+// the flags "-p port": how a PostgreSQL server started by devstack is
+// told apart from any other on the machine. 0 when there is none.
+func listenerPid(name, port string) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if argvHas(strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), name, port) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// argvHas reports whether argv runs a binary called name with "-p port".
+func argvHas(argv []string, name, port string) bool {
+	if len(argv) == 0 || (argv[0] != name && !strings.HasSuffix(argv[0], "/"+name)) {
+		return false
+	}
+	for i := 1; i+1 < len(argv); i++ {
+		if argv[i] == "-p" && argv[i+1] == port {
+			return true
+		}
+	}
+	return false
+}

@@ -75,6 +75,20 @@ type Result struct {
 	// Fleet holds the figures of rollout, idle, retrykill and etcdout.
 	Fleet *fleetReport `json:"fleet,omitempty"`
 
+	// The audience scenarios' figures (sources, pgkill, reads): the
+	// source read, the records the fleet read (the sum over its worker
+	// processes of herald_records_scanned_total at the end) and per
+	// audience record, and sources' msgs/s over the synthetic source's.
+	Source           string         `json:"source,omitempty"`
+	RecordsRead      *float64       `json:"records_read,omitempty"`
+	ReadsPerRecord   *float64       `json:"reads_per_record,omitempty"`
+	RatioToSynthetic *float64       `json:"ratio_to_synthetic,omitempty"`
+	Sources          *sourcesFigure `json:"sources,omitempty"`
+	// DatabaseCPUS is the CPU time the PostgreSQL server (postmaster and
+	// backends) used from the fleet's start to the broadcast's end, for a
+	// postgres audience: on one machine it shares the cores with the fleet.
+	DatabaseCPUS *float64 `json:"database_cpu_s,omitempty"`
+
 	// Series is the endpoint's first deliveries per second from the
 	// trigger on: the chart's data, kept so --replot can draw it again.
 	Series *series `json:"per_second,omitempty"`
@@ -166,7 +180,7 @@ func judgeBroadcast(res *Result, sc scenario, cfg Config) {
 	res.check("done", res.State == "done", "state %s %s", res.State, res.Reason)
 	res.check("lost 0", res.Lost == 0, "lost %d of %d eligible", res.Lost, res.Eligible)
 	switch sc.kind {
-	case scSteady, scBatch, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent:
+	case scSteady, scBatch, scScaleout, scSigterm, scSlow, scRSS, scSoak, scEndpointDown, scKafkaDown, scConcurrent, scSources, scReads:
 		res.check("duplicates 0", res.Duplicates == 0, "duplicates %d", res.Duplicates)
 	}
 	limit := (cfg.LeaseTTL + 2*time.Second).Seconds()

@@ -40,6 +40,9 @@ type run struct {
 
 	// etcdProxy, when set, stands between the workers and etcd.
 	etcdProxy *faultproxy.Proxy
+	// aud, when set, is the audience the spec names instead of the
+	// synthetic one, and what the workers need to read it.
+	aud *audienceSetup
 
 	t0   time.Time // the trigger was produced
 	rev0 int64     // etcd's revision just before
@@ -154,6 +157,9 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	if r.sc.cpuProfile > 0 {
 		fcfg.Args = append(slices.Clone(fcfg.Args), "--pprof")
 	}
+	if r.aud != nil {
+		fcfg.Args = append(slices.Clone(fcfg.Args), r.aud.workerArgs...)
+	}
 	fl, err := fleet.New(fcfg)
 	if err != nil {
 		return Result{}, err
@@ -164,6 +170,9 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	eligible, err := r.h.eligible(r.sc.subscribers)
 	if err != nil {
 		return Result{}, err
+	}
+	if r.aud != nil {
+		eligible = r.aud.eligible
 	}
 	if err := r.sink.reset(ctx); err != nil {
 		return Result{}, err
@@ -178,6 +187,11 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	raw, err := withBatch(demo.SpecJSON(r.id, r.sc.subscribers, cfg.Seed, endpoint, cfg.MaxInFlight), r.sc.batchSize)
 	if err != nil {
 		return Result{}, err
+	}
+	if r.aud != nil {
+		if raw, err = withAudience(raw, r.aud.spec); err != nil {
+			return Result{}, err
+		}
 	}
 	r.t0 = time.Now()
 	if _, err := trigger.Trigger(ctx, r.st.KafkaBrokers(), devstack.BroadcastsTopic, raw, spec.Limits{}); err != nil {

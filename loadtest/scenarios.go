@@ -40,6 +40,9 @@ type scenario struct {
 	// and checks to that one's result, with its fleet still running.
 	own   func(context.Context, *run) (Result, error)
 	after func(context.Context, *run, *Result) error
+	// aud, when set, is the audience the broadcast reads in place of the
+	// synthetic one of demo.SpecJSON (audiences.go).
+	aud *audienceOf
 }
 
 func (s scenario) maxWorkers() int { return max(s.workers, s.final) }
@@ -79,6 +82,7 @@ func plan(cfg Config) []scenario {
 		out = append(out, s)
 	}
 	out = append(out, fleetPlan(cfg)...)
+	out = append(out, audiencePlan(cfg)...)
 	if cfg.has(scRSS) {
 		for _, n := range cfg.RSSSubscribers {
 			out = append(out, scenario{name: fmt.Sprintf("rss-%d", n), kind: scRSS, workers: cfg.RSSWorkers, subscribers: n})
@@ -137,9 +141,27 @@ func (h *harness) runScenario(ctx context.Context, sc scenario, n int) (Result, 
 	if sc.own != nil {
 		return sc.own(ctx, r)
 	}
+	if sc.aud != nil {
+		// Made before the clock starts, kept for the runs after.
+		su, err := h.audienceSetup(ctx, sc)
+		if err != nil {
+			return Result{}, err
+		}
+		r.aud = &su
+	}
+	db0 := int64(-1)
+	if sc.aud != nil && sc.aud.source == srcPostgres {
+		// On this machine the database shares the cores with the fleet:
+		// what it used says how much of the difference that is.
+		db0 = h.audiences.dbTicks()
+	}
 	res, err := r.execute(ctx)
 	if err == nil && sc.report != nil {
 		sc.report(r, &res)
+	}
+	if db1 := h.audiences.dbTicks(); err == nil && db0 >= 0 && db1 >= db0 {
+		s := float64(db1-db0) / clockTicks
+		res.DatabaseCPUS = &s
 	}
 	return res, err
 }

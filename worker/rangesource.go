@@ -140,21 +140,22 @@ func (s preparedSource) openRange(ctx context.Context, r sharding.Range) rangeRe
 	return s.p.Range(ctx, r, prepared.Cursor{})
 }
 
-// heldRanges is the position ranges of the slots in table (indexed by
-// slot), merged where they meet, in order.
-func heldRanges(table []*slotRun) []sharding.Range {
-	var out []sharding.Range
-	n := len(table)
-	for i, sr := range table {
-		if sr == nil {
+// rangePlan is what a reader of a range source reads: each slot's range
+// of the n, from where that slot needs it on, in position order; a range
+// that needs all of itself is merged into the one before it, so the
+// source gets fewer, longer reads.
+func rangePlan(needs []slotNeed, n int) []rangeFrom {
+	var out []rangeFrom
+	for _, sn := range needs {
+		r := sharding.SlotRange(sn.slot, n)
+		whole := sn.from.Seq < r.Lo || (sn.from.Seq == r.Lo && sn.from.Offset == 0)
+		// Merged only into a range whose reading reaches its end: one
+		// passed already (from beyond it) would skip this one too.
+		if k := len(out) - 1; k >= 0 && whole && out[k].r.Hi != ^uint64(0) && out[k].r.Hi+1 == r.Lo && out[k].from.Seq <= out[k].r.Hi {
+			out[k].r.Hi = r.Hi
 			continue
 		}
-		r := sharding.SlotRange(i, n)
-		if k := len(out) - 1; k >= 0 && out[k].Hi != ^uint64(0) && out[k].Hi+1 == r.Lo {
-			out[k].Hi = r.Hi
-			continue
-		}
-		out = append(out, r)
+		out = append(out, rangeFrom{r: r, from: sn.from})
 	}
 	return out
 }

@@ -33,14 +33,29 @@ type rangeSource interface {
 // rangeEnd is the cursor past every record of a range stream.
 var rangeEnd = sharding.Cursor{Seq: math.MaxUint64, Offset: math.MaxInt64}
 
-// rangeStream reads ranges (sorted, disjoint) of a source from a cursor
+// rangeFrom is one range of a stream and the cursor its reading starts
+// at: the range's first record when from is before it, or from.
+type rangeFrom struct {
+	r    sharding.Range
+	from sharding.Cursor
+}
+
+// wholeRanges is ranges, each read from from on: one cursor for all.
+func wholeRanges(ranges []sharding.Range, from sharding.Cursor) []rangeFrom {
+	out := make([]rangeFrom, len(ranges))
+	for i, r := range ranges {
+		out[i] = rangeFrom{r: r, from: from}
+	}
+	return out
+}
+
+// rangeStream reads ranges (sorted, disjoint), each from its own cursor
 // on, as one stream of records in position order. It has the methods of
 // audience.Stream the reader uses.
 type rangeStream struct {
 	ctx    context.Context
 	src    rangeSource
-	ranges []sharding.Range
-	from   sharding.Cursor
+	ranges []rangeFrom
 
 	i       int         // the range being read
 	cur     rangeReader // its read, nil between ranges
@@ -52,9 +67,10 @@ type rangeStream struct {
 	done    bool
 }
 
-// openRangeStream starts reading ranges from from on.
-func openRangeStream(ctx context.Context, src rangeSource, ranges []sharding.Range, from sharding.Cursor) *rangeStream {
-	return &rangeStream{ctx: ctx, src: src, ranges: ranges, from: from, at: from}
+// openRangeStream starts reading ranges; Cursor is at until the first
+// record.
+func openRangeStream(ctx context.Context, src rangeSource, ranges []rangeFrom, at sharding.Cursor) *rangeStream {
+	return &rangeStream{ctx: ctx, src: src, ranges: ranges, at: at}
 }
 
 // Next advances to the next record and reports whether there is one.
@@ -65,12 +81,13 @@ func (s *rangeStream) Next() bool {
 				s.done, s.at = true, rangeEnd
 				return false
 			}
-			r := s.ranges[s.i]
-			if r.Hi < s.from.Seq {
+			rf := s.ranges[s.i]
+			if rf.r.Hi < rf.from.Seq {
 				s.i++
 				continue
 			}
-			r.Lo = max(r.Lo, s.from.Seq)
+			r := rf.r
+			r.Lo = max(r.Lo, rf.from.Seq)
 			s.cur = s.src.openRange(s.ctx, r)
 		}
 		if !s.cur.Next() {
@@ -93,7 +110,7 @@ func (s *rangeStream) Next() bool {
 		} else {
 			s.last, s.tie, s.started = p, 0, true
 		}
-		if p == s.from.Seq && s.tie < s.from.Offset {
+		if from := s.ranges[s.i].from; p == from.Seq && s.tie < from.Offset {
 			continue // finished before the cursor: a record of the same position
 		}
 		rec.Seq, rec.Offset = p, s.tie

@@ -53,7 +53,7 @@ const skipBatch = 64
 func (b *broadcastRun) readLoop() {
 	var (
 		s       recordStream
-		ranges  []sharding.Range // those s reads, for a range source
+		plan    []rangeFrom // what s reads, for a range source
 		table   []*slotRun
 		gen     = b.t.gen.Load() - 1 // look at the slots first
 		skipped int
@@ -100,13 +100,14 @@ func (b *broadcastRun) readLoop() {
 				continue
 			case move:
 				closeStream()
-			case b.ranges != nil && !slices.Equal(ranges, heldRanges(table)):
-				// Other slots held: read their ranges from here on.
+			case b.ranges != nil && !slices.Equal(plan, b.rangePlan()):
+				// Other slots held, or one needs reading again: read each
+				// slot's range from where it needs it.
 				closeStream()
 			}
 			if s == nil {
 				var err error
-				if s, ranges, err = b.open(from, table); err != nil {
+				if s, plan, err = b.open(from); err != nil {
 					if !b.backoff(err, &attempt, from) {
 						return
 					}
@@ -118,7 +119,7 @@ func (b *broadcastRun) readLoop() {
 		if s == nil {
 			var err error
 			from := b.t.position()
-			if s, ranges, err = b.open(from, table); err != nil {
+			if s, plan, err = b.open(from); err != nil {
 				if !b.backoff(err, &attempt, from) {
 					return
 				}
@@ -188,9 +189,9 @@ type recordStream interface {
 }
 
 // open opens the audience at from: the whole stream, or, for a range
-// source, the ranges of the slots in table (returned too: the stream is
-// opened again when they change).
-func (b *broadcastRun) open(from sharding.Cursor, table []*slotRun) (recordStream, []sharding.Range, error) {
+// source, each active slot's range from where it needs it (the plan,
+// returned too: the stream is opened again when it changes).
+func (b *broadcastRun) open(from sharding.Cursor) (recordStream, []rangeFrom, error) {
 	if b.ranges == nil {
 		s, err := audience.Open(b.spec.Audience, from, b.cfg.audienceLimits)
 		if err != nil {
@@ -202,9 +203,12 @@ func (b *broadcastRun) open(from sharding.Cursor, table []*slotRun) (recordStrea
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: open for %s: %w", errStream, b.id, err)
 	}
-	ranges := heldRanges(table)
-	return openRangeStream(b.runCtx, src, ranges, from), ranges, nil
+	plan := b.rangePlan()
+	return openRangeStream(b.runCtx, src, plan, from), plan, nil
 }
+
+// rangePlan is what the reader of a range source reads now.
+func (b *broadcastRun) rangePlan() []rangeFrom { return rangePlan(b.t.needs(), b.t.slots) }
 
 // backoff waits after a stream failure before the next try (1.6 s,
 // doubling, at most 5 s). A stream that fails (a file gone or unreadable

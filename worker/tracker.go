@@ -202,15 +202,7 @@ func (t *tracker) cover() (from sharding.Cursor, move, busy bool, table []*slotR
 		if sr == nil || sr.state != slotActive {
 			continue
 		}
-		need := sr.next
-		if sr.covered && t.cmp(t.read, need) > 0 {
-			need = t.read
-		}
-		for _, c := range sr.resend {
-			if t.cmp(c, need) < 0 {
-				need = c
-			}
-		}
+		need := t.needLocked(sr)
 		if first || t.cmp(need, from) < 0 {
 			from, first = need, false
 		}
@@ -232,6 +224,44 @@ func (t *tracker) cover() (from sharding.Cursor, move, busy bool, table []*slotR
 		}
 	}
 	return t.read, move, busy, slices.Clone(t.table)
+}
+
+// needLocked is the earliest record sr needs: its cursor (the read
+// position once the reader covers it), or a record to send again.
+func (t *tracker) needLocked(sr *slotRun) sharding.Cursor {
+	need := sr.next
+	if sr.covered && t.cmp(t.read, need) > 0 {
+		need = t.read
+	}
+	for _, c := range sr.resend {
+		if t.cmp(c, need) < 0 {
+			need = c
+		}
+	}
+	return need
+}
+
+// slotNeed is where a held slot's records start to matter.
+type slotNeed struct {
+	slot int
+	from sharding.Cursor
+}
+
+// needs is, for every active slot held, in slot order, the earliest
+// record it needs (needLocked). A reader of a source read by position
+// range reads each slot's range from there on, so a slot that arrives
+// behind the read position costs the reading of its own records, not of
+// every slot's records from there again.
+func (t *tracker) needs() []slotNeed {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]slotNeed, 0, t.held)
+	for i, sr := range t.table {
+		if sr != nil && sr.state == slotActive {
+			out = append(out, slotNeed{slot: i, from: t.needLocked(sr)})
+		}
+	}
+	return out
 }
 
 // position is the reader's position.
@@ -401,6 +431,9 @@ func (t *tracker) handBack(sr *slotRun, drain time.Duration) {
 	t.mu.Lock()
 	if sr.state == slotActive {
 		sr.state, sr.frozen, sr.drainBy = slotHanding, t.cursorLocked(sr), time.Now().Add(drain)
+		// The reader looks at the slots again: a range source's reader
+		// stops reading the slot's range.
+		t.gen.Add(1)
 	}
 	t.mu.Unlock()
 	signal(t.due)
@@ -426,6 +459,7 @@ func (t *tracker) removeLocked(sr *slotRun) {
 		t.held--
 	}
 	close(sr.removed)
+	t.gen.Add(1) // as for a hand-back
 	if t.removed != nil {
 		t.removed(t.held == 0)
 	}

@@ -247,6 +247,18 @@ type Range struct {
 	idBuf   []byte
 	err     error
 	done    bool
+
+	// With Prefetch, the next page is fetched while this one is read:
+	// ahead brings it, stop ends the fetch (Close).
+	prefetch bool
+	ahead    chan pageResult
+	stop     context.CancelFunc
+}
+
+// pageResult is a page fetched ahead.
+type pageResult struct {
+	page []pgRow
+	err  error
 }
 
 type pgRow struct {
@@ -300,50 +312,103 @@ func (p *Range) Next() bool {
 			p.nulls, p.last, p.started = false, false, false
 			p.key = Key{Pos: p.r.Lo}
 		}
-		if err := p.fetch(); err != nil {
-			p.err, p.done = err, true
+		var res pageResult
+		if p.ahead != nil {
+			res = <-p.ahead
+			p.ahead = nil
+		} else {
+			res.page, res.err = p.t.fetchPage(p.ctx, p.r, p.key, p.started, p.nulls, p.limit, p.page[:0])
+		}
+		if res.err != nil {
+			p.err, p.done = res.err, true
+			continue
+		}
+		p.page, p.next = res.page, 0
+		p.last = len(p.page) < p.limit
+		if p.prefetch && !p.last {
+			p.fetchAhead()
 		}
 	}
 	return false
 }
 
-func (p *Range) fetch() error {
+// Prefetch makes the read fetch each next page while the rows of the one
+// before are read, so a reader that keeps up never waits for a query's
+// round trip. Call it before the first Next, and Close the read when done
+// with it.
+func (p *Range) Prefetch() { p.prefetch = true }
+
+// fetchAhead starts fetching the page after the current one: the keyset
+// after its last row, in the same phase.
+func (p *Range) fetchAhead() {
+	last := p.page[len(p.page)-1]
+	after := Key{NullPosition: last.null, ID: last.id}
+	if last.pos != nil {
+		after.Pos = sharding.PositionOfColumn(*last.pos)
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	p.stop = cancel
+	ahead := make(chan pageResult, 1)
+	p.ahead = ahead
+	nulls := p.nulls
+	go func() {
+		var res pageResult
+		res.page, res.err = p.t.fetchPage(ctx, p.r, after, true, nulls, p.limit, nil)
+		ahead <- res
+	}()
+}
+
+// Close ends a page fetch under way and waits for it. The read returns
+// nothing more.
+func (p *Range) Close() {
+	p.done = true
+	if p.ahead != nil {
+		p.stop()
+		<-p.ahead
+		p.ahead = nil
+	}
+	if p.stop != nil {
+		p.stop()
+	}
+}
+
+// fetchPage reads one page of a range after key (from the phase's start
+// when !started) into page.
+func (t *Table) fetchPage(ctx context.Context, r sharding.Range, key Key, started, nulls bool, limit int, page []pgRow) ([]pgRow, error) {
 	var (
 		sql  string
 		args []any
 	)
-	if p.nulls {
-		sql, args = p.t.nullQuery(!p.started, p.key.ID, p.limit)
+	if nulls {
+		sql, args = t.nullQuery(!started, key.ID, limit)
 	} else {
-		after := p.key
-		if !p.started {
+		after := key
+		if !started {
 			after = Key{NullPosition: true}
 		}
-		sql, args = p.t.UnitQuery(p.r, after, p.limit)
+		sql, args = t.UnitQuery(r, after, limit)
 	}
-	rows, err := p.t.db.Query(p.ctx, sql, args...)
+	rows, err := t.db.Query(ctx, sql, args...)
 	if err != nil {
-		if p.ctx.Err() != nil {
-			return fmt.Errorf("postgres: range read: %w", p.ctx.Err())
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("postgres: range read: %w", ctx.Err())
 		}
-		return queryError(err)
+		return nil, queryError(err)
 	}
 	defer rows.Close()
-	p.page, p.next = p.page[:0], 0
 	for rows.Next() {
 		var row pgRow
 		var doc []byte
 		if err := rows.Scan(&row.pos, &row.id, &doc); err != nil {
-			return queryError(err)
+			return nil, queryError(err)
 		}
-		row.doc, row.null = doc, p.nulls
-		p.page = append(p.page, row)
+		row.doc, row.null = doc, nulls
+		page = append(page, row)
 	}
 	if err := rows.Err(); err != nil {
-		return queryError(err)
+		return nil, queryError(err)
 	}
-	p.last = len(p.page) < p.limit
-	return nil
+	return page, nil
 }
 
 func queryError(err error) error {

@@ -72,7 +72,9 @@ type Config struct {
 	// Seed seeds the synthetic audience and the choice of victims.
 	Seed int64
 
-	// Kills bounds kill9's SIGKILLs (0: 3), one every KillEvery (0: 10 s,
+	// Kills bounds kill9's SIGKILLs (0: 3), one every KillEvery (0: 8 s,
+	// (8 s since workers outran the third kill at 10 s: a 1.5 million
+	// broadcast now ends in about 30 s.)
 	// the first after one interval), each victim restarted RestartAfter
 	// later (0: lease TTL + 3 s, past the failover it causes).
 	Kills        int
@@ -181,7 +183,7 @@ func (c Config) withDefaults() Config {
 		c.Kills = 3
 	}
 	if c.KillEvery == 0 {
-		c.KillEvery = 10 * time.Second
+		c.KillEvery = 8 * time.Second
 	}
 	if c.RestartAfter == 0 {
 		c.RestartAfter = c.LeaseTTL + 3*time.Second
@@ -306,7 +308,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 5*time.Second, "workers' lease `TTL`")
 	fs.Int64Var(&c.Seed, "seed", 1, "seed of the synthetic audience and of the victims' choice")
 	fs.IntVar(&c.Kills, "kills", 3, "SIGKILLs in kill9")
-	fs.DurationVar(&c.KillEvery, "kill-every", 10*time.Second, "`interval` between kill9's kills")
+	fs.DurationVar(&c.KillEvery, "kill-every", 8*time.Second, "`interval` between kill9's kills")
 	fs.DurationVar(&c.RestartAfter, "restart-after", 0, "restart a killed worker after this `delay` (default lease TTL + 3s)")
 	fs.DurationVar(&c.StopAfter, "stop-after", 6*time.Second, "SIGSTOP sigstop's victim at this `time`")
 	fs.DurationVar(&c.StopFor, "stop-for", 0, "keep sigstop's victim frozen this `long` (default lease TTL + 4s)")

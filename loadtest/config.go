@@ -73,10 +73,10 @@ type Config struct {
 	Seed int64
 
 	// Kills bounds kill9's SIGKILLs (0: 3), one every KillEvery (0: 8 s,
-	// (8 s since workers outran the third kill at 10 s: a 1.5 million
-	// broadcast now ends in about 30 s.)
 	// the first after one interval), each victim restarted RestartAfter
-	// later (0: lease TTL + 3 s, past the failover it causes).
+	// later (0: lease TTL + 3 s, past the failover it causes). 8 s, not
+	// 10: a 1.5 million broadcast now ends in about 30 s, before a third
+	// kill at 30 s.
 	Kills        int
 	KillEvery    time.Duration
 	RestartAfter time.Duration

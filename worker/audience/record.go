@@ -155,6 +155,10 @@ func (r *Record) Decode(into map[string]any) error {
 // own so that taking m's address does not move Decode's parameter to the
 // heap on the synthetic path, which parses nothing.
 func unmarshalObject(data []byte, m map[string]any) error {
+	if decodeFlat(data, m) {
+		return nil
+	}
+	clear(m)
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -131,6 +132,13 @@ func (t *h1Transport) direct(req *http.Request) bool {
 }
 
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, nil)
+}
+
+// roundTrip is RoundTrip; admit, when set, is asked again before the
+// request goes once more on a new connection (the Sender's allow-list and
+// fence: nothing may go out once its fence closed).
+func (t *h1Transport) roundTrip(req *http.Request, admit func(*url.URL) error) (*http.Response, error) {
 	if !t.direct(req) {
 		return t.next.RoundTrip(req)
 	}
@@ -154,6 +162,11 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// The endpoint had closed the kept connection: once more on a
 		// new one.
+		if admit != nil {
+			if aerr := admit(req.URL); aerr != nil {
+				return nil, aerr
+			}
+		}
 		body, gerr := req.GetBody()
 		if gerr != nil {
 			return nil, err

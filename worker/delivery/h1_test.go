@@ -3,6 +3,7 @@ package delivery
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -211,5 +212,36 @@ func waitUntil(t *testing.T, within time.Duration, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The fence is asked again before the direct path sends a request once
+// more on a new connection: a worker whose lease may have expired sends
+// nothing, even there.
+func TestDirectResendIsFenced(t *testing.T) {
+	var fenced atomic.Bool
+	e := newRawEndpoint(t, func(n int64, _ *http.Request) (string, bool) {
+		if n == 2 {
+			fenced.Store(true) // the lease ends while this request is out
+			return "", false
+		}
+		return okReply, true
+	})
+	cfg := testConfig
+	cfg.Fence = func() error {
+		if fenced.Load() {
+			return errors.New("lease deadline passed")
+		}
+		return nil
+	}
+	s, _ := newTestSender(t, cfg)
+	if r := sendOne(t, s, e.url()); r.Outcome != Delivered {
+		t.Fatalf("first send: %+v", r)
+	}
+	if r := sendOne(t, s, e.url()); r.Outcome != Aborted || !strings.Contains(r.Reason, "lease deadline passed") {
+		t.Fatalf("second send: %+v, want aborted by the fence", r)
+	}
+	if n := e.reqs.Load(); n != 2 {
+		t.Errorf("endpoint got %d requests, want 2: nothing sent again once fenced", n)
 	}
 }

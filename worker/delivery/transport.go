@@ -216,20 +216,21 @@ type attemptTransport struct {
 }
 
 func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// Checked on the request about to be dialed, every attempt: whatever
-	// built it, nothing goes to a URL the worker may not send to.
-	if t.allow != nil {
-		if err := t.allow(req.URL); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotAllowed, err)
-		}
-	}
-	if t.fence != nil {
-		if err := t.fence(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrFenced, err)
-		}
+	if err := t.admit(req.URL); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
-	resp, err := t.pool.RoundTrip(req.WithContext(ctx))
+	var (
+		resp *http.Response
+		err  error
+	)
+	if h1, ok := t.pool.(*h1Transport); ok {
+		// The direct path may send the request once more on a new
+		// connection: the same checks go first.
+		resp, err = h1.roundTrip(req.WithContext(ctx), t.admit)
+	} else {
+		resp, err = t.pool.RoundTrip(req.WithContext(ctx))
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -240,6 +241,23 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// admit checks a request about to go out, every attempt: whatever built
+// it, nothing goes to a URL the worker may not send to, and nothing goes
+// once the fence is closed.
+func (t attemptTransport) admit(u *url.URL) error {
+	if t.allow != nil {
+		if err := t.allow(u); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotAllowed, err)
+		}
+	}
+	if t.fence != nil {
+		if err := t.fence(); err != nil {
+			return fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+	}
+	return nil
 }
 
 // cancelOnClose ends an attempt's deadline once its body is done with, so

@@ -40,15 +40,6 @@ type rangeFrom struct {
 	from sharding.Cursor
 }
 
-// wholeRanges is ranges, each read from from on: one cursor for all.
-func wholeRanges(ranges []sharding.Range, from sharding.Cursor) []rangeFrom {
-	out := make([]rangeFrom, len(ranges))
-	for i, r := range ranges {
-		out[i] = rangeFrom{r: r, from: from}
-	}
-	return out
-}
-
 // rangeStream reads ranges (sorted, disjoint), each from its own cursor
 // on, as one stream of records in position order. It has the methods of
 // audience.Stream the reader uses.

@@ -167,3 +167,12 @@ func TestRangePlan(t *testing.T) {
 		t.Fatalf("plan %v, want %v", got, want)
 	}
 }
+
+// wholeRanges is ranges, each read from from on: one cursor for all.
+func wholeRanges(ranges []sharding.Range, from sharding.Cursor) []rangeFrom {
+	out := make([]rangeFrom, len(ranges))
+	for i, r := range ranges {
+		out[i] = rangeFrom{r: r, from: from}
+	}
+	return out
+}

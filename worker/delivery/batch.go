@@ -322,6 +322,15 @@ func readAnswer(status int, answer []byte, items []Item, open []int) ([]itemAnsw
 		}
 		return all, nil
 	}
+	if all, ok := scanAnswer(answer, items, open); ok {
+		return all, nil
+	}
+	return jsonAnswer(answer, items, open)
+}
+
+// jsonAnswer is readAnswer for a non-empty answer, with encoding/json:
+// for any answer scanAnswer does not take.
+func jsonAnswer(answer []byte, items []Item, open []int) ([]itemAnswer, error) {
 	var a batchAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {
 		return nil, fmt.Errorf("%w: not a results object: %w", errBatchAnswer, err)

@@ -88,8 +88,8 @@ func (b *broadcastRun) dropBatch() {
 func (b *broadcastRun) sendBatch(jobs []job, sc *scratch) {
 	defer b.sending.Done()
 	defer b.sends.release()
-	items := make([]delivery.Item, 0, len(jobs))
-	sent := make([]job, 0, len(jobs))
+	sc.bodies, sc.ends, sc.sent = sc.bodies[:0], sc.ends[:0], sc.sent[:0]
+	keys := make([]string, 0, len(jobs))
 	for _, j := range jobs {
 		switch {
 		case j.slot.sendCtx.Err() != nil:
@@ -105,20 +105,36 @@ func (b *broadcastRun) sendBatch(jobs []job, sc *scratch) {
 			b.deadLetter(j, letter)
 			continue
 		}
-		body := templates.AppendBody(make([]byte, 0, 256), templates.Delivery{
+		sc.bodies = templates.AppendBody(sc.bodies, templates.Delivery{
 			BroadcastID: b.id, SubscriberID: j.id, Key: k, Locale: sc.msg.Locale, Message: &sc.msg,
 		})
-		items = append(items, delivery.Item{Key: k, Body: body})
-		sent = append(sent, j)
+		sc.ends = append(sc.ends, len(sc.bodies))
+		keys = append(keys, k)
+		sc.sent = append(sc.sent, j)
 	}
-	if len(items) == 0 {
+	if len(sc.sent) == 0 {
 		return
 	}
-	results := make([]delivery.Result, len(items))
+	// The bodies are sliced only now: the buffer may have moved as it grew.
+	sc.items = sc.items[:0]
+	start := 0
+	for i, end := range sc.ends {
+		sc.items = append(sc.items, delivery.Item{Key: keys[i], Body: sc.bodies[start:end:end]})
+		start = end
+	}
+	sc.results = append(sc.results[:0], make([]delivery.Result, len(sc.items))...)
+	sent := sc.sent
 	live := func(i int) bool { return sent[i].slot.sendCtx.Err() == nil }
-	b.send.SendBatch(b.runCtx, b.spec.Endpoint.URL, items, live, results)
+	b.send.SendBatch(b.runCtx, b.spec.Endpoint.URL, sc.items, live, sc.results)
 	for i, j := range sent {
-		out, letter := b.settle(j.slot.sendCtx, j, items[i].Key, results[i])
+		out, letter := b.settle(j.slot.sendCtx, j, keys[i], sc.results[i])
 		b.finishSent(j, out, letter)
+	}
+	// Nothing of the batch is kept past here but the keys (in dead
+	// letters): the next batch may write over the bodies.
+	clear(sc.items)
+	clear(sc.sent)
+	if cap(sc.bodies) > maxKeptBodies {
+		sc.bodies = nil
 	}
 }

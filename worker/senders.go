@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/worker/delivery"
 )
 
 // senderIdle is how long a sender goroutine waits for a record before it
@@ -107,8 +108,21 @@ func (p *senders) close() {
 	p.wg.Wait()
 }
 
-// scratch is a sender's reusable space for one record.
+// scratch is a sender's reusable space for one record, and for the
+// bodies and results of one batch: a batch's items are rendered into one
+// buffer, which the next batch of the same sender reuses once the request
+// is answered.
 type scratch struct {
-	msg templates.Message
-	key []byte
+	msg     templates.Message
+	key     []byte
+	bodies  []byte
+	ends    []int
+	items   []delivery.Item
+	sent    []job
+	results []delivery.Result
 }
+
+// maxKeptBodies is the most body buffer a sender keeps between batches:
+// a batch of 1,000 large messages does not leave a megabyte with every
+// sender.
+const maxKeptBodies = 256 << 10

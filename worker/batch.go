@@ -61,7 +61,11 @@ func (b *broadcastRun) flush() {
 		return
 	}
 	batch := b.batch
-	b.batch = make([]job, 0, b.batchSize)
+	select {
+	case b.batch = <-b.spare:
+	default:
+		b.batch = make([]job, 0, b.batchSize)
+	}
 	if err := b.sends.acquire(b.runCtx); err != nil {
 		for _, j := range batch {
 			b.t.finish(j.idx, pending)
@@ -88,6 +92,7 @@ func (b *broadcastRun) dropBatch() {
 func (b *broadcastRun) sendBatch(jobs []job, sc *scratch) {
 	defer b.sending.Done()
 	defer b.sends.release()
+	defer b.recycle(jobs)
 	sc.bodies, sc.ends, sc.sent = sc.bodies[:0], sc.ends[:0], sc.sent[:0]
 	keys := make([]string, 0, len(jobs))
 	for _, j := range jobs {
@@ -131,10 +136,24 @@ func (b *broadcastRun) sendBatch(jobs []job, sc *scratch) {
 		b.finishSent(j, out, letter)
 	}
 	// Nothing of the batch is kept past here but the keys (in dead
-	// letters): the next batch may write over the bodies.
+	// letters): the next batch may write over the bodies, and the reader
+	// gather another in jobs.
 	clear(sc.items)
 	clear(sc.sent)
 	if cap(sc.bodies) > maxKeptBodies {
 		sc.bodies = nil
+	}
+}
+
+// spareBatches is how many used batches a broadcast run keeps for its
+// reader.
+const spareBatches = 8
+
+// recycle gives a batch the sender is done with back to the reader.
+func (b *broadcastRun) recycle(jobs []job) {
+	clear(jobs)
+	select {
+	case b.spare <- jobs[:0]:
+	default:
 	}
 }

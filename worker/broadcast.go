@@ -111,6 +111,9 @@ type broadcastRun struct {
 	batchSize  int
 	batch      []job
 	batchSince time.Time
+	// spare holds batches the senders are done with, for the reader to
+	// gather the next ones in.
+	spare chan []job
 	// runCtx ends when the run stops: batches wait for a send slot, and
 	// are sent, under it.
 	runCtx    context.Context
@@ -149,6 +152,7 @@ func newBroadcastRun(id string, sp spec.Spec, set *templates.Set, send *delivery
 		stopping:   make(chan struct{}),
 		watchAdded: make(chan struct{}, 1),
 		batchSize:  sp.Endpoint.Batch(),
+		spare:      make(chan []job, spareBatches),
 	}
 	b.runCtx, b.cancelRun = context.WithCancel(context.Background())
 	b.t = newTracker(slots, cfg.window, uint64(cfg.checkpointEvery), func(empty bool) {

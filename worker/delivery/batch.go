@@ -196,6 +196,9 @@ func (s *Sender) sendBatch(ctx context.Context, url string, items []Item, base i
 		}
 		breakerOpen := c.report(ctx, err, retryAfter)
 		outage := breakerOpen && c.patient()
+		// A whole request failed as an outage begins: as in Send, the
+		// items' attempts do not count (breaker.onset).
+		onset := !outage && perItem == nil && (c.verdict == verdictRetry || c.verdict == verdictRetryAfter) && s.breaker.onset()
 		now := s.now()
 		var wait time.Duration
 		retrying := 0
@@ -227,7 +230,7 @@ func (s *Sender) sendBatch(ctx context.Context, url string, items []Item, base i
 			// Items the endpoint asked for again count an attempt each; a
 			// whole request lost while the endpoint is down does not (as
 			// for Send).
-			if !outage || perItem != nil {
+			if (!outage && !onset) || perItem != nil {
 				st.spent++
 			}
 			if st.spent >= s.cfg.MaxAttempts {
@@ -294,7 +297,11 @@ func (s *Sender) postBatch(ctx context.Context, c *call, url string, body []byte
 	status, retryAfter := resp.StatusCode, resp.Header.Get("Retry-After")
 	ok := status >= 200 && status <= 299
 	limit := s.cfg.MaxResponseBytes + int64(n)*batchAnswerBytesPerItem
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	// Into the call's buffer: the answer is read before the next request.
+	buf := bytes.NewBuffer(c.answerBuf[:0])
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	answer := buf.Bytes()
+	c.answerBuf = answer
 	switch {
 	case int64(len(answer)) > limit:
 		s.limit(LimitResponseBody)

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,8 @@ type breaker struct {
 // mark is one attempt's verdict as the breaker keeps it.
 type mark struct {
 	at     time.Time
-	failed bool // a transient failure
+	failed bool   // a transient failure
+	who    uint64 // the delivery (one Send or SendBatch) it was an attempt of
 }
 
 // newBreaker returns the breaker cfg asks for, nil when BreakerRatio
@@ -174,7 +176,7 @@ func (b *breaker) abandon() {
 // record takes an attempt's verdict and reports whether the breaker is open
 // afterwards. probe says the attempt went out as the probe; retryAfter is
 // the wait the endpoint asked for, negative when it asked for none.
-func (b *breaker) record(probe bool, v verdict, retryAfter time.Duration) (open bool) {
+func (b *breaker) record(probe bool, v verdict, retryAfter time.Duration, who uint64) (open bool) {
 	if b == nil {
 		return false
 	}
@@ -186,7 +188,7 @@ func (b *breaker) record(probe bool, v verdict, retryAfter time.Duration) (open 
 		b.probing = false
 	}
 	if !b.open.Load() {
-		b.marks[b.next] = mark{at: now, failed: failed}
+		b.marks[b.next] = mark{at: now, failed: failed, who: who}
 		b.next = (b.next + 1) % len(b.marks)
 		if failed && b.tripped(now) {
 			b.trip(now, retryAfter)
@@ -209,6 +211,51 @@ func (b *breaker) record(probe bool, v verdict, retryAfter time.Duration) (open 
 		b.nextAt = maxTime(b.nextAt, now.Add(b.interval(b.probes, retryAfter)))
 	}
 	return true
+}
+
+// onsetDeliveries is how many deliveries the failures of an onset must
+// come from.
+const onsetDeliveries = 3
+
+// onset reports whether an outage looks to have begun though the breaker
+// has not opened yet: the last BreakerMinAttempts attempts, all within the
+// window, failed transiently, and were attempts of at least three
+// deliveries. The breaker opens once a BreakerRatio share of the last
+// BreakerAttempts failed, 16 of 20 by default; when the endpoint goes down
+// after answering well, the first 15 failures find it closed, and a
+// message whose last attempt was among them would fail for the outage.
+// While the onset lasts, a transient failure does not count towards its
+// delivery's MaxAttempts either. It costs nothing beyond that: the retry
+// waits its backoff as before, each is one more failure towards opening
+// the breaker, and any answer that is not a transient failure ends the
+// onset. Ten failures in a row from three deliveries is also what keeps a
+// message or two the endpoint refuses on their own failing after
+// MaxAttempts as before, and an endpoint failing half of the attempts at
+// random sees one rarely, and for one attempt.
+func (b *breaker) onset() bool {
+	if b == nil || b.open.Load() {
+		return false
+	}
+	k := b.minAttempts
+	if k < onsetDeliveries || k > len(b.marks) {
+		return false
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var seen [onsetDeliveries]uint64
+	n := 0
+	for i := 1; i <= k; i++ {
+		m := b.marks[(b.next-i+len(b.marks))%len(b.marks)]
+		if m.at.IsZero() || !m.failed || now.Sub(m.at) > b.window {
+			return false
+		}
+		if n < onsetDeliveries && !slices.Contains(seen[:n], m.who) {
+			seen[n] = m.who
+			n++
+		}
+	}
+	return n == onsetDeliveries
 }
 
 // tripped reports whether the recent verdicts say the endpoint is down.

@@ -250,6 +250,55 @@ func TestBreakerLetsABadMessageFail(t *testing.T) {
 	}
 }
 
+// TestBreakerOnsetSparesLastAttempts: an endpoint that was answering well
+// goes down. The breaker, its recent attempts all successes, opens only
+// at the 16th failure; the deliveries whose last attempt fails before that
+// are not failed for the outage, since the ten failures before theirs,
+// from many deliveries, announced it (breaker.onset). All are delivered
+// once the endpoint is back.
+func TestBreakerOnsetSparesLastAttempts(t *testing.T) {
+	const sends = 12
+	var down atomic.Bool
+	var during atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			during.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	s, err := New(Config{MaxInFlight: sends, MaxAttempts: 2, BackoffMin: 50 * time.Millisecond,
+		BackoffMax: 100 * time.Millisecond, BreakerProbeMax: 200 * time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, k := range keys("warm", DefaultBreakerAttempts) {
+		if r := s.Send(ctx, srv.URL, k, []byte(testBody)); r.Outcome != Delivered {
+			t.Fatalf("warm-up %s: %+v", k, r)
+		}
+	}
+	down.Store(true)
+	time.AfterFunc(time.Second, func() { down.Store(false) })
+
+	// Twelve first attempts fail at once, then their second ones after
+	// the backoff: without the onset, those before the breaker opens (the
+	// 13th to 15th failures) would be failed.
+	results := sendAll(ctx, s, srv.URL, keys("onset", sends))
+	for i, r := range results {
+		if r.Outcome != Delivered {
+			t.Errorf("send %d: %+v, want delivered after the outage", i, r)
+		}
+	}
+	if during.Load() < sends+3 {
+		t.Errorf("endpoint got %d requests during the outage, want at least %d: the second attempts did not come before the breaker opened", during.Load(), sends+3)
+	}
+}
+
 // openBreaker opens s's breaker with sends concurrent deliveries of one
 // attempt each to an endpoint that answers 503, and returns their results
 // (once ctx ends, for those left waiting) and the endpoint's request count.

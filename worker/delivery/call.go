@@ -25,7 +25,8 @@ const snippetBytes = 160
 // call is the state of one Send or SendBatch through its attempts. Calls
 // are pooled by the Sender and reused.
 type call struct {
-	s *Sender
+	s  *Sender
+	id uint64 // tells the breaker's marks of different deliveries apart
 
 	attempts int           // requests started
 	spent    int           // attempts counted towards MaxAttempts
@@ -41,16 +42,22 @@ type call struct {
 	buf     [snippetBytes]byte
 	snippet []byte // the start of the last refusing response's body, in buf
 
-	body   []byte            // the message, for signing
-	signer *signature.Signer // nil when unsigned; kept with the pooled call
-	sig    []byte            // the last signature header value
+	answerBuf []byte            // a batch answer's bytes, read anew into it for every request
+	body      []byte            // the message, for signing
+	signer    *signature.Signer // nil when unsigned; kept with the pooled call
+	sig       []byte            // the last signature header value
 }
+
+// maxKeptAnswer is the most answer buffer a pooled call keeps: the answer
+// to a batch of 100 is about 7 KiB.
+const maxKeptAnswer = 64 << 10
 
 func (s *Sender) getCall() *call {
 	if c, ok := s.calls.Get().(*call); ok {
+		c.id = s.callSeq.Add(1)
 		return c
 	}
-	c := &call{s: s}
+	c := &call{s: s, id: s.callSeq.Add(1)}
 	if s.cfg.SigningKeys != nil {
 		// Validate checked the keys.
 		c.signer, _ = signature.NewSigner(s.cfg.SigningKeys)
@@ -63,6 +70,9 @@ func (s *Sender) putCall(c *call) {
 	c.spent, c.waited = 0, 0
 	c.attempts, c.verdict, c.status, c.err, c.stopped, c.wait = 0, 0, 0, nil, "", 0
 	c.snippet, c.body = nil, nil
+	if cap(c.answerBuf) > maxKeptAnswer {
+		c.answerBuf = nil
+	}
 	s.calls.Put(c)
 }
 
@@ -166,7 +176,7 @@ func (c *call) report(ctx context.Context, err error, retryAfter string) (open b
 	}
 	probe := c.probe
 	c.probe = false
-	return c.s.breaker.record(probe, c.verdict, wait)
+	return c.s.breaker.record(probe, c.verdict, wait, c.id)
 }
 
 // checkRetry runs after every attempt: it
@@ -216,7 +226,7 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 		return false, ctx.Err()
 	}
 	outage := open && c.patient()
-	if !outage {
+	if !outage && !c.s.breaker.onset() {
 		c.spent++
 	}
 	if c.spent >= c.s.cfg.MaxAttempts {

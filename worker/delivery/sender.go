@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +75,8 @@ type Sender struct {
 	metrics *metrics
 	breaker *breaker // nil when disabled
 	// calls recycles per-Send state, so a Send allocates none of it.
-	calls sync.Pool
+	calls   sync.Pool
+	callSeq atomic.Uint64
 
 	// Hooks tests replace. now is the wall clock that Retry-After dates and
 	// context deadlines are read against; randN draws backoff jitter;

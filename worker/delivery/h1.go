@@ -132,16 +132,20 @@ func (t *h1Transport) direct(req *http.Request) bool {
 }
 
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.roundTrip(req, nil)
-}
-
-// roundTrip is RoundTrip; admit, when set, is asked again before the
-// request goes once more on a new connection (the Sender's allow-list and
-// fence: nothing may go out once its fence closed).
-func (t *h1Transport) roundTrip(req *http.Request, admit func(*url.URL) error) (*http.Response, error) {
 	if !t.direct(req) {
 		return t.next.RoundTrip(req)
 	}
+	return t.roundTrip(req, nil, time.Time{})
+}
+
+// roundTrip sends a request direct reports it may send; admit, when set,
+// is asked again before the request goes once more on a new connection
+// (the Sender's allow-list and fence: nothing may go out once its fence
+// closed). The exchange ends by the request's context's deadline or by,
+// whichever comes first (by zero: the context's alone): the Sender's
+// attempt timeout is a deadline on the connection, with no context of its
+// own to make and cancel every attempt.
+func (t *h1Transport) roundTrip(req *http.Request, admit func(*url.URL) error, by time.Time) (*http.Response, error) {
 	host := req.URL.Host
 	if req.URL.Port() == "" {
 		host = net.JoinHostPort(req.URL.Hostname(), "80")
@@ -152,7 +156,7 @@ func (t *h1Transport) roundTrip(req *http.Request, admit func(*url.URL) error) (
 			closeBody(req)
 			return nil, err
 		}
-		resp, retry, err := t.exchange(req, c)
+		resp, retry, err := t.exchange(req, c, by)
 		if err == nil {
 			return resp, nil
 		}
@@ -360,13 +364,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // response's body owns c: it goes back to the idle list once read to its
 // end and closed. retry reports a failure on a reused connection before
 // any byte of an answer arrived: the endpoint had closed it.
-func (t *h1Transport) exchange(req *http.Request, c *h1Conn) (resp *http.Response, retry bool, err error) {
+func (t *h1Transport) exchange(req *http.Request, c *h1Conn, by time.Time) (resp *http.Response, retry bool, err error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		t.put(c)
 		return nil, false, err
 	}
 	deadline, hasDeadline := ctx.Deadline()
+	if !by.IsZero() && (!hasDeadline || by.Before(deadline)) {
+		deadline, hasDeadline = by, true
+	}
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		t.discard(c)
 		return nil, c.reused, err

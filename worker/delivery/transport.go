@@ -219,18 +219,18 @@ func (t attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := t.admit(req.URL); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
-	var (
-		resp *http.Response
-		err  error
-	)
-	if h1, ok := t.pool.(*h1Transport); ok {
-		// The direct path may send the request once more on a new
-		// connection: the same checks go first.
-		resp, err = h1.roundTrip(req.WithContext(ctx), t.admit)
-	} else {
-		resp, err = t.pool.RoundTrip(req.WithContext(ctx))
+	pool := t.pool
+	if h1, ok := pool.(*h1Transport); ok {
+		if h1.direct(req) {
+			// The attempt's timeout is the connection's deadline; the
+			// direct path may send the request once more on a new
+			// connection, the same checks first.
+			return h1.roundTrip(req, t.admit, time.Now().Add(t.timeout))
+		}
+		pool = h1.next
 	}
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := pool.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		cancel()
 		return nil, err

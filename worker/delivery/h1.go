@@ -397,7 +397,7 @@ func (t *h1Transport) exchange(req *http.Request, c *h1Conn, by time.Time) (resp
 	}
 	c.lim.n, c.lim.hit, c.lim.got = t.maxHeaderBytes, false, 0
 	for {
-		resp, err = http.ReadResponse(c.br, req)
+		resp, err = readResponse(c.br, req)
 		if err != nil {
 			if c.lim.hit {
 				err = fmt.Errorf("%w of %d bytes", errHeadersTooLarge, t.maxHeaderBytes)

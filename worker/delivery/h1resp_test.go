@@ -67,7 +67,7 @@ func TestReadResponse(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n", false},
 		{"HTTP/1.1 200 OK\r\nX-Caf\xc3\xa9: 1\r\nContent-Length: 0\r\n\r\n", false},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", true}, // the body ends early: an error either way
-		{"HTTP/1.1 200 OK\r\nContent-Length: 0", false},                // the head is not all there
+		{"HTTP/1.1 200 OK\r\nContent-Length: 0", false},              // the head is not all there
 	} {
 		taken, fast, std, fastBody, stdBody, stdErr := readBoth(t, tc.raw)
 		if taken != tc.take {

@@ -36,23 +36,24 @@ const (
 )
 
 var allScenarios = append([]string{scSteady, scBaseline, scBatch, scKill9, scSigstop, scScaleout, scSigterm, scSlow, scRSS,
-	scEndpointDown, scKafkaDown, scConcurrent, scSoak}, append(fleetScenarios, audienceScenarios...)...)
+	scEndpointDown, scKafkaDown, scConcurrent, scSoak, scUnbatched}, append(fleetScenarios, audienceScenarios...)...)
 
 // longScenarios are left out of a run that names none: rss takes minutes
-// at 10 million subscribers, soak tens of minutes, the fleet-scale ones
+// at 10 million subscribers, soak tens of minutes, unbatched repeats the
+// steady runs and baselines in rounds (about 8 minutes), the fleet-scale ones
 // (rollout, idle, retrykill, etcdout) measure targets of their own, and
 // the audience ones (sources, pgkill, reads; the set "audiences") need
 // PostgreSQL installed.
-var longScenarios = append([]string{scRSS, scSoak}, append(fleetScenarios, audienceScenarios...)...)
+var longScenarios = append([]string{scRSS, scSoak, scUnbatched}, append(fleetScenarios, audienceScenarios...)...)
 
 // Config is one load-test run. The zero value of every field means the
 // documented default.
 type Config struct {
 	// Scenarios to run, among steady, baselines, kill9, sigstop, scaleout,
-	// sigterm, slow, rss, endpointdown, kafkadown, concurrent, soak,
+	// sigterm, slow, rss, endpointdown, kafkadown, concurrent, soak, unbatched,
 	// rollout, idle, retrykill, etcdout, sources, pgkill and reads; the
 	// name audiences stands for the last three. Empty means all but the
-	// long ones: rss, soak, the fleet-scale and the audience ones.
+	// long ones: rss, soak, unbatched, the fleet-scale and the audience ones.
 	Scenarios []string
 	// Subscribers in steady runs and the baselines. 0 means 2,000,000.
 	Subscribers int64
@@ -113,6 +114,8 @@ type Config struct {
 	Fleet FleetConfig
 	// Audiences sizes sources, pgkill and reads.
 	Audiences AudienceConfig
+	// Unbatched sizes the unbatched scenario (unbatched.go).
+	Unbatched UnbatchedConfig
 
 	// CPUProfile, when set, starts the steady runs' workers with --pprof
 	// and takes a CPU profile of that length from each, once a quarter of
@@ -235,6 +238,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.Fleet = c.Fleet.withDefaults(c.LeaseTTL)
 	c.Audiences = c.Audiences.withDefaults(c.ChaosSubscribers)
+	c.Unbatched = c.Unbatched.withDefaults()
 	return c.monthsDefaults()
 }
 
@@ -282,6 +286,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: timeout %v: want up to 2h", ErrConfig, c.Timeout)
 	}
 	if err := c.validateMonths(); err != nil {
+		return err
+	}
+	if err := c.Unbatched.validate(); err != nil {
 		return err
 	}
 	if err := c.Audiences.validate(); err != nil {
@@ -338,6 +345,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", 20*time.Minute, "give up a scenario after this `long`")
 	c.Fleet.registerFlags(fs)
 	c.Audiences.registerFlags(fs)
+	c.Unbatched.registerFlags(fs)
 	fs.StringVar(&c.Binary, "binary", "", "prebuilt herald `binary` (default: build ./cmd/herald)")
 	fs.StringVar(&c.Out, "out", "", "`directory` for results, charts and logs (default: a new temporary one)")
 }

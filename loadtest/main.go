@@ -24,6 +24,9 @@
 //	sigterm    rolling restart of every worker
 //	slow       an endpoint with latency, 429s and 5xx
 //	rss        worker peak RSS at two audience sizes (not run by default)
+//	unbatched  --unbatched-rounds rounds of the plain sender and steady at
+//	           every --workers size, back to back: each size's median
+//	           ratio judged (target 0.9; not run by default)
 //
 // and, for running for months:
 //
@@ -200,7 +203,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 	plain, diy := map[int]*Result{}, map[int]*Result{}
 	if cfg.has(scBaseline) {
 		for _, w := range cfg.Workers {
-			pr, err := h.runPlain(ctx, w, w*cfg.MaxInFlight)
+			pr, err := h.runPlain(ctx, w, w*cfg.MaxInFlight, cfg.Subscribers)
 			if err != nil {
 				return results, err
 			}
@@ -228,6 +231,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) ([
 		}
 		plainBatch = &pr
 		if err := emit(pr); err != nil {
+			return results, err
+		}
+	}
+	if cfg.has(scUnbatched) {
+		if err := h.runUnbatched(ctx, emit); err != nil {
 			return results, err
 		}
 	}

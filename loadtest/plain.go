@@ -60,16 +60,17 @@ func (p *poster) close() { p.client.CloseIdleConnections() }
 // runPlain is the first baseline: every eligible subscriber's body rendered
 // in memory beforehand, then posted by conc goroutines as fast as the
 // endpoint answers. Nothing to coordinate, nothing to survive: the ceiling
-// one machine's sender can reach against this endpoint.
-func (h *harness) runPlain(ctx context.Context, workers, conc int) (Result, error) {
+// one machine's sender can reach against this endpoint. It sends the
+// demo's broadcast of subscribers.
+func (h *harness) runPlain(ctx context.Context, workers, conc int, subscribers int64) (Result, error) {
 	cfg := h.cfg
 	id := fmt.Sprintf("lt-plain-%d", time.Now().Unix())
-	eligible, err := h.eligible(cfg.Subscribers)
+	eligible, err := h.eligible(subscribers)
 	if err != nil {
 		return Result{}, err
 	}
 	var renderFailed int64
-	seq, seqErr, err := renderAll(id, cfg.Subscribers, cfg.Seed, &renderFailed)
+	seq, seqErr, err := renderAll(id, subscribers, cfg.Seed, &renderFailed)
 	if err != nil {
 		return Result{}, err
 	}
@@ -101,6 +102,7 @@ func (h *harness) runPlain(ctx context.Context, workers, conc int) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
+	res.Subscribers = subscribers
 	res.setLatency(p.lat.snapshot())
 	res.Note = fmt.Sprintf("%d concurrent requests from one process, bodies rendered before the clock starts, no retries", conc)
 	return res, nil

@@ -105,3 +105,20 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestReadResponseHead: the answer to a HEAD has no body whatever its
+// Content-Length says; readResponse leaves it to net/http, and the
+// connection's next answer is read whole.
+func TestReadResponseHead(t *testing.T) {
+	raw := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
+	br := bufio.NewReaderSize(strings.NewReader(raw), h1BufSize)
+	head, _ := http.NewRequest(http.MethodHead, "http://endpoint.test/push", nil)
+	resp, err := readResponse(br, head)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Body != http.NoBody || resp.ContentLength != 5 {
+		t.Fatalf("HEAD: %+v, %v; want 200, no body, ContentLength 5", resp, err)
+	}
+	post, _ := http.NewRequest(http.MethodPost, "http://endpoint.test/push", nil)
+	if resp, err = readResponse(br, post); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("next answer: %+v, %v; want 204", resp, err)
+	}
+}

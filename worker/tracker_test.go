@@ -185,6 +185,19 @@ func (m *trackerModel) check(step int) {
 				m.t.Fatalf("step %d slot %d: record %d unfinished behind cursor %d and not pending", step, sr.index, seq, p.Cursor.Seq)
 			}
 		}
+		// A successor resumes at the cursor: nothing finished may lie
+		// there or after, or it would be sent twice.
+		for seq := p.Cursor.Seq; seq < m.n; seq++ {
+			if m.slotOf[seq] == sr.index && st[seq] == finished {
+				m.t.Fatalf("step %d slot %d: record %d finished at or after cursor %d", step, sr.index, seq, p.Cursor.Seq)
+			}
+		}
+		// Each check stands for an acknowledged write: the next cursor may
+		// not go back.
+		if p.Cursor.Seq < sr.wrote.Seq {
+			m.t.Fatalf("step %d slot %d: cursor %d behind the last written %d", step, sr.index, p.Cursor.Seq, sr.wrote.Seq)
+		}
+		sr.wrote = p.Cursor
 		want := m.start[sr.index].Scanned + m.done[sr.index]
 		if p.Counters.Scanned != want {
 			m.t.Fatalf("step %d slot %d: scanned %d, want %d", step, sr.index, p.Counters.Scanned, want)
